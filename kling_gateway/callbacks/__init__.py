@@ -1,0 +1,1 @@
+"""Callbacks to clients: target safety, the durable outbox's deliverer and signatures."""

@@ -1,0 +1,60 @@
+"""Server-side request forgery guard for callback URLs.
+
+A callback URL is checked when the task is created and again at delivery, on the address
+actually connected to (see ``delivery.py``), so a DNS answer that changes in between
+(rebinding) cannot reach a private network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from urllib.parse import urlsplit
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class UnsafeTarget(ValueError):
+    """The URL may not be called: wrong scheme, or it reaches a non-public address."""
+
+
+def is_public_address(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return not (
+        address.is_loopback
+        or address.is_private
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_unspecified
+        or address.is_reserved
+    )
+
+
+def check_address(address: str, allow_private: bool) -> None:
+    if allow_private:
+        return
+    if not is_public_address(ipaddress.ip_address(address.split("%", 1)[0])):
+        raise UnsafeTarget(f"callback address {address} is not public")
+
+
+async def resolve(host: str, port: int) -> list[str]:
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UnsafeTarget(f"callback host {host} does not resolve") from exc
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+async def check_callback_url(url: str, allow_private: bool) -> None:
+    """Refuse ``url`` unless it is http(s) and every address its host resolves to is public."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UnsafeTarget("callback URL must be http or https")
+    if allow_private:
+        return
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    for address in await resolve(parts.hostname, port):
+        check_address(address, allow_private)

@@ -1,0 +1,205 @@
+"""The fake's in-memory world: tasks per account, counters and the fault dice."""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from kling_gateway.fake_upstream.config import (
+    FAILURE_MESSAGE,
+    SAFETY_MESSAGE,
+    FakeUpstreamConfig,
+    FaultRule,
+)
+from kling_gateway.fake_upstream.validation import CreateRequest, FakeApiError
+
+EXTEND_SECONDS = 4.0
+TRIGGER_FAIL = "[fake:fail]"
+TRIGGER_UNSAFE = "[fake:unsafe]"
+TRIGGER_UNSAFE_LATER = "[fake:unsafe-later]"
+
+
+@dataclass(slots=True)
+class FakeTask:
+    task_id: str
+    kind: str
+    account: str
+    request: CreateRequest
+    media_base: str
+    created_at: int
+    updated_at: int
+    finish_in: float
+    outcome_message: str | None = None  # None: the task will succeed
+    status: str = "submitted"
+    video_id: str | None = None
+    duration: str = "5.1"
+    parent_video: dict[str, Any] | None = None
+
+    def media_url(self) -> str:
+        return f"{self.media_base.rstrip('/')}/fake-media/{self.task_id}.mp4"
+
+    def video(self) -> dict[str, Any]:
+        url = self.media_url()
+        return {"id": self.video_id, "url": url, "watermark_url": url, "duration": self.duration}
+
+    def to_json(self) -> dict[str, Any]:
+        info: dict[str, Any] = {}
+        if self.request.external_task_id is not None:
+            info["external_task_id"] = self.request.external_task_id
+        if self.parent_video is not None:
+            info["parent_video"] = self.parent_video
+        doc: dict[str, Any] = {
+            "task_id": self.task_id,
+            "task_status": self.status,
+            "task_status_msg": self.outcome_message if self.status == "failed" else "",
+            "task_info": info,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+        if self.status == "succeed":
+            doc["task_result"] = {"videos": [self.video()]}
+            doc["final_unit_deduction"] = "1"
+        return doc
+
+
+@dataclass(slots=True)
+class Counters:
+    requests_by_route: Counter[str] = field(default_factory=Counter)
+    creates_by_external_id: Counter[str] = field(default_factory=Counter)
+    creates: int = 0
+    callbacks_sent: int = 0
+    callbacks_failed: int = 0
+    faults_injected: Counter[str] = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "requests_by_route": dict(self.requests_by_route),
+            "creates_by_external_id": dict(self.creates_by_external_id),
+            "creates": self.creates,
+            "callbacks_sent": self.callbacks_sent,
+            "callbacks_failed": self.callbacks_failed,
+            "faults_injected": dict(self.faults_injected),
+        }
+
+
+class FakeState:
+    """All tasks of all accounts, the counters and the current faults of one app instance."""
+
+    def __init__(self, config: FakeUpstreamConfig) -> None:
+        self.config = config
+        self.rng = random.Random(config.seed)
+        # Copies: a rule's remaining ``count`` belongs to this instance.
+        self.faults: dict[str, FaultRule] = {k: replace(v) for k, v in config.faults.items()}
+        self.counters = Counters()
+        self.tasks: dict[str, FakeTask] = {}
+        self._by_external: dict[tuple[str, str], str] = {}
+        self._next_id = 800_000_000_000_000_000 + self.rng.randrange(10**15)
+
+    # --- faults --------------------------------------------------------------------------
+
+    def fault(self, kind: str, route: str, *, after: bool | None = None) -> FaultRule | None:
+        """The rule of ``kind`` if it fires for this request on ``route``.
+
+        ``after``: only a rule for that phase (before/after the request took effect) fires.
+        """
+        rule = self.faults.get(kind)
+        if rule is None or not rule.matches(route) or (after is not None and rule.after != after):
+            return None
+        if not rule.fire(self.rng):
+            return None
+        self.counters.faults_injected[kind] += 1
+        return rule
+
+    # --- tasks ---------------------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return int(self.config.clock() * 1000)
+
+    def find(self, account: str, kind: str, ident: str) -> FakeTask | None:
+        """A task of ``account`` by task id, else by external_task_id."""
+        task = self.tasks.get(ident)
+        if task is None:
+            found = self._by_external.get((account, ident))
+            task = self.tasks.get(found) if found is not None else None
+        if task is None or task.account != account or task.kind != kind:
+            return None
+        return task
+
+    def page(self, account: str, kind: str, page_num: int, page_size: int) -> list[FakeTask]:
+        mine = [t for t in self.tasks.values() if t.account == account and t.kind == kind]
+        mine.reverse()  # newest first (dicts keep insertion order)
+        start = (page_num - 1) * page_size
+        return mine[start : start + page_size]
+
+    def _video_of_account(self, account: str, video_id: str) -> FakeTask | None:
+        for task in self.tasks.values():
+            if task.account == account and task.video_id == video_id:
+                return task if task.status == "succeed" else None
+        return None
+
+    def _outcome(self, request: CreateRequest) -> str | None:
+        prompt = request.prompt or ""
+        if TRIGGER_UNSAFE_LATER in prompt:
+            return SAFETY_MESSAGE
+        if TRIGGER_FAIL in prompt:
+            return FAILURE_MESSAGE
+        if (rule := self.fault("task_safety", "create")) is not None:
+            return rule.message or SAFETY_MESSAGE
+        if (rule := self.fault("task_failure", "create")) is not None:
+            return rule.message or FAILURE_MESSAGE
+        return None
+
+    def reject_unsafe(self, request: CreateRequest) -> None:
+        """The create-time content safety check (code 1301)."""
+        rule = self.fault("create_safety", "create")
+        if rule is not None or TRIGGER_UNSAFE in (request.prompt or ""):
+            message = rule.message if rule is not None and rule.message else SAFETY_MESSAGE
+            raise FakeApiError(400, 1301, message)
+
+    def create(self, account: str, request: CreateRequest, media_base: str) -> FakeTask:
+        external = request.external_task_id
+        if external is not None and (account, external) in self._by_external:
+            raise FakeApiError(400, 1201, f"external_task_id {external} already exists")
+        parent = None
+        if request.video_id is not None:
+            parent = self._video_of_account(account, request.video_id)
+            if parent is None:
+                raise FakeApiError(400, 1201, f"video_id {request.video_id} does not exist")
+        self.reject_unsafe(request)
+        low, high = self.config.finish_after
+        self._next_id += 1 + self.rng.randrange(1000)
+        now = self.now_ms()
+        task = FakeTask(
+            task_id=str(self._next_id),
+            kind=request.kind,
+            account=account,
+            request=request,
+            media_base=media_base,
+            created_at=now,
+            updated_at=now,
+            finish_in=self.rng.uniform(low, high),
+            outcome_message=self._outcome(request),
+        )
+        self._set_duration(task, parent)
+        self.tasks[task.task_id] = task
+        if external is not None:
+            self._by_external[(account, external)] = task.task_id
+            self.counters.creates_by_external_id[external] += 1
+        self.counters.creates += 1
+        return task
+
+    def _set_duration(self, task: FakeTask, parent: FakeTask | None) -> None:
+        if parent is None:
+            task.duration = f"{int(task.request.duration)}.1"
+            return
+        task.parent_video = parent.video()
+        task.duration = f"{float(parent.duration) + EXTEND_SECONDS:.1f}"
+
+    def advance(self, task: FakeTask, status: str) -> None:
+        task.status = status
+        task.updated_at = self.now_ms()
+        if status == "succeed":
+            task.video_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))

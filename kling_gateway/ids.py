@@ -1,0 +1,42 @@
+"""Identifiers: task ids (UUID4), document ids (ObjectId-like) and trace ids."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import uuid
+
+_counter_lock = threading.Lock()
+_counter = int.from_bytes(os.urandom(3), "big")
+_process_random = os.urandom(5)
+
+
+def new_task_id() -> str:
+    return str(uuid.uuid4())
+
+
+def new_trace_id() -> str:
+    return str(uuid.uuid4())
+
+
+def new_object_id(now: float | None = None) -> str:
+    """24 lowercase hex characters laid out like a MongoDB ObjectId.
+
+    4 bytes of epoch seconds, 5 random bytes fixed per process, a 3-byte counter: sortable by
+    creation time, as the hosted service's ``_id`` is.
+    """
+    global _counter
+    seconds = int(time.time() if now is None else now) & 0xFFFFFFFF
+    with _counter_lock:
+        _counter = (_counter + 1) & 0xFFFFFF
+        count = _counter
+    return (seconds.to_bytes(4, "big") + _process_random + count.to_bytes(3, "big")).hex()
+
+
+def is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True

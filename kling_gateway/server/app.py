@@ -1,0 +1,119 @@
+"""The ASGI application: ``create_app(settings, store)``.
+
+The API endpoints (POST /kling/tasks, POST /kling/videos) are dispatched straight to their
+handlers; everything else (docs, files, events, health, 404s) goes through Starlette. Errors
+become the contract's error body in exactly one place, ``GatewayApp._serve``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+
+from kling_gateway.errors import ApiError, InternalError
+from kling_gateway.events import LocalTaskEvents, TaskEvents
+from kling_gateway.ids import new_trace_id
+from kling_gateway.server.asgi import Message, Receive, Reply, Scope, Send, error_reply, send_reply
+from kling_gateway.server.auth import Authenticator
+from kling_gateway.server.context import AppContext
+from kling_gateway.server.pages import build_pages
+from kling_gateway.server.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
+from kling_gateway.server.routes.tasks import TasksEndpoint
+from kling_gateway.server.routes.videos import VideosEndpoint
+from kling_gateway.settings import Settings
+from kling_gateway.store.base import Store
+
+log = logging.getLogger("kling_gateway.server")
+
+Handler = Callable[[Scope, Receive, str], Awaitable[Reply]]
+Service = Callable[[AppContext], Awaitable[Callable[[], Awaitable[None]]]]
+
+
+class GatewayApp:
+    """Routes the API hot paths directly and hands the rest to Starlette."""
+
+    def __init__(self, ctx: AppContext, handlers: dict[str, Handler], pages: Starlette) -> None:
+        self.ctx = ctx
+        self._handlers = handlers
+        self._pages = pages
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handler = self._handlers.get(scope["path"].rstrip("/"))
+            if handler is not None and scope["method"] == "POST":
+                await self._serve(handler, scope, receive, send)
+                return
+            await self._pages(scope, receive, _with_trace_id(scope, send))
+            return
+        await self._pages(scope, receive, send)
+
+    async def _serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+        trace_id = new_trace_id()
+        try:
+            reply = await handler(scope, receive, trace_id)
+        except ApiError as exc:
+            reply = error_reply(exc, trace_id)
+        except Exception:
+            log.exception("unexpected error, trace_id=%s path=%s", trace_id, scope["path"])
+            reply = error_reply(InternalError(), trace_id)
+        await send_reply(send, reply, trace_id)
+
+
+def _with_trace_id(scope: Scope, send: Send) -> Send:
+    trace_id = new_trace_id()
+    scope.setdefault("state", {})["trace_id"] = trace_id
+
+    async def send_with_trace_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            headers.append((b"x-trace-id", trace_id.encode()))
+            message["headers"] = headers
+        await send(message)
+
+    return send_with_trace_id
+
+
+def create_app(
+    settings: Settings,
+    store: Store,
+    *,
+    events: TaskEvents | None = None,
+    limiter: RateLimiter | None = None,
+    services: list[Service] | None = None,
+) -> GatewayApp:
+    """The gateway over ``store``. Its lifespan opens the store, starts ``services`` (the
+    worker, when it runs in this process) and stops them again in reverse order."""
+    ctx = AppContext(
+        settings=settings,
+        store=store,
+        auth=Authenticator(store, settings.auth_cache_seconds),
+        limiter=limiter or _default_limiter(settings),
+        events=events or LocalTaskEvents(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        await ctx.events.start()
+        stoppers = [await start(ctx) for start in services or []]
+        try:
+            yield
+        finally:
+            for stop in reversed(stoppers):
+                await stop()
+            await ctx.events.aclose()
+            await ctx.limiter.aclose()
+            await store.close()
+
+    tasks, videos = TasksEndpoint(ctx), VideosEndpoint(ctx)
+    handlers: dict[str, Handler] = {"/kling/tasks": tasks, "/kling/videos": videos}
+    return GatewayApp(ctx, handlers, build_pages(ctx, lifespan))
+
+
+def _default_limiter(settings: Settings) -> RateLimiter:
+    if settings.rate_limit_per_minute == 0:
+        return NoRateLimit()
+    return MemoryRateLimiter(settings.rate_limit_per_minute)

@@ -1,0 +1,82 @@
+"""The small ASGI layer of the hot paths: read a capped body, send stored bytes.
+
+The two API endpoints are served here directly rather than through Starlette's request and
+response objects: measured on this request shape, that overhead was a third of the budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from kling_gateway.errors import ApiError, BadRequest
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+JSON_HEADERS = ((b"content-type", b"application/json"),)
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    body: bytes
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def read_body(receive: Receive, limit: int) -> bytes:
+    """The whole request body; a body over ``limit`` bytes is refused without reading on."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise BadRequest(f"request body is larger than {limit} bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def error_body(error: ApiError, trace_id: str) -> bytes:
+    """The error shape of §4."""
+    return msgspec.json.encode(
+        {
+            "success": False,
+            "error": {"code": error.code, "message": error.message},
+            "trace_id": trace_id,
+        }
+    )
+
+
+def error_reply(error: ApiError, trace_id: str) -> Reply:
+    headers = [(k.encode(), v.encode()) for k, v in error.headers.items()]
+    return Reply(error.status, error_body(error, trace_id), headers)
+
+
+async def send_reply(send: Send, reply: Reply, trace_id: str) -> None:
+    headers = [
+        *JSON_HEADERS,
+        (b"content-length", str(len(reply.body)).encode()),
+        (b"x-trace-id", trace_id.encode()),
+        *reply.headers,
+    ]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body})

@@ -1,0 +1,31 @@
+"""What every endpoint shares: settings, the store, auth, limits and task notifications."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kling_gateway.errors import TooManyRequests
+from kling_gateway.events import TaskEvents
+from kling_gateway.server.asgi import Receive, Scope, header, read_body
+from kling_gateway.server.auth import Authenticator
+from kling_gateway.server.ratelimit import RateLimiter
+from kling_gateway.settings import Settings
+from kling_gateway.store.base import Principal, Store
+
+
+@dataclass(slots=True)
+class AppContext:
+    settings: Settings
+    store: Store
+    auth: Authenticator
+    limiter: RateLimiter
+    events: TaskEvents
+
+    async def admit(self, scope: Scope, receive: Receive, api: str) -> tuple[Principal, bytes]:
+        """Authenticate, count against the rate limit, then read the capped body."""
+        principal = await self.auth.authenticate(header(scope, b"authorization"), api)
+        retry_after = await self.limiter.hit(principal.credential_id)
+        if retry_after is not None:
+            raise TooManyRequests(retry_after)
+        body = await read_body(receive, self.settings.max_body_bytes)
+        return principal, body

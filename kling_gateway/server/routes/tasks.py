@@ -1,0 +1,127 @@
+"""POST /kling/tasks: retrieve, retrieve_batch and delete (contract §1)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from kling_gateway.errors import ApiNotImplemented, BadRequest
+from kling_gateway.models import API_TASKS
+from kling_gateway.server.asgi import Receive, Reply, Scope
+from kling_gateway.server.context import AppContext
+from kling_gateway.server.requests import decode_body
+from kling_gateway.server.waiting import is_finished, wait_until_finished
+from kling_gateway.store.base import Principal, TaskFilter
+
+MAX_WAIT_SECONDS = 60.0
+MAX_PAGE = 100
+DEFAULT_PAGE = 20
+EMPTY_RECORD = b"{}"
+
+
+class TasksRequest(msgspec.Struct):
+    """The body of POST /kling/tasks; unknown fields are ignored (contract §5)."""
+
+    action: str = "retrieve"
+    id: str | None = None
+    ids: list[str] | None = None
+    type: str | None = None
+    created_at_min: float | None = None
+    created_at_max: float | None = None
+    limit: float | None = None
+    offset: float | None = None
+    wait: float | None = None
+
+
+class TasksEndpoint:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, trace_id: str) -> Reply:
+        principal, body = await self.ctx.admit(scope, receive, API_TASKS)
+        request = decode_body(body, TasksRequest)
+        if request.action == "retrieve":
+            return await self.retrieve(principal, request)
+        if request.action == "retrieve_batch":
+            return await self.retrieve_batch(principal, request)
+        if request.action == "delete":
+            return await self.delete(principal, request)
+        raise ApiNotImplemented(f"action `{request.action}` is not implemented")
+
+    async def retrieve(self, principal: Principal, request: TasksRequest) -> Reply:
+        task_id = _required_id(request.id)
+        store = self.ctx.store
+        record = await store.get_task_record(principal.user_id, task_id)
+        if request.wait:
+            wait = _bounded("wait", request.wait, 0, MAX_WAIT_SECONDS)
+            record = await wait_until_finished(
+                store, self.ctx.events, principal.user_id, task_id, wait, record
+            )
+        return Reply(200, record or EMPTY_RECORD, _retry_hint(record))
+
+    async def retrieve_batch(self, principal: Principal, request: TasksRequest) -> Reply:
+        if request.ids is None:
+            return await self._list(principal, request)
+        ids = _unique_ids(request.ids, self.ctx.settings.batch_max_ids)
+        found = await self.ctx.store.get_task_records(principal.user_id, ids)
+        items = [found[i] for i in ids if i in found]
+        return Reply(200, _batch_body(items, len(items)))
+
+    async def _list(self, principal: Principal, request: TasksRequest) -> Reply:
+        flt = TaskFilter(
+            type=request.type,
+            created_at_min=request.created_at_min,
+            created_at_max=request.created_at_max,
+            limit=_whole("limit", request.limit, 1, MAX_PAGE, DEFAULT_PAGE),
+            offset=_whole("offset", request.offset, 0, 10**9, 0),
+        )
+        items, total = await self.ctx.store.list_task_records(principal.user_id, flt)
+        return Reply(200, _batch_body(items, total))
+
+    async def delete(self, principal: Principal, request: TasksRequest) -> Reply:
+        task_id = _required_id(request.id)
+        deleted = await self.ctx.store.delete_task(principal.user_id, task_id)
+        return Reply(200, msgspec.json.encode({"id": task_id, "deleted": deleted}))
+
+
+def _batch_body(items: list[bytes], count: int) -> bytes:
+    # Splice the stored records: no decode and re-encode on the way out.
+    return b'{"items":[' + b",".join(items) + b'],"count":' + str(count).encode() + b"}"
+
+
+def _required_id(value: str | None) -> str:
+    if value is None:
+        raise BadRequest("field `id` is required")
+    if not value.strip():
+        raise BadRequest("field `id` must be a non-empty string")
+    return value
+
+
+def _unique_ids(ids: list[str], limit: int) -> list[str]:
+    if not ids:
+        raise BadRequest("field `ids` must list at least one task id")
+    if len(ids) > limit:
+        raise BadRequest(f"field `ids` lists {len(ids)} ids; at most {limit} are allowed")
+    if any(not i.strip() for i in ids):
+        raise BadRequest("field `ids` must contain only non-empty strings")
+    return list(dict.fromkeys(ids))
+
+
+def _bounded(name: str, value: float, low: float, high: float) -> float:
+    if not low <= value <= high:
+        raise BadRequest(f"field `{name}` must be between {low:g} and {high:g}")
+    return value
+
+
+def _whole(name: str, value: float | None, low: int, high: int, default: int) -> int:
+    if value is None:
+        return default
+    if value != int(value) or not low <= value <= high:
+        raise BadRequest(f"field `{name}` must be a whole number from {low} to {high}")
+    return int(value)
+
+
+def _retry_hint(record: bytes | None) -> list[tuple[bytes, bytes]]:
+    """Unfinished tasks carry a hint of when to ask again (the SDK's long-poll detection)."""
+    if record is None or is_finished(record):
+        return []
+    return [(b"retry-after", b"3"), (b"x-kling-gateway-long-poll", b"1")]

@@ -1,0 +1,225 @@
+"""Typed settings. Every option has a CLI flag and a ``KLING_GATEWAY_*`` environment twin.
+
+Precedence: a flag given on the command line, then the environment, then the default. Settings
+are read once (``load_settings``) and passed in; nothing reads the environment elsewhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "KLING_GATEWAY_"
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names it."""
+
+
+def _opt(default: Any, help: str, group: str) -> Any:
+    return field(default=default, metadata={"help": help, "group": group})
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # -- where it runs
+    host: str = _opt("127.0.0.1", "address to listen on", "server")
+    port: int = _opt(8000, "port to listen on", "server")
+    public_url: str = _opt(
+        "", "absolute base URL clients reach (default http://HOST:PORT)", "server"
+    )
+    processes: int = _opt(1, "number of API processes (needs PostgreSQL when > 1)", "server")
+    log_level: str = _opt("info", "log level: debug, info, warning, error", "server")
+    # -- storage
+    data_dir: str = _opt("./data", "directory for the SQLite database and video files", "store")
+    database_url: str = _opt(
+        "", "sqlite:///PATH or postgresql://... (default: SQLite in DATA_DIR)", "store"
+    )
+    redis_url: str = _opt("", "redis://... for shared rate limits and notifications", "store")
+    # -- the API
+    max_body_bytes: int = _opt(1_048_576, "largest request body accepted, in bytes", "server")
+    rate_limit_per_minute: int = _opt(600, "requests per minute per token (0: no limit)", "server")
+    auth_cache_seconds: float = _opt(5.0, "how long a verified token is cached", "server")
+    batch_max_ids: int = _opt(1000, "most ids in one retrieve_batch", "server")
+    blocking_wait_seconds: float = _opt(
+        600.0, "how long a blocking /kling/videos call waits before 504", "server"
+    )
+    bootstrap_token: bool = _opt(
+        True, "create a default user and token when the store is empty", "server"
+    )
+    # -- the worker
+    worker: bool = _opt(
+        True, "run the worker inside `serve` (--no-worker to leave it out)", "worker"
+    )
+    provider: str = _opt("local", "video provider: local or kling", "worker")
+    local_delay: float = _opt(5.0, "local provider: seconds of simulated processing", "worker")
+    local_render: bool = _opt(
+        True, "local provider: render real MP4s (off: no file, for benches)", "worker"
+    )
+    local_max_side: int = _opt(
+        0, "local provider: cap on the longer frame side (0: true size)", "worker"
+    )
+    worker_concurrency: int = _opt(64, "tasks driven at once by one worker", "worker")
+    lease_seconds: float = _opt(120.0, "how long a claimed task stays with its worker", "worker")
+    idle_poll_seconds: float = _opt(
+        1.0, "longest sleep of an idle worker between looks for work", "worker"
+    )
+    check_interval: float = _opt(5.0, "first wait between checks of a task in progress", "worker")
+    check_max_interval: float = _opt(60.0, "longest wait between checks (backoff cap)", "worker")
+    provider_timeout: float = _opt(30.0, "deadline of one provider call, in seconds", "worker")
+    task_deadline_seconds: float = _opt(3600.0, "a task not finished by then fails", "worker")
+    image_max_bytes: int = _opt(20_000_000, "largest start/end image fetched", "worker")
+    # -- the official Kling API
+    kling_base_url: str = _opt(
+        "https://api-singapore.klingai.com", "official Kling API base URL", "kling"
+    )
+    kling_access_key: str = _opt("", "Kling access key", "kling")
+    kling_secret_key: str = _opt("", "Kling secret key", "kling")
+    kling_callback_secret: str = _opt(
+        "", "secret in the URL Kling calls back (empty: no callbacks)", "kling"
+    )
+    kling_download_results: bool = _opt(
+        True, "copy finished videos into the gateway's file store", "kling"
+    )
+    # -- callbacks to clients
+    callback_timeout: float = _opt(
+        10.0, "deadline of one callback attempt, in seconds", "callbacks"
+    )
+    callback_allow_private: bool = _opt(
+        False, "allow callbacks to loopback/private addresses", "callbacks"
+    )
+    callback_retry_schedule: str = _opt(
+        "5,30,120,600,1800,3600,7200,14400,28800,43200",
+        "seconds between callback attempts, comma-separated",
+        "callbacks",
+    )
+
+    # -- derived values
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{Path(self.data_dir) / 'kling-gateway.db'}"
+
+    @property
+    def videos_dir(self) -> Path:
+        return Path(self.data_dir) / "videos"
+
+    @property
+    def retry_schedule(self) -> tuple[float, ...]:
+        return _parse_schedule(self.callback_retry_schedule)
+
+    def validate(self) -> Settings:
+        _check_positive(self, ("port", "max_body_bytes", "batch_max_ids", "worker_concurrency"))
+        _check_positive(
+            self, ("lease_seconds", "provider_timeout", "callback_timeout", "processes")
+        )
+        if self.rate_limit_per_minute < 0:
+            raise SettingsError("rate_limit_per_minute must be 0 or more")
+        if self.lease_seconds <= self.provider_timeout:
+            raise SettingsError("lease_seconds must be longer than provider_timeout")
+        if self.provider not in ("local", "kling"):
+            raise SettingsError(f"provider must be 'local' or 'kling', not {self.provider!r}")
+        if self.provider == "kling" and not (self.kling_access_key and self.kling_secret_key):
+            raise SettingsError("provider 'kling' needs kling_access_key and kling_secret_key")
+        if not self.resolved_database_url.startswith(
+            ("sqlite:///", "postgresql://", "postgres://")
+        ):
+            raise SettingsError("database_url must start with sqlite:/// or postgresql://")
+        self.retry_schedule  # noqa: B018 - parses, raising SettingsError when malformed
+        return self
+
+
+def _check_positive(settings: Settings, names: Iterable[str]) -> None:
+    for name in names:
+        if getattr(settings, name) <= 0:
+            raise SettingsError(f"{name} must be greater than 0")
+
+
+def _parse_schedule(text: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise SettingsError(f"callback_retry_schedule is not a list of numbers: {text!r}") from exc
+    if not values or any(v < 0 for v in values):
+        raise SettingsError("callback_retry_schedule needs at least one non-negative number")
+    return values
+
+
+def env_name(name: str) -> str:
+    return ENV_PREFIX + name.upper()
+
+
+def _fields(groups: Iterable[str] | None) -> list[dataclasses.Field[Any]]:
+    wanted = set(groups) if groups is not None else None
+    return [
+        f for f in dataclasses.fields(Settings) if wanted is None or f.metadata["group"] in wanted
+    ]
+
+
+def add_settings_arguments(
+    parser: argparse.ArgumentParser, groups: Iterable[str] | None = None
+) -> None:
+    """Add a flag per setting; the help names the environment twin and the default."""
+    for f in _fields(groups):
+        flag = "--" + f.name.replace("_", "-")
+        text = f"{f.metadata['help']} [env {env_name(f.name)}; default {f.default!r}]"
+        if f.type in ("bool", bool):
+            parser.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=text
+            )
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=text)
+
+
+def _convert(name: str, kind: str, raw: Any) -> Any:
+    if not isinstance(raw, str):
+        return raw
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "float":
+            return float(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from exc
+    if kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off", ""):
+            return False
+        raise SettingsError(f"{name} must be true or false, not {raw!r}")
+    return raw
+
+
+def load_settings(
+    args: argparse.Namespace | Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build validated settings from flags, then the environment, then the defaults."""
+    given = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(Settings):
+        raw = overrides.get(f.name, given.get(f.name))
+        if raw is None:
+            raw = env.get(env_name(f.name))
+        if raw is not None:
+            values[f.name] = _convert(f.name, str(f.type), raw)
+    return Settings(**values).validate()
+
+
+def settings_table() -> list[tuple[str, str, str, str]]:
+    """(flag, environment variable, default, help) for every setting: the README's table."""
+    return [
+        ("--" + f.name.replace("_", "-"), env_name(f.name), repr(f.default), f.metadata["help"])
+        for f in dataclasses.fields(Settings)
+    ]

@@ -1,0 +1,81 @@
+"""Building the worker from settings, and running it inside `serve` or on its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from kling_gateway.events import TaskEvents
+from kling_gateway.files import VideoFiles
+from kling_gateway.settings import Settings
+from kling_gateway.store.base import Store
+from kling_gateway.worker.loop import Worker, WorkerConfig
+from kling_gateway.worker.providers.base import Provider
+from kling_gateway.worker.steps import StepPolicy
+
+log = logging.getLogger("kling_gateway.worker")
+
+Stop = Callable[[], Awaitable[None]]
+
+
+def video_files(settings: Settings) -> VideoFiles:
+    return VideoFiles(settings.videos_dir, settings.resolved_public_url)
+
+
+def build_provider(settings: Settings, store: Store) -> Provider:
+    if settings.provider == "kling":
+        from kling_gateway.worker.providers.kling_factory import kling_provider
+
+        return kling_provider(settings, video_files(settings))
+    from kling_gateway.worker.providers.local import LocalProvider
+
+    return LocalProvider(
+        files=video_files(settings),
+        store=store,
+        delay=settings.local_delay,
+        render=settings.local_render,
+        max_side=settings.local_max_side or None,
+        image_max_bytes=settings.image_max_bytes,
+        fetch_timeout=min(settings.provider_timeout, 30.0),
+    )
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    return WorkerConfig(
+        concurrency=settings.worker_concurrency,
+        lease_seconds=settings.lease_seconds,
+        idle_poll_seconds=settings.idle_poll_seconds,
+        call_timeout=settings.provider_timeout,
+        policy=StepPolicy(
+            check_interval=settings.check_interval,
+            check_max_interval=settings.check_max_interval,
+            deadline_seconds=settings.task_deadline_seconds,
+        ),
+    )
+
+
+async def start_worker(settings: Settings, store: Store, events: TaskEvents) -> Stop:
+    """Start the task worker and the callback deliverer; return how to stop them."""
+    provider = build_provider(settings, store)
+    worker = Worker(store, provider, events, worker_config(settings))
+    loops = [asyncio.create_task(worker.run(), name="worker")]
+    deliverer_stop = asyncio.Event()
+    loops.append(asyncio.create_task(_deliver_callbacks(settings, store, worker.worker_id, deliverer_stop)))
+    log.info("worker %s started with the %s provider", worker.worker_id, provider.name)
+
+    async def stop() -> None:
+        await worker.stop()
+        deliverer_stop.set()
+        await asyncio.gather(*loops, return_exceptions=True)
+        await provider.aclose()
+
+    return stop
+
+
+async def _deliver_callbacks(
+    settings: Settings, store: Store, worker_id: str, stop: asyncio.Event
+) -> None:
+    from kling_gateway.callbacks.runner import run_deliverer
+
+    await run_deliverer(settings, store, worker_id, stop)

@@ -1,0 +1,117 @@
+"""One look at one task: decide its next state. Provider failures become data here.
+
+``advance`` never raises for provider trouble: it returns the task's new state and when to
+look again. The loop (``loop.py``) writes that with a compare-and-set.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from kling_gateway.models import (
+    Task,
+    TaskState,
+    failure_response,
+    progress_response,
+    success_response,
+)
+from kling_gateway.worker.providers.base import Provider, ProviderError, Status
+from kling_gateway.worker.schedule import backoff
+
+log = logging.getLogger("kling_gateway.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class StepPolicy:
+    check_interval: float
+    check_max_interval: float
+    deadline_seconds: float
+
+
+@dataclass(slots=True)
+class StepResult:
+    """What became of the task (``task`` is changed in place) and when to look again."""
+
+    next_check_at: float
+    attempts: int
+    changed: bool
+
+
+def fail(task: Task, now: float, code: str, message: str) -> None:
+    task.state = TaskState.FAILED
+    task.response = failure_response(task.id, code=code, message=message)
+    task.finished_at = now
+
+
+async def advance(
+    provider: Provider,
+    task: Task,
+    attempts: int,
+    deadline_at: float,
+    now: float,
+    policy: StepPolicy,
+) -> StepResult:
+    """Submit the task if it has no job yet, else check its job; fail it past its deadline."""
+    if now >= deadline_at:
+        message = f"the task did not finish within {policy.deadline_seconds:g} seconds"
+        fail(task, now, "timeout", message)
+        return StepResult(now, attempts, changed=True)
+    try:
+        if task.job_id is None:
+            return await _submit(provider, task, now, policy)
+        return _apply_status(task, await provider.check(task), attempts, now, policy)
+    except ProviderError as exc:
+        return _provider_error(task, exc, attempts, now, policy)
+
+
+async def _submit(provider: Provider, task: Task, now: float, policy: StepPolicy) -> StepResult:
+    submission = await provider.submit(task)
+    task.job_id = submission.job_id
+    task.provider_data.update(submission.provider_data)
+    task.started_at = task.started_at or now
+    task.response = progress_response(task.id, TaskState.PENDING)
+    wait = submission.next_check_in
+    if wait is None:
+        wait = policy.check_interval
+    return StepResult(now + max(wait, 0.0), 0, changed=True)
+
+
+def _apply_status(
+    task: Task, status: Status, attempts: int, now: float, policy: StepPolicy
+) -> StepResult:
+    if status.provider_data:
+        task.provider_data.update(status.provider_data)
+    if status.state is TaskState.SUCCEED and status.video is not None:
+        video = status.video
+        task.state = TaskState.SUCCEED
+        task.response = success_response(
+            task.id, video_id=video.video_id, video_url=video.video_url, duration=video.duration
+        )
+        task.finished_at = now
+        return StepResult(now, attempts, changed=True)
+    if status.state is TaskState.FAILED or status.state is TaskState.SUCCEED:
+        code = status.error_code or "generation_failed"
+        fail(task, now, code, status.error_message or "the provider reported no video")
+        return StepResult(now, attempts, changed=True)
+    changed = task.state is not status.state
+    task.state = status.state
+    task.response = progress_response(task.id, status.state)
+    wait = status.next_check_in
+    if wait is None:
+        wait = backoff(attempts, policy.check_interval, policy.check_max_interval)
+    return StepResult(now + max(wait, 0.0), attempts + 1, changed=changed)
+
+
+def _provider_error(
+    task: Task, exc: ProviderError, attempts: int, now: float, policy: StepPolicy
+) -> StepResult:
+    if not exc.retryable:
+        log.warning("task %s failed at the provider: %s (%s)", task.id, exc.message, exc.code)
+        fail(task, now, exc.code, exc.message)
+        return StepResult(now, attempts, changed=True)
+    wait = backoff(attempts, policy.check_interval, policy.check_max_interval)
+    if exc.retry_after is not None:
+        wait = max(wait, exc.retry_after)
+    log.info("task %s: provider busy (%s), next look in %.1fs", task.id, exc.message, wait)
+    return StepResult(now + wait, attempts + 1, changed=False)
