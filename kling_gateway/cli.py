@@ -97,7 +97,10 @@ def _tokens_create(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SettingsError(f"--apis: {exc}") from exc
     issued = asyncio.run(
-        with_store(_settings(args), lambda s: issue_token(s, args.user, apis=apis, expires_in_days=args.expires_in))
+        with_store(
+            _settings(args),
+            lambda s: issue_token(s, args.user, apis=apis, expires_in_days=args.expires_in),
+        )
     )
     print(issued.token)
     return 0
@@ -110,7 +113,8 @@ def _tokens_list(args: argparse.Namespace) -> int:
     print(f"{'ID':36}  {'USER':16}  {'PREFIX':10}  {'APIS':24}  STATUS")
     for row in rows:
         status = "revoked" if row.revoked_at else ("expires" if row.expires_at else "active")
-        print(f"{row.id:36}  {row.user_name:16}  {row.token_prefix:10}  {','.join(row.apis):24}  {status}")
+        apis = ",".join(row.apis)
+        print(f"{row.id:36}  {row.user_name:16}  {row.token_prefix:10}  {apis:24}  {status}")
     return 0
 
 
@@ -119,7 +123,9 @@ def _tokens_revoke(args: argparse.Namespace) -> int:
 
     from kling_gateway.serve import with_store
 
-    count = asyncio.run(with_store(_settings(args), lambda s: s.revoke_credential(args.token, time.time())))
+    count = asyncio.run(
+        with_store(_settings(args), lambda s: s.revoke_credential(args.token, time.time()))
+    )
     print(f"revoked {count} token(s)")
     return 0 if count else 1
 
@@ -127,7 +133,9 @@ def _tokens_revoke(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     handler: Command = args.handler
     try:
         return handler(args)

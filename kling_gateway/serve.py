@@ -90,7 +90,9 @@ def build_app(settings: Settings) -> GatewayApp:
     )
 
 
-def _worker_service(settings: Settings) -> Callable[[AppContext], Awaitable[Callable[[], Awaitable[None]]]]:
+def _worker_service(
+    settings: Settings,
+) -> Callable[[AppContext], Awaitable[Callable[[], Awaitable[None]]]]:
     async def start(ctx: AppContext) -> Callable[[], Awaitable[None]]:
         from kling_gateway.worker.service import start_worker
 

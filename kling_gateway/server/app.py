@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import cast
 
 from starlette.applications import Starlette
 
@@ -39,6 +40,12 @@ class GatewayApp:
         self.ctx = ctx
         self._handlers = handlers
         self._pages = pages
+
+    def lifespan(self) -> AbstractAsyncContextManager[None]:
+        """Startup and shutdown outside an ASGI server (embedding, tests)."""
+        return cast(
+            AbstractAsyncContextManager[None], self._pages.router.lifespan_context(self._pages)
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":

@@ -61,7 +61,9 @@ async def start_worker(settings: Settings, store: Store, events: TaskEvents) -> 
     worker = Worker(store, provider, events, worker_config(settings))
     loops = [asyncio.create_task(worker.run(), name="worker")]
     deliverer_stop = asyncio.Event()
-    loops.append(asyncio.create_task(_deliver_callbacks(settings, store, worker.worker_id, deliverer_stop)))
+    loops.append(
+        asyncio.create_task(_deliver_callbacks(settings, store, worker.worker_id, deliverer_stop))
+    )
     log.info("worker %s started with the %s provider", worker.worker_id, provider.name)
 
     async def stop() -> None:

@@ -1,0 +1,41 @@
+"""Shared test setup.
+
+This file also puts ``tests/`` on ``sys.path`` (pytest's default "prepend" import mode does
+that for a conftest outside a package), so any test can ``import services`` for the
+PostgreSQL/Redis detection in ``tests/services.py`` and ``import harness`` for the app
+fixtures' helpers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from harness import AppHarness, make_settings, open_sqlite_store
+from kling_gateway.store.sqlite import SQLiteStore
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    store = await open_sqlite_store(tmp_path)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[AppHarness]:
+    """The whole gateway in-process (no worker), with a token for user ``alice``."""
+    async with AppHarness.start(make_settings(tmp_path, worker=False)) as harness:
+        yield harness
+
+
+@pytest.fixture
+async def gateway_with_worker(tmp_path: Path) -> AsyncIterator[AppHarness]:
+    """The gateway with its worker and the local provider (fast, small renders)."""
+    settings = make_settings(tmp_path, worker=True, local_delay=0.05)
+    async with AppHarness.start(settings) as harness:
+        yield harness
