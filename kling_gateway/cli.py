@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_worker(commands)
     _add_migrate(commands)
     _add_tokens(commands)
+    from kling_gateway import cli_ops
+
+    cli_ops.add_ops_commands(commands)
     return parser
 
 

@@ -19,10 +19,22 @@ class UnsafeTarget(ValueError):
     """The URL may not be called: wrong scheme, or it reaches a non-public address."""
 
 
+# IETF protocol assignments: not covered by is_private on every Python version.
+_IETF_V4 = ipaddress.ip_network("192.0.0.0/24")
+
+
 def is_public_address(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return not (
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is not None:  # an IPv4 address in IPv6 clothing is judged as itself
+            return is_public_address(embedded)
+        if address.is_site_local:
+            return False
+    elif address in _IETF_V4:
+        return False
+    # is_global also rules out shared address space (100.64.0.0/10, home of some cloud
+    # metadata services), 6to4 and site-local ranges that the named checks let through.
+    return address.is_global and not (
         address.is_loopback
         or address.is_private
         or address.is_link_local

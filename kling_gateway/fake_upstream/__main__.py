@@ -10,8 +10,7 @@ from kling_gateway.fake_upstream.app import run_fake_upstream
 from kling_gateway.fake_upstream.config import FakeUpstreamConfig, faults_from_json
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="kling-gateway fake-upstream")
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8900)
     parser.add_argument("--access-key", default="fake-access-key")
@@ -21,6 +20,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--public-url", default=None, help="base URL of result links")
     parser.add_argument("--faults", default=None, help='JSON, e.g. {"server_error": {"count": 1}}')
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="kling-gateway fake-upstream")
+    add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -36,9 +40,12 @@ def config_from_args(args: argparse.Namespace) -> FakeUpstreamConfig:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_args(argv)
+def run(args: argparse.Namespace) -> None:
     run_fake_upstream(args.host, args.port, config_from_args(args))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    run(parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from kling_gateway.errors import ApiError, InternalError, NoApi
 from kling_gateway.server.asgi import error_body
 from kling_gateway.server.context import AppContext
+from kling_gateway.server.routes.kling_callbacks import kling_callback_routes
 
 log = logging.getLogger("kling_gateway.server")
 
@@ -75,6 +76,7 @@ def build_pages(ctx: AppContext, lifespan: Lifespan) -> Starlette:
             StaticFiles(directory=ctx.settings.videos_dir, check_dir=False),
             name="videos",
         ),
+        *kling_callback_routes(ctx),
     ]
     handlers: dict[Any, Any] = {
         404: _not_found,

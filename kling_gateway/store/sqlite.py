@@ -34,13 +34,28 @@ T = TypeVar("T")
 
 
 def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    # timeout: the busy handler must be in place before the first statement (journal_mode).
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10.0)
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA busy_timeout=10000")
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
     return conn
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (executescript would commit between them)."""
+    statements, buffer = [], ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    leftover = [line for line in buffer.splitlines() if line.strip()]
+    if not all(line.strip().startswith("--") for line in leftover):
+        raise ValueError("migration script ends with an incomplete statement")
+    return statements
 
 
 class SQLiteStore:
@@ -129,16 +144,26 @@ class SQLiteStore:
         conn.execute(
             "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at REAL)"
         )
-        done = {r[0] for r in conn.execute("SELECT name FROM schema_migrations")}
         applied = []
         for name, sql in migration_scripts("sqlite"):
-            if name in done:
-                continue
-            # executescript commits first; wrap the script and its record in one transaction.
-            conn.executescript(
-                f"BEGIN IMMEDIATE;\n{sql}\n"
-                f"INSERT INTO schema_migrations VALUES ('{name}', unixepoch('subsec'));\nCOMMIT;"
-            )
+            # Check and apply in one IMMEDIATE transaction, so two processes starting at once
+            # cannot both apply the same migration.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if conn.execute(
+                    "SELECT 1 FROM schema_migrations WHERE name = ?", (name,)
+                ).fetchone():
+                    conn.execute("COMMIT")
+                    continue
+                for statement in _statements(sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations VALUES (?, unixepoch('subsec'))", (name,)
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
             applied.append(name)
         return applied
 
@@ -352,6 +377,8 @@ class SQLiteStore:
     async def redeliver_callback(self, delivery_id: str, now: float) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
             cur = conn.execute(
+                # attempts stay as history: a delivery that used up its schedule gets one
+                # more attempt, now, per redelivery.
                 "UPDATE callbacks SET state = 'pending', next_attempt_at = ?, lease_owner = NULL "
                 "WHERE id = ?",
                 (now, delivery_id),

@@ -171,11 +171,7 @@ class Worker:
         return StepResult(self._clock() + wait, stored.attempts + 1, changed=False)
 
     async def _save(self, task: Task, version: int, before: TaskState, result: StepResult) -> None:
-        outcome = Outcome(
-            next_check_at=result.next_check_at,
-            attempts=result.attempts,
-            callbacks=callbacks_for(task, before),
-        )
+        outcome = outcome_for(task, before, result)
         try:
             saved = await self.store.save_task(
                 task, expected_version=version, worker_id=self.worker_id, outcome=outcome
@@ -207,6 +203,15 @@ class Worker:
         if left:
             await self.store.release_tasks(self.worker_id, left, self._clock())
             log.info("released %d unfinished tasks for other workers", len(left))
+
+
+def outcome_for(task: Task, before: TaskState, result: StepResult) -> Outcome:
+    """The compare-and-set write of a step's result, with the client callbacks it owes."""
+    return Outcome(
+        next_check_at=result.next_check_at,
+        attempts=result.attempts,
+        callbacks=callbacks_for(task, before),
+    )
 
 
 def callbacks_for(task: Task, before: TaskState) -> tuple[tuple[str, str, bytes], ...]:

@@ -38,6 +38,7 @@ def build_provider(settings: Settings, store: Store) -> Provider:
         max_side=settings.local_max_side or None,
         image_max_bytes=settings.image_max_bytes,
         fetch_timeout=min(settings.provider_timeout, 30.0),
+        allow_private=settings.callback_allow_private,
     )
 
 

@@ -60,7 +60,7 @@ async def advance(
     try:
         if task.job_id is None:
             return await _submit(provider, task, now, policy)
-        return _apply_status(task, await provider.check(task), attempts, now, policy)
+        return apply_status(task, await provider.check(task), attempts, now, policy)
     except ProviderError as exc:
         return _provider_error(task, exc, attempts, now, policy)
 
@@ -77,9 +77,10 @@ async def _submit(provider: Provider, task: Task, now: float, policy: StepPolicy
     return StepResult(now + max(wait, 0.0), 0, changed=True)
 
 
-def _apply_status(
+def apply_status(
     task: Task, status: Status, attempts: int, now: float, policy: StepPolicy
 ) -> StepResult:
+    """Record what a check (or an upstream callback) found: the one state-transition rule."""
     if status.provider_data:
         task.provider_data.update(status.provider_data)
     if status.state is TaskState.SUCCEED and status.video is not None:

@@ -12,16 +12,34 @@ from typing import Any
 import uvicorn
 
 
-@contextlib.contextmanager
-def serve_asgi(
-    app: Any, *, host: str = "127.0.0.1", startup_timeout: float = 10.0
-) -> Iterator[str]:
-    """Serve ``app`` (lifespan included) until the block ends; yields ``http://host:port``."""
+def loopback_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A listening socket on an ephemeral port (to know the URL before building the app)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     sock.listen(128)
-    port = sock.getsockname()[1]
+    return sock
+
+
+def socket_url(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://{host}:{port}"
+
+
+@contextlib.contextmanager
+def serve_asgi(
+    app: Any,
+    *,
+    host: str = "127.0.0.1",
+    startup_timeout: float = 10.0,
+    sock: socket.socket | None = None,
+) -> Iterator[str]:
+    """Serve ``app`` (lifespan included) until the block ends; yields ``http://host:port``.
+
+    ``sock``: serve on this listening socket (from ``loopback_socket``) instead of a new one.
+    """
+    sock = sock if sock is not None else loopback_socket(host)
+    host, port = sock.getsockname()[:2]
     config = uvicorn.Config(
         app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2, access_log=False
     )

@@ -5,21 +5,24 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import av
+import httpcore
 import httpx
 import numpy as np
 import pytest
-from _servers import serve_asgi
 from PIL import Image
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from _servers import serve_asgi
+from kling_gateway.callbacks import delivery, safety
+from kling_gateway.callbacks.delivery import GuardedTransport
 from kling_gateway.files import VideoFiles
 from kling_gateway.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.models import Task, TaskState
@@ -87,6 +90,11 @@ async def redirect_loop(request: Request) -> RedirectResponse:
     return RedirectResponse("/loop", status_code=307)
 
 
+async def redirect_loopback(request: Request) -> RedirectResponse:
+    # Absolute, to a literal loopback address: a hop of its own for the guard to check.
+    return RedirectResponse(f"http://127.0.0.1:{request.url.port}/red.png", status_code=302)
+
+
 async def missing(request: Request) -> Response:
     return Response("no such image", status_code=404)
 
@@ -102,6 +110,7 @@ APP = Starlette(
         Route("/redirect", redirect),
         Route("/redirect-ftp", redirect_ftp),
         Route("/loop", redirect_loop),
+        Route("/redirect-loopback", redirect_loopback),
         Route("/missing.png", missing),
     ]
 )
@@ -126,23 +135,41 @@ def closed_port_url() -> str:
 
 
 @pytest.fixture
-async def provider(tmp_path: Path) -> AsyncIterator[LocalProvider]:
-    store = SQLiteStore(f"sqlite:///{tmp_path}/t.db")
-    await store.open()
-    await store.migrate()
-    files = VideoFiles(root=tmp_path / "videos", public_url="http://gateway.test")
-    prov = LocalProvider(
-        files=files,
+async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
+    db = SQLiteStore(f"sqlite:///{tmp_path}/t.db")
+    await db.open()
+    await db.migrate()
+    yield db
+    await db.close()
+
+
+def make_provider(store: SQLiteStore, tmp_path: Path, **kwargs: Any) -> LocalProvider:
+    return LocalProvider(
+        files=VideoFiles(root=tmp_path / "videos", public_url="http://gateway.test"),
         store=store,
         delay=0,
         max_side=64,
         fps=FPS,
         image_max_bytes=CAP,
         fetch_timeout=0.3,
+        **kwargs,
     )
+
+
+@pytest.fixture
+async def provider(store: SQLiteStore, tmp_path: Path) -> AsyncIterator[LocalProvider]:
+    """A provider that may fetch from loopback, where the test image server listens."""
+    prov = make_provider(store, tmp_path, allow_private=True)
     yield prov
     await prov.aclose()
-    await store.close()
+
+
+@pytest.fixture
+async def guarded(store: SQLiteStore, tmp_path: Path) -> AsyncIterator[LocalProvider]:
+    """A provider as deployed by default: no loopback/private image URLs."""
+    prov = make_provider(store, tmp_path)
+    yield prov
+    await prov.aclose()
 
 
 def image_task(start: str, end: str | None = None) -> Task:
@@ -243,6 +270,146 @@ async def test_a_corrupt_image_fails_the_render(
     assert (error.code, error.retryable) == ("render_failed", False)
     assert "start image could not be decoded" in error.message
     assert list((tmp_path / "videos").iterdir()) == []  # nothing half-written
+
+
+# --- the SSRF guard ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def port(base: str) -> int:
+    return int(base.rsplit(":", 1)[1])
+
+
+class Internet(httpcore.AsyncNetworkBackend):
+    """Stands in for the internet below the guarded transport: a connection to one of the
+    ``public`` addresses reaches the loopback image server instead. Every connection asked
+    for is recorded, so a test sees which addresses the guard let through."""
+
+    def __init__(self, public: Iterable[str]) -> None:
+        self.connects: list[str] = []
+        self._public = set(public)
+        self._inner = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        self.connects.append(host)
+        target = "127.0.0.1" if host in self._public else host
+        return await self._inner.connect_tcp(target, port, timeout=timeout)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+def fake_dns(monkeypatch: pytest.MonkeyPatch, names: dict[str, list[list[str]]]) -> list[str]:
+    """Answer lookups of ``names`` from the given successive answers (others as usual);
+    returns the list of names looked up."""
+    real = safety.resolve
+    answers = {name: iter(each) for name, each in names.items()}
+    lookups: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return next(answers[host]) if host in answers else await real(host, port)
+
+    monkeypatch.setattr(delivery, "resolve", resolve)
+    return lookups
+
+
+PUBLIC_IP = "93.184.216.34"
+
+
+def guarded_client(internet: Internet) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=GuardedTransport(False, backend=internet), trust_env=False)
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("http://127.0.0.1:{port}/red.png", "127.0.0.1"),
+        ("http://localhost:{port}/red.png", None),  # a name that resolves to loopback
+        ("http://[::1]:{port}/red.png", "::1"),
+        ("http://169.254.169.254/latest/meta-data/", "169.254.169.254"),
+        ("http://10.0.0.1:9/red.png", "10.0.0.1"),
+    ],
+)
+async def test_private_image_urls_are_refused_by_default(
+    guarded: LocalProvider, port: int, tmp_path: Path, url: str, address: str | None
+) -> None:
+    error = await failure(guarded, image_task(url.format(port=port)))
+
+    assert (error.code, error.retryable) == ("image_fetch_failed", False)
+    assert "could not fetch the start image (`start_image_url`): refused: address " in (
+        error.message
+    )
+    assert error.message.endswith(" is not public")
+    if address is not None:
+        assert f"address {address} is not public" in error.message
+    videos = tmp_path / "videos"
+    assert not videos.exists() or list(videos.iterdir()) == []
+
+
+async def test_allow_private_lets_loopback_image_urls_through(
+    store: SQLiteStore, tmp_path: Path, port: int
+) -> None:
+    prov = make_provider(store, tmp_path, allow_private=True)
+    status = await run(prov, image_task(f"http://127.0.0.1:{port}/red.png"))
+    await prov.aclose()
+
+    assert status.state is TaskState.SUCCEED
+
+
+async def test_a_private_end_image_is_refused_too(
+    store: SQLiteStore, tmp_path: Path, port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_dns(monkeypatch, {"public.test": [[PUBLIC_IP]]})
+    internet = Internet([PUBLIC_IP])
+    async with guarded_client(internet) as client:
+        prov = make_provider(store, tmp_path, http=client)
+        task = image_task(f"http://public.test:{port}/red.png", "http://10.1.2.3/blue.png")
+        error = await failure(prov, task)
+        await prov.aclose()
+
+    assert error.code == "image_fetch_failed"
+    assert error.message == (
+        "could not fetch the end image (`end_image_url`): refused: address 10.1.2.3 is not public"
+    )
+    assert internet.connects == [PUBLIC_IP]  # the start image was fetched, nothing else
+
+
+async def test_every_redirect_hop_is_checked(port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A public image URL redirecting to loopback: the first hop is fetched, the second is
+    refused on its address."""
+    fake_dns(monkeypatch, {"public.test": [[PUBLIC_IP], [PUBLIC_IP]]})
+    internet = Internet([PUBLIC_IP])
+    async with guarded_client(internet) as client:
+        with pytest.raises(FetchError, match=r"^refused: address 127\.0\.0\.1 is not public$"):
+            await fetch_bytes(
+                client, f"http://public.test:{port}/redirect-loopback", max_bytes=CAP, timeout=5
+            )
+
+    assert internet.connects == [PUBLIC_IP]  # never 127.0.0.1
+
+
+async def test_the_checked_address_is_the_one_connected_to(
+    port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DNS rebinding: the name is resolved once, and a later, private answer is never used."""
+    lookups = fake_dns(monkeypatch, {"rebind.test": [[PUBLIC_IP], ["127.0.0.1"]]})
+    internet = Internet([PUBLIC_IP])
+    async with guarded_client(internet) as client:
+        body = await fetch_bytes(
+            client, f"http://rebind.test:{port}/red.png", max_bytes=CAP, timeout=5
+        )
+
+    assert body == png(RED)
+    assert lookups == ["rebind.test"]
+    assert internet.connects == [PUBLIC_IP]
 
 
 # --- fetch_bytes on its own ------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -15,10 +17,16 @@ from kling_gateway.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.models import Task, TaskState, success_response
 from kling_gateway.store.base import Store
 from kling_gateway.store.sqlite import SQLiteStore
-from kling_gateway.worker.providers import local
 from kling_gateway.worker.providers.base import ProviderError, Status
 from kling_gateway.worker.providers.local import LocalProvider, job_id_for, video_id_for
-from kling_gateway.worker.providers.render import RenderError, probe_video
+from kling_gateway.worker.providers.render import (
+    RenderedVideo,
+    RenderError,
+    RenderSpec,
+    probe_video,
+    render_video,
+)
+from kling_gateway.worker.steps import StepPolicy, advance
 
 PUBLIC = "http://gateway.test"
 T0 = 1_700_000_000.0
@@ -113,6 +121,7 @@ async def test_submit_is_idempotent_per_task(
     assert first.job_id == second.job_id == job_id_for(task.id)
     assert first.job_id.startswith("local-")
     assert first.provider_data == {"ready_at": T0 + 2.5, "video_id": video_id_for(task.id)}
+    assert first.next_check_in == pytest.approx(2.5)
     assert second.provider_data["video_id"] == first.provider_data["video_id"]
     assert uuid.UUID(first.provider_data["video_id"]).version == 5
     assert other.job_id != first.job_id
@@ -131,7 +140,27 @@ async def test_resubmission_keeps_a_kept_ready_time(
     again = await prov.submit(task)
 
     assert again.provider_data["ready_at"] == T0 + 10
+    assert again.next_check_in == pytest.approx(6)  # first checked when due, not later
+    clock.now += 20
+    late = await prov.submit(task)
+    assert late.next_check_in == 0  # overdue: check at once, never a negative wait
     await prov.aclose()
+
+
+async def test_submit_asks_for_the_first_check_when_the_video_is_due(
+    files: VideoFiles, store: SQLiteStore, clock: Clock
+) -> None:
+    """The worker's submit step schedules the first check at ``next_check_in``."""
+    policy = StepPolicy(check_interval=30.0, check_max_interval=60.0, deadline_seconds=3600)
+    for delay, due in [(7.5, T0 + 7.5), (0.0, T0)]:
+        prov = provider(files, store, clock, delay=delay, render=False)
+        task = make_task(text_request())
+
+        step = await advance(prov, task, 0, T0 + 3600, clock(), policy)
+
+        assert task.job_id == job_id_for(task.id)
+        assert step.next_check_at == pytest.approx(due)  # not T0 + 30, the generic interval
+        await prov.aclose()
 
 
 @pytest.mark.parametrize(
@@ -263,7 +292,7 @@ async def test_renders_a_real_mp4_of_the_asked_length_and_shape(
 
 
 async def test_a_recheck_reuses_the_rendered_file(
-    files: VideoFiles, store: SQLiteStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    files: VideoFiles, store: SQLiteStore, clock: Clock
 ) -> None:
     prov = provider(files, store, clock)
     task = make_task(text_request(model="kling-v3", duration=3))
@@ -272,10 +301,10 @@ async def test_a_recheck_reuses_the_rendered_file(
     path = files.path_for(first.video.video_id)
     before = path.stat()
 
-    def must_not_render(*args: object) -> None:
+    def must_not_render(path: Path, spec: RenderSpec) -> RenderedVideo:
         raise AssertionError("rendered again")
 
-    monkeypatch.setattr(local, "render_video", must_not_render)
+    prov._renderer = must_not_render
     second = await prov.check(task)
 
     assert second == first
@@ -300,13 +329,12 @@ async def test_a_damaged_file_is_rendered_again(
 
 
 async def test_a_render_error_fails_the_task(
-    files: VideoFiles, store: SQLiteStore, clock: Clock, monkeypatch: pytest.MonkeyPatch
+    files: VideoFiles, store: SQLiteStore, clock: Clock
 ) -> None:
-    def refuse(*args: object) -> None:
+    def refuse(path: Path, spec: RenderSpec) -> RenderedVideo:
         raise RenderError("cannot render that")
 
-    monkeypatch.setattr(local, "render_video", refuse)
-    prov = provider(files, store, clock)
+    prov = provider(files, store, clock, renderer=refuse)
 
     with pytest.raises(ProviderError) as info:
         await submit_and_check(prov, make_task(text_request()))
@@ -321,14 +349,12 @@ async def test_an_unexpected_error_is_retryable(
     files: VideoFiles,
     store: SQLiteStore,
     clock: Clock,
-    monkeypatch: pytest.MonkeyPatch,
     error: Exception,
 ) -> None:
-    def fail(*args: object) -> None:
+    def fail(path: Path, spec: RenderSpec) -> RenderedVideo:
         raise error
 
-    monkeypatch.setattr(local, "render_video", fail)
-    prov = provider(files, store, clock)
+    prov = provider(files, store, clock, renderer=fail)
 
     with pytest.raises(ProviderError) as info:
         await submit_and_check(prov, make_task(text_request()))
@@ -337,6 +363,124 @@ async def test_an_unexpected_error_is_retryable(
     assert type(error).__name__ in info.value.message
     assert isinstance(info.value.__cause__, type(error))
     await prov.aclose()
+
+
+# --- single-flight renders ------------------------------------------------------------------
+
+
+class GatedRenderer:
+    """render_video held at a gate until the test opens it (a render slower than any
+    deadline, deterministically), counting every render started."""
+
+    def __init__(self, fail_first: bool = False) -> None:
+        self.calls = 0
+        self.started = threading.Event()
+        self.gate = threading.Event()
+        self._fail_first = fail_first
+
+    def __call__(self, path: Path, spec: RenderSpec) -> RenderedVideo:
+        self.calls += 1
+        self.started.set()
+        if not self.gate.wait(timeout=30):
+            raise AssertionError("the test never opened the gate")
+        if self._fail_first and self.calls == 1:
+            raise RenderError("the first render failed")
+        return render_video(path, spec)
+
+
+async def check_cut_off(prov: LocalProvider, task: Task, renderer: GatedRenderer) -> None:
+    """A check whose deadline passes mid-render, as the worker's asyncio.timeout does."""
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.2):
+            await prov.check(task)
+    assert await asyncio.to_thread(renderer.started.wait, 10)
+
+
+async def test_a_recheck_awaits_the_render_a_cancelled_check_left_running(
+    files: VideoFiles, store: SQLiteStore, clock: Clock
+) -> None:
+    renderer = GatedRenderer()
+    prov = provider(files, store, clock, renderer=renderer)
+    task = make_task(text_request(model="kling-v3", duration=3))
+    submission = await prov.submit(task)
+    task.job_id, task.provider_data = submission.job_id, submission.provider_data
+
+    await check_cut_off(prov, task, renderer)
+    # The render goes on; two more checks arrive while it runs (a re-check, and a second
+    # one at the same time for good measure): both join it.
+    rechecks = [asyncio.create_task(prov.check(task)) for _ in range(2)]
+    await asyncio.sleep(0.1)
+    assert not any(r.done() for r in rechecks)
+    assert renderer.calls == 1
+    renderer.gate.set()
+    first, second = await asyncio.gather(*rechecks)
+
+    assert renderer.calls == 1
+    assert first == second
+    assert first.state is TaskState.SUCCEED
+    assert first.video is not None
+    path = files.path_for(first.video.video_id)
+    assert probe_video(path).frames == 3 * FPS
+    assert [p.name for p in files.root.iterdir()] == [path.name]  # no .part left over
+    assert prov._renders == {}  # dropped once done
+    assert await prov.check(task) == first  # later checks find the file
+    assert renderer.calls == 1
+    await prov.aclose()
+
+
+async def test_a_failed_render_nobody_awaited_is_not_kept(
+    files: VideoFiles, store: SQLiteStore, clock: Clock
+) -> None:
+    renderer = GatedRenderer(fail_first=True)
+    prov = provider(files, store, clock, renderer=renderer)
+    task = make_task(text_request(model="kling-v3", duration=3))
+    submission = await prov.submit(task)
+    task.job_id, task.provider_data = submission.job_id, submission.provider_data
+
+    await check_cut_off(prov, task, renderer)
+    (abandoned,) = prov._renders.values()
+    renderer.gate.set()
+    await asyncio.wait([abandoned])
+
+    assert prov._renders == {}
+    status = await prov.check(task)  # renders anew rather than repeating the old failure
+    assert status.state is TaskState.SUCCEED
+    assert renderer.calls == 2
+    await prov.aclose()
+
+
+async def test_renders_of_different_tasks_run_side_by_side(
+    files: VideoFiles, store: SQLiteStore, clock: Clock
+) -> None:
+    renderer = GatedRenderer()
+    prov = provider(files, store, clock, renderer=renderer)
+    tasks = [make_task(text_request(model="kling-v3", duration=3)) for _ in range(2)]
+    checks = [asyncio.create_task(submit_and_check(prov, t)) for t in tasks]
+    await asyncio.sleep(0.2)
+
+    assert renderer.calls == 2
+    renderer.gate.set()
+    statuses = await asyncio.gather(*checks)
+    assert len({s.video.video_id for s in statuses if s.video is not None}) == 2
+    await prov.aclose()
+
+
+async def test_aclose_lets_go_of_renders_in_progress(
+    files: VideoFiles, store: SQLiteStore, clock: Clock
+) -> None:
+    renderer = GatedRenderer()
+    prov = provider(files, store, clock, renderer=renderer)
+    task = make_task(text_request(model="kling-v3", duration=3))
+    submission = await prov.submit(task)
+    task.job_id, task.provider_data = submission.job_id, submission.provider_data
+    await check_cut_off(prov, task, renderer)
+    (running,) = prov._renders.values()
+
+    await prov.aclose()
+    renderer.gate.set()  # the thread finishes its file in the background
+
+    assert running.cancelled()
+    assert prov._renders == {}
 
 
 # --- extend ----------------------------------------------------------------------------------

@@ -4,6 +4,10 @@ The URLs come from clients, so nothing about the answer is trusted: the size is 
 (``Content-Length``) and while (counted bytes) reading, the whole fetch (redirects included)
 runs under one deadline so a server dripping bytes cannot hold a worker, and redirects are
 followed by hand so that every hop is checked to stay on http or https.
+
+Where the client may connect is the client's business: the local provider gives it the
+callbacks' guarded transport, whose refusal of a non-public address (``UnsafeTarget``, raised
+while connecting, so on every hop) ends up here as a FetchError like any other.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+
+from kling_gateway.callbacks.safety import UnsafeTarget
 
 MAX_REDIRECTS = 5
 _SCHEMES = frozenset({"http", "https"})
@@ -26,13 +32,17 @@ async def fetch_bytes(
     """The body of a GET of ``url``: at most ``max_bytes`` bytes within ``timeout`` seconds.
 
     Follows up to ``MAX_REDIRECTS`` redirects, each to an http(s) URL only. Raises FetchError
-    for an error status, a body over the cap, a timeout, a bad URL or a transport failure.
+    for an error status, a body over the cap, a timeout, a bad URL, an address the client's
+    transport refuses (``UnsafeTarget``) or a transport failure.
     """
     try:
         async with asyncio.timeout(timeout):
             return await _follow(client, url, max_bytes=max_bytes, timeout=timeout)
     except (TimeoutError, httpx.TimeoutException) as exc:
         raise FetchError(f"timed out after {timeout:g} s") from exc
+    except UnsafeTarget as exc:
+        # The guard's words are about callbacks; the address they name is what matters here.
+        raise FetchError(f"refused: {str(exc).removeprefix('callback ')}") from exc
     except httpx.InvalidURL as exc:
         raise FetchError(f"invalid URL: {exc}") from exc
     except httpx.HTTPError as exc:

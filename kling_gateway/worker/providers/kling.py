@@ -3,7 +3,8 @@
 ``submit`` first looks the task up by ``external_task_id`` (our task id), so a resubmission
 after a crash or a lost create answer finds the earlier job instead of paying for a second one.
 ``check`` maps the upstream task to a ``Status`` and, when configured, copies the finished MP4
-into ``VideoFiles`` (upstream result URLs are deleted after 30 days).
+into ``VideoFiles`` (upstream result URLs are deleted after 30 days). Concurrent checks are
+coalesced by a ``CheckBatcher``: many waiting at once are answered from the list endpoint.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,6 +23,7 @@ import httpx
 from kling_gateway.files import VideoFiles
 from kling_gateway.models import Task, TaskState
 from kling_gateway.worker.providers.base import ProviderError, Status, Submission, VideoResult
+from kling_gateway.worker.providers.kling_batch import BatchConfig, CheckBatcher
 from kling_gateway.worker.providers.kling_client import (
     MAX_PAGE_NUM,
     MAX_PAGE_SIZE,
@@ -32,9 +34,9 @@ from kling_gateway.worker.providers.kling_mapping import (
     KIND_VIDEO_EXTEND,
     KINDS,
     build_create,
-    external_id_of,
     job_id_of,
     kind_for_request,
+    status_from_callback,
     status_from_task,
 )
 
@@ -53,6 +55,8 @@ class KlingProviderConfig:
     list_max_pages: int = 4
     # ``Status.next_check_in`` for tasks still in progress (None: the worker's own backoff).
     poll_interval: float | None = None
+    # How concurrent checks are coalesced (its ``max_pages`` caps the batched sweeps).
+    batch: BatchConfig = field(default_factory=BatchConfig)
 
 
 class KlingProvider:
@@ -73,12 +77,18 @@ class KlingProvider:
         self._config = config
         self._files = files
         self._client = client if client is not None else KlingClient(config.client, clock=clock)
+        self._batcher = CheckBatcher(self._get_status, self._list_statuses, config.batch)
 
     @property
     def client(self) -> KlingClient:
         return self._client
 
+    @property
+    def batcher(self) -> CheckBatcher:
+        return self._batcher
+
     async def aclose(self) -> None:
+        await self._batcher.aclose()
         await self._client.aclose()
 
     # --- submit --------------------------------------------------------------------------
@@ -116,12 +126,15 @@ class KlingProvider:
     async def check(self, task: Task) -> Status:
         if not task.job_id:
             raise ProviderError("the task has no upstream job id", code="no_job_id")
-        kind = _kind_of(task)
+        status = await self._batcher.status(_kind_of(task), task.job_id)
+        return await self.materialize(self._paced(status))
+
+    async def _get_status(self, kind: str, job_id: str) -> Status:
         try:
-            data = await self._client.get(kind, task.job_id)
+            data = await self._client.get(kind, job_id)
         except ValueError as exc:
             raise ProviderError(str(exc), code="invalid_job_id") from exc
-        return await self.materialize(self._paced(status_from_task(data)))
+        return status_from_task(data)
 
     def _paced(self, status: Status) -> Status:
         if status.state is TaskState.PROCESSING and self._config.poll_interval is not None:
@@ -135,34 +148,33 @@ class KlingProvider:
         left out: check those one by one. Finished videos are not downloaded here; pass a
         SUCCEED status through ``materialize`` (or call ``check``) before storing it.
         """
-        if kind not in KINDS:
-            raise ProviderError(f"unknown kling kind {kind!r}", code="unsupported_action")
-        wanted = set(job_ids)
-        found: dict[str, Status] = {}
-        for page in range(1, min(self._config.list_max_pages, MAX_PAGE_NUM) + 1):
-            if len(found) == len(wanted):
-                break
-            items = await self._client.list(kind, page, MAX_PAGE_SIZE)
-            for item in items:
-                _collect(item, wanted, found)
-            if len(items) < MAX_PAGE_SIZE:
-                break
+        found, _ = await self._list_statuses(kind, set(job_ids), self._config.list_max_pages)
         for status in found.values():
             self._paced(status)
         return found
 
-    def status_from_callback(self, payload: dict[str, Any]) -> tuple[str | None, str, Status]:
-        """``(external_task_id, job_id, status)`` of a callback Kling POSTed to the gateway.
+    async def _list_statuses(
+        self, kind: str, wanted: set[str], max_pages: int
+    ) -> tuple[dict[str, Status], int]:
+        """The statuses of ``wanted`` jobs seen in the first pages; and how many pages read."""
+        if kind not in KINDS:
+            raise ProviderError(f"unknown kling kind {kind!r}", code="unsupported_action")
+        found: dict[str, Status] = {}
+        pages = 0
+        while pages < min(max_pages, MAX_PAGE_NUM) and len(found) < len(wanted):
+            pages += 1
+            items = await self._client.list(kind, pages, MAX_PAGE_SIZE)
+            for item in items:
+                _collect(item, wanted, found)
+            if len(items) < MAX_PAGE_SIZE:
+                break
+        return found, pages
 
-        Accepts the bare task object (what Kling sends) or the ``{code, data}`` envelope.
-        ``external_task_id`` is None for video-extend jobs. No download happens here.
-        """
-        if not isinstance(payload, dict):
-            raise ProviderError("callback payload is not an object", code="upstream_bad_response")
-        task = payload.get("data") if isinstance(payload.get("data"), dict) else payload
-        if not isinstance(task, dict):
-            raise ProviderError("callback payload is not a task", code="upstream_bad_response")
-        return external_id_of(task), job_id_of(task), self._paced(status_from_task(task))
+    def status_from_callback(self, payload: Any) -> tuple[str | None, str, Status]:
+        """``(external_task_id, job_id, status)`` of a callback Kling POSTed to the gateway
+        (see ``kling_mapping.status_from_callback``). No download happens here."""
+        external_id, job_id, status = status_from_callback(payload)
+        return external_id, job_id, self._paced(status)
 
     # --- results -------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ unwrapped here, so callers see only ``data``.
 
 from __future__ import annotations
 
+import logging
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -23,6 +24,8 @@ from kling_gateway.worker.providers.kling_mapping import (
     is_auth_error,
     is_not_found,
 )
+
+log = logging.getLogger("kling_gateway.worker.kling")
 
 DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
 MAX_PAGE_SIZE = 500
@@ -134,9 +137,17 @@ class KlingClient:
         params: dict[str, str] | None = None,
     ) -> _Answer:
         answer = await self._send(method, path, json_body, params)
-        if answer.status == 401 or is_auth_error(answer.code):
+        if _refused_us(answer):
             self._tokens.invalidate()
             answer = await self._send(method, path, json_body, params)
+            if _refused_us(answer):
+                log.error(
+                    "the Kling API refused our credentials (HTTP %s, code %s): %s; "
+                    "check kling_access_key and kling_secret_key",
+                    answer.status,
+                    answer.code,
+                    answer.message or "no message",
+                )
         return answer
 
     async def _send(
@@ -181,6 +192,10 @@ class KlingClient:
                 answer.status, answer.code, answer.message, retry_after=answer.retry_after
             )
         return answer.data
+
+
+def _refused_us(answer: _Answer) -> bool:
+    return answer.status == 401 or is_auth_error(answer.code)
 
 
 def _path(kind: str) -> str:

@@ -202,6 +202,21 @@ def status_from_task(task: dict[str, Any]) -> Status:
     raise ProviderError(f"unknown upstream task_status {word!r}", code=ERROR_PROTOCOL)
 
 
+def status_from_callback(payload: Any) -> tuple[str | None, str, Status]:
+    """``(external_task_id, job_id, status)`` of a callback Kling POSTed to the gateway.
+
+    Accepts the bare task object (what Kling sends) or the ``{code, data}`` envelope.
+    ``external_task_id`` is None for video-extend jobs. Raises ``ProviderError`` for a payload
+    that is not an upstream task.
+    """
+    if not isinstance(payload, dict):
+        raise ProviderError("callback payload is not an object", code="upstream_bad_response")
+    task = payload.get("data") if isinstance(payload.get("data"), dict) else payload
+    if not isinstance(task, dict):
+        raise ProviderError("callback payload is not a task", code="upstream_bad_response")
+    return external_id_of(task), job_id_of(task), status_from_task(task)
+
+
 # --- upstream errors -> ProviderError ------------------------------------------------------
 
 # (first code, last code, our code, retryable, description)

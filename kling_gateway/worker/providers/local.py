@@ -5,6 +5,15 @@ it will produce, both derived from the task so a resubmission is the same job), 
 ``check`` after ``ready_at`` renders the video with ``render.render_video`` in a thread. The
 ``delay`` stands in for the time a real generation takes. With ``render=False`` no file is
 written at all; that mode exists to bench the task machinery, not to serve videos.
+
+Renders are single-flight per video id: the worker runs each check under a deadline, and a
+4K or long render can outlive it. The render is an asyncio task of its own, shielded from the
+caller's cancellation, so the thread keeps going and the next check awaits that same render
+instead of starting a second one into the same ``.part`` file.
+
+Images are fetched through the callbacks' guarded transport: unless ``allow_private``, a URL
+whose host resolves to a loopback, private or link-local address is refused, on the address
+actually connected to (so DNS rebinding cannot get around it).
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ from typing import Any, cast
 import httpx
 import msgspec
 
+from kling_gateway.callbacks.delivery import GuardedTransport
 from kling_gateway.errors import ApiError
 from kling_gateway.files import VideoFiles
 from kling_gateway.models import Task, TaskState, format_seconds
@@ -30,6 +40,7 @@ from kling_gateway.worker.providers.fetch import FetchError, fetch_bytes
 from kling_gateway.worker.providers.render import (
     AspectRatio,
     Mode,
+    RenderedVideo,
     RenderError,
     RenderSpec,
     probe_video,
@@ -66,8 +77,13 @@ class LocalProvider:
         image_max_bytes: int = 20_000_000,
         fetch_timeout: float = 10.0,
         http: httpx.AsyncClient | None = None,
+        allow_private: bool = False,
+        renderer: Callable[[Path, RenderSpec], RenderedVideo] = render_video,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``allow_private`` lets image URLs reach loopback/private addresses (it only shapes
+        the client built here, not a given ``http``); ``renderer`` replaces render_video
+        (tests)."""
         if not (math.isfinite(delay) and delay >= 0):
             raise ValueError(f"delay must be a non-negative number of seconds, not {delay}")
         if image_max_bytes < 1 or not fetch_timeout > 0:
@@ -80,12 +96,23 @@ class LocalProvider:
         self._fps = fps
         self._image_max_bytes = image_max_bytes
         self._fetch_timeout = fetch_timeout
+        self._renderer = renderer
         self._clock = clock
+        # The renders in progress, by video id (see the module docstring).
+        self._renders: dict[str, asyncio.Task[float]] = {}
         self._owns_http = http is None
         # trust_env=False: settings come from the caller, never from proxy variables.
-        self._http = http or httpx.AsyncClient(follow_redirects=False, trust_env=False)
+        self._http = http or httpx.AsyncClient(
+            transport=GuardedTransport(allow_private), follow_redirects=False, trust_env=False
+        )
 
     async def aclose(self) -> None:
+        # A render's thread cannot be stopped (it finishes its file in the background); its
+        # task can, so none is left pending.
+        renders = list(self._renders.values())
+        for render in renders:
+            render.cancel()
+        await asyncio.gather(*renders, return_exceptions=True)
         if self._owns_http:
             await self._http.aclose()
 
@@ -106,7 +133,9 @@ class LocalProvider:
         if ready_at is None:
             ready_at = self._clock() + self._delay
         data = {"ready_at": ready_at, "video_id": video_id_for(task.id)}
-        return Submission(job_id=job_id_for(task.id), provider_data=data)
+        # The worker's first check comes when the video is due, not after its usual interval.
+        wait = max(0.0, ready_at - self._clock())
+        return Submission(job_id=job_id_for(task.id), provider_data=data, next_check_in=wait)
 
     # --- check ---------------------------------------------------------------------------
 
@@ -138,6 +167,29 @@ class LocalProvider:
         return Status(TaskState.SUCCEED, video=video)
 
     async def _produce(self, task: Task, params: VideoParams, video_id: str) -> float:
+        """The measured seconds of the video of ``task``, rendered by the one render of it.
+
+        Joins the render already in progress for ``video_id`` or starts it. Cancelling the
+        caller (its deadline) leaves the render running for the next check to await.
+        """
+        render = self._renders.get(video_id)
+        if render is None:
+            render = asyncio.create_task(
+                self._render_once(task, params, video_id), name=f"render-{video_id}"
+            )
+            self._renders[video_id] = render
+            render.add_done_callback(lambda done: self._render_done(video_id, done))
+        return await asyncio.shield(render)
+
+    def _render_done(self, video_id: str, render: asyncio.Task[float]) -> None:
+        if self._renders.get(video_id) is render:
+            del self._renders[video_id]
+        # Mark the outcome seen: when every caller was cancelled nobody awaits it, and the
+        # next check finds the file (or renders again after a failure).
+        if not render.cancelled():
+            render.exception()
+
+    async def _render_once(self, task: Task, params: VideoParams, video_id: str) -> float:
         """Render the video of ``task`` (or find it rendered already); its measured seconds."""
         path = self._files.path_for(video_id)
         existing = await asyncio.to_thread(_probe_existing, self._files, path)
@@ -145,7 +197,7 @@ class LocalProvider:
             return existing
         try:
             spec = await self._spec(task, params)
-            result = await asyncio.to_thread(render_video, path, spec)
+            result = await asyncio.to_thread(self._renderer, path, spec)
         except RenderError as exc:
             raise ProviderError(str(exc), code="render_failed") from exc
         return result.duration

@@ -1,0 +1,359 @@
+"""The deliverer of the durable callback outbox.
+
+Rows are written by ``Store.save_task`` in the same transaction as the task state they report.
+The deliverer leases due rows, POSTs each (signed per Standard Webhooks), and records the
+outcome with ``Store.finish_callback_attempt``. A worker that dies mid-delivery leaves its rows
+leased until the lease runs out, then another deliverer sends them: at least once, and the
+``webhook-id`` (the row id, the same on every attempt) lets receivers drop repeats.
+
+Outcomes: 2xx delivered; 410 stops for good; a refused target (SSRF guard) stops for good; any
+other status, a redirect (never followed), a timeout or a connection error is retried after the
+next interval of the schedule (jittered ±10%, or the receiver's Retry-After when that is longer)
+until the schedule runs out, and then the delivery is marked failed.
+
+The SSRF guard runs on the connection itself: ``GuardedBackend`` resolves the host once, refuses
+unless every address is public, and connects to the checked address, while the Host header and
+TLS SNI stay the URL's name. A DNS answer that changes between the check and the connection
+(rebinding) therefore never reaches a private network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Literal
+
+import httpcore
+import httpx
+
+from kling_gateway import __version__
+from kling_gateway.callbacks.safety import UnsafeTarget, check_address, check_callback_url, resolve
+from kling_gateway.callbacks.secrets import SecretStore
+from kling_gateway.callbacks.signing import webhook_headers
+from kling_gateway.store.base import CallbackDelivery, Store
+
+log = logging.getLogger("kling_gateway.callbacks")
+
+USER_AGENT = f"kling-gateway/{__version__}"
+JITTER = 0.1
+LEASE_MARGIN = 30.0
+
+Verdict = Literal["delivered", "stop", "retry"]
+
+
+# -- the guarded connection ----------------------------------------------------------------
+
+
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """Resolve once, check every address, connect to a checked address (never the name)."""
+
+    def __init__(
+        self, allow_private: bool, inner: httpcore.AsyncNetworkBackend | None = None
+    ) -> None:
+        self._allow_private = allow_private
+        self._inner = inner if inner is not None else httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        addresses = await self._resolve(host, port, timeout)
+        for address in addresses:
+            check_address(address, self._allow_private)
+        failure: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._inner.connect_tcp(
+                    address,
+                    port,
+                    timeout=timeout,
+                    local_address=local_address,
+                    socket_options=socket_options,
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None  # resolve() never returns an empty list
+        raise failure
+
+    async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
+        try:
+            async with asyncio.timeout(timeout):
+                addresses = await resolve(host, port)
+        except TimeoutError as exc:
+            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
+        except UnsafeTarget as exc:
+            # A name that does not resolve (now) is a connection failure, retried later.
+            raise httpcore.ConnectError(str(exc)) from exc
+        if not addresses:
+            raise httpcore.ConnectError(f"callback host {host} has no address")
+        return addresses
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise UnsafeTarget("callbacks never use unix sockets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._inner.sleep(seconds)
+
+
+class GuardedTransport(httpx.AsyncHTTPTransport):
+    """An httpx transport whose every connection goes through ``GuardedBackend``.
+
+    No proxies (``trust_env`` off: a proxy would connect on our behalf, unchecked), no retries.
+    """
+
+    def __init__(
+        self, allow_private: bool, *, backend: httpcore.AsyncNetworkBackend | None = None
+    ) -> None:
+        super().__init__(trust_env=False)
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=httpx.create_ssl_context(trust_env=False),
+            max_connections=100,
+            keepalive_expiry=5.0,
+            network_backend=GuardedBackend(allow_private, backend),
+        )
+
+
+# -- one attempt's result and what it makes of the delivery -----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    verdict: Verdict
+    status: int | None
+    error: str | None
+    retry_after: float | None = None
+
+
+def classify(response: httpx.Response, now: float) -> AttemptResult:
+    """What a receiver's answer means for the delivery."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return AttemptResult("delivered", status, None)
+    if status == 410:
+        return AttemptResult("stop", status, "receiver answered 410 Gone; delivery stopped")
+    if 300 <= status < 400:
+        where = response.headers.get("location", "")
+        return AttemptResult("retry", status, f"redirect {status} to {where!r} not followed")
+    retry_after = parse_retry_after(response.headers.get("retry-after"), now)
+    return AttemptResult("retry", status, f"receiver answered HTTP {status}", retry_after)
+
+
+def parse_retry_after(value: str | None, now: float) -> float | None:
+    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP date)."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def retry_delay(
+    attempts: int, schedule: Sequence[float], retry_after: float | None, rng: random.Random
+) -> float | None:
+    """The wait before the next attempt after ``attempts`` attempts, or None when none is left.
+
+    The schedule's interval with ±10% jitter; a longer Retry-After wins, capped at the
+    schedule's longest interval so a receiver cannot park a delivery for ever.
+    """
+    if attempts > len(schedule):
+        return None
+    delay = schedule[attempts - 1] * rng.uniform(1 - JITTER, 1 + JITTER)
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, max(schedule)))
+    return delay
+
+
+def apply_result(
+    delivery: CallbackDelivery,
+    result: AttemptResult,
+    now: float,
+    schedule: Sequence[float],
+    rng: random.Random,
+) -> None:
+    """Record one attempt in ``delivery`` (state, attempts, next attempt, last status/error)."""
+    delivery.attempts += 1
+    delivery.last_status = result.status
+    delivery.last_error = result.error
+    delivery.next_attempt_at = None
+    if result.verdict == "delivered":
+        delivery.state = "delivered"
+        delivery.delivered_at = now
+        return
+    delay = None
+    if result.verdict == "retry":
+        delay = retry_delay(delivery.attempts, schedule, result.retry_after, rng)
+    if delay is None:
+        delivery.state = "failed"
+        if result.verdict == "retry":
+            delivery.last_error = f"{result.error}; gave up after {delivery.attempts} attempts"
+        return
+    delivery.state = "pending"
+    delivery.next_attempt_at = now + delay
+
+
+# -- the deliverer ----------------------------------------------------------------------------
+
+
+class CallbackDeliverer:
+    """Delivers due rows of the outbox; ``run`` loops, ``deliver_due`` does one round.
+
+    ``transport`` replaces the guarded transport (and with it the SSRF guard): tests only.
+    Use ``async with`` (or ``aclose``) to release connections.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        secrets: SecretStore,
+        *,
+        schedule: tuple[float, ...],
+        timeout: float,
+        allow_private: bool,
+        worker_id: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+        clock: Callable[[], float] = time.time,
+        concurrency: int = 16,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._store = store
+        self._secrets = secrets
+        self._schedule = schedule
+        self._timeout = timeout
+        self._worker_id = worker_id
+        self._clock = clock
+        self._concurrency = max(1, concurrency)
+        self._rng = rng if rng is not None else random.Random()
+        self._client = httpx.AsyncClient(
+            transport=transport if transport is not None else GuardedTransport(allow_private),
+            follow_redirects=False,
+            trust_env=False,
+            timeout=httpx.Timeout(timeout),
+        )
+
+    async def __aenter__(self) -> CallbackDeliverer:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+    def lease_seconds(self, limit: int) -> float:
+        """Long enough for a whole claimed batch to time out wave after wave, and then some."""
+        waves = math.ceil(limit / self._concurrency)
+        return waves * self._timeout + LEASE_MARGIN
+
+    async def deliver_due(self, limit: int | None = None) -> int:
+        """Claim the due deliveries (up to ``limit``), attempt each once; return how many."""
+        limit = self._concurrency if limit is None else limit
+        batch = await self._store.claim_due_callbacks(
+            self._worker_id, self._clock(), limit, self.lease_seconds(limit)
+        )
+        if not batch:
+            return 0
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def one(delivery: CallbackDelivery) -> None:
+            async with gate:
+                await self.deliver(delivery)
+
+        results = await asyncio.gather(*(one(d) for d in batch), return_exceptions=True)
+        for delivery, result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                log.error(
+                    "callback %s: recording the attempt failed; retried when its lease ends",
+                    delivery.id,
+                    exc_info=result,
+                )
+            elif isinstance(result, BaseException):
+                raise result
+        return len(batch)
+
+    async def deliver(self, delivery: CallbackDelivery) -> None:
+        """One attempt at a claimed delivery, recorded in the store."""
+        result = await self.attempt(delivery)
+        apply_result(delivery, result, self._clock(), self._schedule, self._rng)
+        if delivery.state == "failed":
+            log.warning("callback %s to %s failed: %s", delivery.id, delivery.url, result.error)
+        await self._store.finish_callback_attempt(delivery, self._worker_id)
+
+    async def attempt(self, delivery: CallbackDelivery) -> AttemptResult:
+        """POST the delivery once; never raises for anything the receiver or network does."""
+        headers = await self._headers(delivery)
+        try:
+            await check_callback_url(delivery.url, allow_private=True)  # the scheme only
+            async with asyncio.timeout(self._timeout):
+                return await self._post(delivery, headers)
+        except UnsafeTarget as exc:
+            return AttemptResult("stop", None, f"refused: {exc}")
+        except httpx.InvalidURL as exc:
+            return AttemptResult("stop", None, f"refused: invalid URL: {exc}")
+        except (TimeoutError, httpx.TimeoutException):
+            return AttemptResult("retry", None, f"timed out after {self._timeout:g}s")
+        except (httpx.HTTPError, OSError) as exc:
+            return AttemptResult("retry", None, f"connection error: {_describe(exc)}")
+
+    async def _post(self, delivery: CallbackDelivery, headers: dict[str, str]) -> AttemptResult:
+        async with self._client.stream(
+            "POST", delivery.url, content=delivery.body, headers=headers
+        ) as response:
+            # The body is never read: only the status and headers matter.
+            return classify(response, self._clock())
+
+    async def _headers(self, delivery: CallbackDelivery) -> dict[str, str]:
+        now = self._clock()
+        secrets = await self._secrets.active_secrets(delivery.user_id, now=now)
+        if not secrets:
+            secrets = [await self._secrets.get_or_create_secret(delivery.user_id, now=now)]
+        return {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            **webhook_headers(secrets, delivery.id, int(now), delivery.body),
+        }
+
+    async def run(self, stop: asyncio.Event, idle: float = 1.0) -> None:
+        """Deliver until ``stop`` is set; rest ``idle`` seconds when nothing was due."""
+        while not stop.is_set():
+            try:
+                count = await self.deliver_due()
+            except Exception:
+                log.exception("callback delivery round failed; trying again")
+                count = 0
+            if count == 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), idle)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
