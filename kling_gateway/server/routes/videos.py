@@ -15,7 +15,7 @@ from kling_gateway.ids import new_object_id, new_task_id
 from kling_gateway.models import API_VIDEOS, Task
 from kling_gateway.server.asgi import Receive, Reply, Scope, header
 from kling_gateway.server.context import AppContext
-from kling_gateway.server.requests import decode_body, describe_validation_error
+from kling_gateway.server.requests import decode_body
 from kling_gateway.server.waiting import is_finished, wait_until_finished
 from kling_gateway.store.base import IdempotencyConflict, Principal
 from kling_gateway.videos import VideoParams, VideoRequestBody, stored_request, validate
@@ -32,8 +32,9 @@ class VideosEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, trace_id: str) -> Reply:
         principal, body = await self.ctx.admit(scope, receive, API_VIDEOS)
-        raw = decode_body(body, dict[str, Any])
-        params = validate(_convert(raw))
+        # Typed first, so that any error names its field; then as sent, for the record.
+        params = validate(decode_body(body, VideoRequestBody))
+        raw: dict[str, Any] = msgspec.json.decode(body)
         await self._check_callback(params)
         task = await self._create(principal, raw, params, trace_id, _idempotency_key(scope))
         if params.asynchronous:
@@ -100,13 +101,6 @@ class VideosEndpoint:
         response: dict[str, Any] = msgspec.json.decode(record)["response"]
         code = response.get("error", {}).get("code", "")
         return _json(_FAILURE_STATUS.get(code, 200), {**response, "trace_id": trace_id})
-
-
-def _convert(raw: dict[str, Any]) -> VideoRequestBody:
-    try:
-        return msgspec.convert(raw, VideoRequestBody)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(describe_validation_error(exc)) from exc
 
 
 def _idempotency_key(scope: Scope) -> str | None:
