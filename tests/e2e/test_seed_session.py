@@ -9,8 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _proc import cli, free_port, running
 
+from _proc import cli, free_port, running
 from harness import insert_finished, make_task
 from kling_gateway.store.sqlite import SQLiteStore
 
