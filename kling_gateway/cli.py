@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kling_gateway import cli_ops
 
     cli_ops.add_ops_commands(commands)
+    from kling_gateway import cli_client
+
+    cli_client.add_client_commands(commands)
     return parser
 
 

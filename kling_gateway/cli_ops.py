@@ -10,7 +10,6 @@ from kling_gateway.settings import add_settings_arguments, load_settings
 from kling_gateway.store.base import Store
 
 
-
 def add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_callbacks(commands)
     fake = commands.add_parser(
@@ -36,8 +35,13 @@ def _add_callbacks(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     secret = actions.add_parser("secret", help="print (or rotate) a user's signing secret")
     secret.add_argument("--user", required=True, help="user name")
     secret.add_argument("--rotate", action="store_true", help="make a new secret")
-    secret.add_argument("--grace", type=float, default=86400.0, metavar="SECONDS",
-                        help="how long the old secret keeps signing after --rotate")
+    secret.add_argument(
+        "--grace",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="how long the old secret keeps signing after --rotate",
+    )
     secret.set_defaults(handler=_callbacks_secret)
     for sub in (listing, redeliver, secret):
         add_settings_arguments(sub, ("store",))
@@ -58,7 +62,9 @@ def _callbacks_redeliver(args: argparse.Namespace) -> int:
     from kling_gateway.callbacks import admin
     from kling_gateway.serve import with_store
 
-    queued = asyncio.run(with_store(load_settings(args), lambda s: admin.redeliver(s, args.delivery_id)))
+    queued = asyncio.run(
+        with_store(load_settings(args), lambda s: admin.redeliver(s, args.delivery_id))
+    )
     print(admin.format_redeliver(args.delivery_id, queued))
     return 0 if queued else 1
 

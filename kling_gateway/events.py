@@ -1,7 +1,7 @@
 """Task-change notifications: how a waiting request learns that a task moved.
 
 In one process an ``asyncio.Event`` per waiter is enough. Across processes the Redis
-implementation (``kling_gateway.redis_events``) carries the same calls. A waiter never
+implementation (``kling_gateway.redis_support``) carries the same calls. A waiter never
 depends on a notification alone: it re-reads the store when its wait slice ends, so a lost
 message costs latency, never a wrong answer.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from typing import Protocol
-
 
 # The channel on which new tasks are announced to idle workers.
 WORKER_WAKEUP = "__worker__"
@@ -46,6 +45,13 @@ class LocalTaskEvents:
     def deliver(self, task_id: str) -> None:
         for event in self._waiters.pop(task_id, ()):
             event.set()
+
+    def deliver_all(self) -> None:
+        """Wake every waiter: used when notifications may have been lost, so each re-checks."""
+        waiters, self._waiters = self._waiters, defaultdict(set)
+        for events in waiters.values():
+            for event in events:
+                event.set()
 
     async def wait(self, task_id: str, timeout: float) -> bool:
         event = asyncio.Event()

@@ -33,6 +33,18 @@ TERMINAL_STATES = frozenset({TaskState.SUCCEED, TaskState.FAILED})
 ACTIVE_STATES = frozenset({TaskState.PENDING, TaskState.PROCESSING})
 
 
+_ASCII_SPACE = " \t\n\r\f\v"
+
+
+def is_blank(text: str) -> bool:
+    """Empty or only ASCII white space: the OpenAPI document's ``[^ \\t\\n\\r\\f\\v]`` rule.
+
+    (``str.strip()`` would also strip control and Unicode separators, which JSON Schema's
+    patterns do not count as space, so client-side validation and the server would disagree.)
+    """
+    return not text.strip(_ASCII_SPACE)
+
+
 def epoch(value: float) -> float:
     """Epoch seconds at millisecond precision, as the hosted service reports them."""
     return round(value, 3)

@@ -118,6 +118,7 @@ def serve(settings: Settings) -> int:
         "timeout_graceful_shutdown": 30,
     }
     if settings.processes > 1:
+        _warn_without_redis(settings)
         _export(settings)
         uvicorn.run(
             "kling_gateway.serve:app_from_environment",
@@ -133,6 +134,18 @@ def serve(settings: Settings) -> int:
 async def _prepare(settings: Settings) -> None:
     os.makedirs(settings.data_dir, exist_ok=True)
     await with_store(settings, lambda store: bootstrap(settings, store))
+
+
+def _warn_without_redis(settings: Settings) -> None:
+    if settings.redis_url:
+        return
+    log.warning(
+        "%d API processes without redis_url: each keeps its own rate limit (%d x the limit in "
+        "all), and a waiting request learns of changes made in another process only when it "
+        "re-reads the store",
+        settings.processes,
+        settings.processes,
+    )
 
 
 def _export(settings: Settings) -> None:

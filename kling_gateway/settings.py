@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "KLING_GATEWAY_"
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class SettingsError(ValueError):
@@ -109,6 +110,10 @@ class Settings:
         return self.database_url or f"sqlite:///{Path(self.data_dir) / 'kling-gateway.db'}"
 
     @property
+    def uses_postgres(self) -> bool:
+        return self.resolved_database_url.startswith(_POSTGRES_SCHEMES)
+
+    @property
     def videos_dir(self) -> Path:
         return Path(self.data_dir) / "videos"
 
@@ -129,10 +134,15 @@ class Settings:
             raise SettingsError(f"provider must be 'local' or 'kling', not {self.provider!r}")
         if self.provider == "kling" and not (self.kling_access_key and self.kling_secret_key):
             raise SettingsError("provider 'kling' needs kling_access_key and kling_secret_key")
-        if not self.resolved_database_url.startswith(
-            ("sqlite:///", "postgresql://", "postgres://")
-        ):
+        if not self.resolved_database_url.startswith(("sqlite:///", *_POSTGRES_SCHEMES)):
             raise SettingsError("database_url must start with sqlite:/// or postgresql://")
+        if self.processes > 1 and not self.uses_postgres:
+            # SQLite is the one-process setup; several API processes (each possibly with a
+            # worker) belong on the shared store.
+            raise SettingsError(
+                "processes > 1 needs PostgreSQL: set database_url to postgresql://... "
+                "(with SQLite, run one process)"
+            )
         self.retry_schedule  # noqa: B018 - parses, raising SettingsError when malformed
         return self
 

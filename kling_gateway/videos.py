@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 import msgspec
 
 from kling_gateway.errors import ApiNotImplemented, BadRequest
+from kling_gateway.models import is_blank
 
 ACTIONS = ("text2video", "image2video", "extend")
 MODELS = (
@@ -34,7 +35,7 @@ MAX_PROMPT = 2500
 SECRET_KEYS = frozenset({"token", "authorization", "api_key", "access_key", "secret_key"})
 
 
-class CameraConfig(msgspec.Struct, forbid_unknown_fields=True):
+class CameraConfig(msgspec.Struct):
     horizontal: float = 0.0
     vertical: float = 0.0
     pan: float = 0.0
@@ -109,7 +110,7 @@ def validate(body: VideoRequestBody) -> VideoParams:
     _range("cfg_scale", body.cfg_scale, 0.0, 1.0)
     _check_audio(body)
     _check_images(action, body)
-    if action == "extend" and not (body.video_id and body.video_id.strip()):
+    if action == "extend" and (body.video_id is None or is_blank(body.video_id)):
         raise BadRequest("field `video_id` is required for extend")
     return VideoParams(
         action=action,
@@ -156,7 +157,7 @@ def _text(name: str, value: str | None) -> None:
 
 def _prompt(action: str, prompt: str | None) -> str:
     _text("prompt", prompt)
-    if action in ("text2video", "image2video") and not (prompt and prompt.strip()):
+    if action in ("text2video", "image2video") and (prompt is None or is_blank(prompt)):
         raise BadRequest(f"field `prompt` is required for {action}")
     return prompt or ""
 

@@ -144,3 +144,24 @@ def require_redis() -> str:
     if problem is not None:
         unavailable("Redis", url, problem)
     return url
+
+
+# Tests own this Redis database: they empty it, so it must not be one an operator uses.
+TEST_REDIS_DB = 15
+
+
+def fresh_redis_url(db: int = TEST_REDIS_DB) -> str:
+    """The test Redis server's database ``db``, emptied first; skip/fail when Redis is absent."""
+    import redis.asyncio as aioredis
+
+    url = with_database(require_redis(), str(db))
+
+    async def flush() -> None:
+        client = aioredis.Redis.from_url(url, socket_connect_timeout=PROBE_TIMEOUT)
+        try:
+            await client.flushdb()
+        finally:
+            await client.aclose()
+
+    run_sync(flush)
+    return url

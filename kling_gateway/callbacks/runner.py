@@ -10,7 +10,9 @@ from kling_gateway.settings import Settings
 from kling_gateway.store.base import Store
 
 
-async def run_deliverer(settings: Settings, store: Store, worker_id: str, stop: asyncio.Event) -> None:
+async def run_deliverer(
+    settings: Settings, store: Store, worker_id: str, stop: asyncio.Event
+) -> None:
     """Deliver due callbacks until ``stop`` is set."""
     async with CallbackDeliverer(
         store,

@@ -13,6 +13,8 @@ Unauthenticated extras:
 * ``GET|POST|DELETE /fake-admin/faults``: read, replace or clear the injected faults.
 * ``GET|DELETE /fake-admin/counters``: read or reset the request and create counters.
 * ``GET /fake-admin/tasks``: every task as the API would show it.
+* ``GET /fake-admin/finished?since=EPOCH``: tasks finished after ``since``, with the time they
+  finished (``finished_at``, epoch seconds), oldest first.
 
 Prompt triggers for deterministic tests: ``[fake:unsafe]`` (create answers 1301),
 ``[fake:unsafe-later]`` (the task fails with a safety message), ``[fake:fail]`` (the task fails).
@@ -260,6 +262,13 @@ class FakeUpstream:
     async def tasks(self, _request: Request) -> Response:
         return JSONResponse([task.to_json() for task in self.state.tasks.values()])
 
+    async def finished(self, request: Request) -> Response:
+        try:
+            since = float(request.query_params.get("since", "0"))
+        except ValueError:
+            return JSONResponse({"error": "since must be epoch seconds"}, status_code=400)
+        return JSONResponse(self.state.finished_since(since))
+
     def routes(self) -> list[Route]:
         return [
             Route("/v1/videos/{kind}", self.create, methods=["POST"]),
@@ -269,6 +278,7 @@ class FakeUpstream:
             Route("/fake-admin/faults", self.faults, methods=["GET", "POST", "DELETE"]),
             Route("/fake-admin/counters", self.counters, methods=["GET", "DELETE"]),
             Route("/fake-admin/tasks", self.tasks, methods=["GET"]),
+            Route("/fake-admin/finished", self.finished, methods=["GET"]),
         ]
 
 

@@ -37,6 +37,8 @@ class FakeTask:
     video_id: str | None = None
     duration: str = "5.1"
     parent_video: dict[str, Any] | None = None
+    # Epoch seconds of the move to succeed/failed (admin only: benches measure lag from it).
+    finished_at: float | None = None
 
     def media_url(self) -> str:
         return f"{self.media_base.rstrip('/')}/fake-media/{self.task_id}.mp4"
@@ -134,6 +136,20 @@ class FakeState:
         start = (page_num - 1) * page_size
         return mine[start : start + page_size]
 
+    def finished_since(self, since: float) -> list[dict[str, Any]]:
+        """Tasks that finished after ``since`` (epoch seconds), oldest first."""
+        done = [t for t in self.tasks.values() if (t.finished_at or 0.0) > since]
+        done.sort(key=lambda t: t.finished_at or 0.0)
+        return [
+            {
+                "task_id": t.task_id,
+                "external_task_id": t.request.external_task_id,
+                "task_status": t.status,
+                "finished_at": t.finished_at,
+            }
+            for t in done
+        ]
+
     def _video_of_account(self, account: str, video_id: str) -> FakeTask | None:
         for task in self.tasks.values():
             if task.account == account and task.video_id == video_id:
@@ -201,5 +217,7 @@ class FakeState:
     def advance(self, task: FakeTask, status: str) -> None:
         task.status = status
         task.updated_at = self.now_ms()
+        if status in ("succeed", "failed"):
+            task.finished_at = self.config.clock()
         if status == "succeed":
             task.video_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))

@@ -37,6 +37,11 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
+def headers(scope: Scope, name: bytes) -> list[str]:
+    """Every value of header ``name`` (ASGI servers give names in lower case)."""
+    return [value.decode("latin-1") for key, value in scope["headers"] if key == name]
+
+
 async def read_body(receive: Receive, limit: int) -> bytes:
     """The whole request body; a body over ``limit`` bytes is refused without reading on."""
     chunks: list[bytes] = []

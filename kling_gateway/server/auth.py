@@ -19,8 +19,12 @@ class Authenticator:
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[Principal, float]] = {}
 
-    async def authenticate(self, authorization: str | None, api: str) -> Principal:
-        token = _bearer_token(authorization)
+    async def authenticate(self, authorization: list[str], api: str) -> Principal:
+        """``authorization``: every value of the header; more than one is refused, since
+        proxies and frameworks disagree on which one counts."""
+        if len(authorization) > 1:
+            raise InvalidToken("more than one authorization header")
+        token = _bearer_token(authorization[0] if authorization else None)
         principal = await self._lookup(token)
         now = time.time()
         if principal is None or principal.revoked:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from kling_gateway.errors import TooManyRequests
 from kling_gateway.events import TaskEvents
-from kling_gateway.server.asgi import Receive, Scope, header, read_body
+from kling_gateway.server.asgi import Receive, Scope, headers, read_body
 from kling_gateway.server.auth import Authenticator
 from kling_gateway.server.ratelimit import RateLimiter
 from kling_gateway.settings import Settings
@@ -23,9 +23,14 @@ class AppContext:
 
     async def admit(self, scope: Scope, receive: Receive, api: str) -> tuple[Principal, bytes]:
         """Authenticate, count against the rate limit, then read the capped body."""
-        principal = await self.auth.authenticate(header(scope, b"authorization"), api)
+        principal = await self.authorize(scope, api)
+        body = await read_body(receive, self.settings.max_body_bytes)
+        return principal, body
+
+    async def authorize(self, scope: Scope, api: str) -> Principal:
+        """Authenticate and count against the rate limit (for requests without a body)."""
+        principal = await self.auth.authenticate(headers(scope, b"authorization"), api)
         retry_after = await self.limiter.hit(principal.credential_id)
         if retry_after is not None:
             raise TooManyRequests(retry_after)
-        body = await read_body(receive, self.settings.max_body_bytes)
-        return principal, body
+        return principal

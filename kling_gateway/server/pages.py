@@ -18,6 +18,7 @@ from starlette.staticfiles import StaticFiles
 from kling_gateway.errors import ApiError, InternalError, NoApi
 from kling_gateway.server.asgi import error_body
 from kling_gateway.server.context import AppContext
+from kling_gateway.server.routes.events import event_routes
 from kling_gateway.server.routes.kling_callbacks import kling_callback_routes
 
 log = logging.getLogger("kling_gateway.server")
@@ -77,6 +78,7 @@ def build_pages(ctx: AppContext, lifespan: Lifespan) -> Starlette:
             name="videos",
         ),
         *kling_callback_routes(ctx),
+        *event_routes(ctx),
     ]
     handlers: dict[Any, Any] = {
         404: _not_found,

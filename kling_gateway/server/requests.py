@@ -11,7 +11,8 @@ from kling_gateway.errors import BadRequest
 
 T = TypeVar("T")
 
-_AT_PATH = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$")
+# DOTALL: a field name may hold a newline, and the message quotes it.
+_AT_PATH = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
 
 
 def decode_body(body: bytes, kind: type[T]) -> T:
@@ -28,8 +29,7 @@ def decode_body(body: bytes, kind: type[T]) -> T:
 def describe_validation_error(exc: msgspec.ValidationError) -> str:
     """msgspec's message, rephrased to name the field (``$.camera_control.type``)."""
     match = _AT_PATH.match(str(exc))
-    assert match is not None  # the pattern matches any string
-    what, path = match["what"], match["path"]
+    what, path = (match["what"], match["path"]) if match else (str(exc), None)
     if not path:
         if "Expected `object`" in what:
             return "request body must be a JSON object"

@@ -76,6 +76,9 @@ class Worker:
         listener = asyncio.create_task(self._listen_for_new_tasks())
         try:
             while not self._stopping.is_set():
+                # Cleared before looking, not before sleeping: a wake-up that arrives while
+                # the claim query runs (a task inserted after its snapshot) must not be lost.
+                self._wake.clear()
                 if await self._claim() == 0 or self._full():
                     await self._sleep()
         finally:
@@ -121,7 +124,6 @@ class Worker:
         timeout = self.config.idle_poll_seconds
         if self._next_due > now:
             timeout = min(timeout, self._next_due - now)
-        self._wake.clear()
         try:
             async with asyncio.timeout(max(timeout, 0.001)):
                 await self._wake.wait()

@@ -16,7 +16,7 @@ from kling_gateway.models import (
     progress_response,
     success_response,
 )
-from kling_gateway.worker.providers.base import Provider, ProviderError, Status
+from kling_gateway.worker.providers.base import Provider, ProviderError, Status, Submission
 from kling_gateway.worker.schedule import backoff
 
 log = logging.getLogger("kling_gateway.worker")
@@ -67,14 +67,19 @@ async def advance(
 
 async def _submit(provider: Provider, task: Task, now: float, policy: StepPolicy) -> StepResult:
     submission = await provider.submit(task)
-    task.job_id = submission.job_id
-    task.provider_data.update(submission.provider_data)
-    task.started_at = task.started_at or now
-    task.response = progress_response(task.id, TaskState.PENDING)
+    record_submission(task, submission, now)
     wait = submission.next_check_in
     if wait is None:
         wait = policy.check_interval
     return StepResult(now + max(wait, 0.0), 0, changed=True)
+
+
+def record_submission(task: Task, submission: Submission, now: float) -> None:
+    """Note the provider's job on the task (after a submit, or an upstream callback naming it)."""
+    task.job_id = submission.job_id
+    task.provider_data.update(submission.provider_data)
+    task.started_at = task.started_at or now
+    task.response = progress_response(task.id, TaskState.PENDING)
 
 
 def apply_status(

@@ -12,12 +12,12 @@ from typing import Any
 import av
 import httpx
 import pytest
-from _servers import serve_asgi
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from _servers import serve_asgi
 from kling_gateway.fake_upstream import FakeUpstream, FakeUpstreamConfig, create_fake_upstream
 from kling_gateway.fake_upstream.config import SAFETY_MESSAGE
 from kling_gateway.files import VideoFiles

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+
 from _store_helpers import (
     LEASE,
     Owner,
@@ -26,7 +27,6 @@ from _store_helpers import (
     open_store,
     owner,
 )
-
 from kling_gateway.models import Task, TaskState, progress_response
 from kling_gateway.store.base import (
     CallbackDelivery,

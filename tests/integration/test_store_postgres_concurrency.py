@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+
 from _store_helpers import (
     LEASE,
     claim_one,
@@ -21,7 +22,6 @@ from _store_helpers import (
     open_store,
     owner,
 )
-
 from kling_gateway.store.base import Outcome, Store, TaskFilter
 from services import fresh_postgres_database
 

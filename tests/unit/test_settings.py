@@ -120,9 +120,11 @@ def _sample(name: str, tmp_path: Path) -> tuple[str, Any]:
 
 
 def _valid_env(name: str) -> dict[str, str]:
-    # provider=kling needs keys; everything else is valid with the defaults.
+    # provider=kling needs keys; several processes need PostgreSQL; the rest is valid as is.
     if name == "provider":
         return {"KLING_GATEWAY_KLING_ACCESS_KEY": "ak", "KLING_GATEWAY_KLING_SECRET_KEY": "sk"}
+    if name == "processes":
+        return {"KLING_GATEWAY_DATABASE_URL": "postgresql://db/kg"}
     return {}
 
 

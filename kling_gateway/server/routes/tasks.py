@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from kling_gateway.errors import ApiNotImplemented, BadRequest
-from kling_gateway.models import API_TASKS
+from kling_gateway.models import API_TASKS, is_blank
 from kling_gateway.server.asgi import Receive, Reply, Scope
 from kling_gateway.server.context import AppContext
 from kling_gateway.server.requests import decode_body
@@ -16,6 +16,9 @@ MAX_WAIT_SECONDS = 60.0
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
 EMPTY_RECORD = b"{}"
+RETRY_HINT = (b"retry-after", b"3")
+# Announces that the server honoured `wait` (the SDK's long-poll detection).
+LONG_POLL = (b"x-kling-gateway-long-poll", b"1")
 
 
 class TasksRequest(msgspec.Struct):
@@ -51,12 +54,15 @@ class TasksEndpoint:
         task_id = _required_id(request.id)
         store = self.ctx.store
         record = await store.get_task_record(principal.user_id, task_id)
-        if request.wait:
-            wait = _bounded("wait", request.wait, 0, MAX_WAIT_SECONDS)
-            record = await wait_until_finished(
-                store, self.ctx.events, principal.user_id, task_id, wait, record
-            )
-        return Reply(200, record or EMPTY_RECORD, _retry_hint(record))
+        if request.wait is None:
+            return Reply(200, record or EMPTY_RECORD, _retry_hint(record))
+        wait = _bounded("wait", request.wait, 0, MAX_WAIT_SECONDS)
+        record = await wait_until_finished(
+            store, self.ctx.events, principal.user_id, task_id, wait, record
+        )
+        # The SDK decides from this header whether `wait` was honoured, so it goes with every
+        # answer to a `wait`, also when the task finished during it (and has no retry hint).
+        return Reply(200, record or EMPTY_RECORD, [*_retry_hint(record), LONG_POLL])
 
     async def retrieve_batch(self, principal: Principal, request: TasksRequest) -> Reply:
         if request.ids is None:
@@ -91,7 +97,7 @@ def _batch_body(items: list[bytes], count: int) -> bytes:
 def _required_id(value: str | None) -> str:
     if value is None:
         raise BadRequest("field `id` is required")
-    if not value.strip():
+    if is_blank(value):
         raise BadRequest("field `id` must be a non-empty string")
     return value
 
@@ -101,7 +107,7 @@ def _unique_ids(ids: list[str], limit: int) -> list[str]:
         raise BadRequest("field `ids` must list at least one task id")
     if len(ids) > limit:
         raise BadRequest(f"field `ids` lists {len(ids)} ids; at most {limit} are allowed")
-    if any(not i.strip() for i in ids):
+    if any(is_blank(i) for i in ids):
         raise BadRequest("field `ids` must contain only non-empty strings")
     return list(dict.fromkeys(ids))
 
@@ -121,7 +127,7 @@ def _whole(name: str, value: float | None, low: int, high: int, default: int) ->
 
 
 def _retry_hint(record: bytes | None) -> list[tuple[bytes, bytes]]:
-    """Unfinished tasks carry a hint of when to ask again (the SDK's long-poll detection)."""
+    """Unfinished tasks carry a hint of when to ask again."""
     if record is None or is_finished(record):
         return []
-    return [(b"retry-after", b"3"), (b"x-kling-gateway-long-poll", b"1")]
+    return [RETRY_HINT]

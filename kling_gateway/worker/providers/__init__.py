@@ -1,1 +1,1 @@
-"""Providers turn a task into a video: ``local`` renders it here, ``kling`` asks the official API."""
+"""Providers turn a task into a video: `local` renders it here, `kling` asks the official API."""

@@ -7,6 +7,7 @@ unwrapped here, so callers see only ``data``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import urllib.parse
@@ -42,6 +43,9 @@ class KlingClientConfig:
     write_timeout: float = 30.0
     pool_timeout: float = 5.0
     token_refresh_margin: float = 60.0
+    # Upstream calls in flight at once; more wait their turn here, not in httpx's pool (whose
+    # queue costs time proportional to its length on every request).
+    max_connections: int = 16
 
     def timeout(self) -> httpx.Timeout:
         return httpx.Timeout(
@@ -73,7 +77,14 @@ class KlingClient:
     ) -> None:
         self._config = config
         self._owns_http = http is None
-        self._http = http if http is not None else httpx.AsyncClient(timeout=config.timeout())
+        limits = httpx.Limits(
+            max_connections=config.max_connections,
+            max_keepalive_connections=config.max_connections,
+        )
+        self._http = (
+            http if http is not None else httpx.AsyncClient(timeout=config.timeout(), limits=limits)
+        )
+        self._slots = asyncio.Semaphore(config.max_connections)
         self._tokens = KlingTokenSource(
             config.access_key,
             config.secret_key,
@@ -160,14 +171,15 @@ class KlingClient:
         url = self._config.base_url.rstrip("/") + path
         headers = {"Authorization": self._tokens.authorization(), "Accept": "application/json"}
         try:
-            response = await self._http.request(
-                method,
-                url,
-                json=json_body,
-                params=params,
-                headers=headers,
-                timeout=self._config.timeout(),
-            )
+            async with self._slots:
+                response = await self._http.request(
+                    method,
+                    url,
+                    json=json_body,
+                    params=params,
+                    headers=headers,
+                    timeout=self._config.timeout(),
+                )
         except httpx.TimeoutException as exc:
             raise ProviderError(
                 f"the upstream did not answer {method} {path} in time",
