@@ -17,6 +17,7 @@ from kling_gateway.store.base import CallbackDelivery, Outcome, StoredTask, Stor
 from kling_gateway.store.rows import (
     CALLBACK_COLUMNS,
     TASK_COLUMNS,
+    TASK_UPDATE_COLUMNS,
     apply_outcome,
     callback_from_row,
     callback_view,
@@ -25,6 +26,7 @@ from kling_gateway.store.rows import (
     is_final_event,
     load_json,
     task_from_row,
+    task_update_values,
     task_values,
 )
 
@@ -187,23 +189,11 @@ async def save_task(
 async def _write_task(
     conn: Conn, task: Task, attempts: int, next_check_at: float | None, lease_owner: str | None
 ) -> None:
+    assignments = ", ".join(f"{c} = ${n}" for n, c in enumerate(TASK_UPDATE_COLUMNS, start=1))
+    where = f"${len(TASK_UPDATE_COLUMNS) + 1}"
     await conn.execute(
-        "UPDATE tasks SET state = $1, job_id = $2, response = $3, provider_data = $4, "
-        "callback = $5, started_at = $6, finished_at = $7, record = $8, version = $9, "
-        "attempts = $10, next_check_at = $11, lease_owner = $12 WHERE id = $13",
-        task.state.value,
-        task.job_id,
-        dump_json(task.response),
-        dump_json(task.provider_data),
-        dump_json(task.callback),
-        task.started_at,
-        task.finished_at,
-        task.record_json(),
-        task.version,
-        attempts,
-        next_check_at,
-        lease_owner,
-        task.id,
+        f"UPDATE tasks SET {assignments} WHERE id = {where}",
+        *task_update_values(task, attempts, next_check_at, lease_owner),
     )
 
 

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
 
 from kling_gateway.models import Task, TaskState
-from kling_gateway.store.base import CallbackDelivery, IdempotencyConflict, Outcome, StoredTask
+from kling_gateway.store.base import (
+    CallbackDelivery,
+    IdempotencyConflict,
+    Outcome,
+    Principal,
+    StoredTask,
+)
 
 # How long an idempotency key keeps returning the task it created.
 IDEMPOTENCY_WINDOW = 24 * 3600.0
@@ -170,3 +176,54 @@ def apply_outcome(
     # A finished task has no next check: that is what "finished" means to the store.
     next_check_at = None if task.state.is_terminal else outcome.next_check_at
     return attempts, next_check_at, worker_id if outcome.keep_lease else None
+
+
+# The query both backends run for authentication, by its column order.
+PRINCIPAL_QUERY = (
+    "SELECT c.id, c.apis, c.expires_at, c.revoked_at, u.id, u.name, a.id, a.disabled, "
+    "a.quota_remaining FROM credentials c JOIN users u ON u.id = c.user_id "
+    "JOIN applications a ON a.id = c.application_id WHERE c.token_hash = "
+)
+
+
+def principal_from_row(row: Sequence[Any]) -> Principal:
+    """A ``Principal`` from a row of ``PRINCIPAL_QUERY``."""
+    return Principal(
+        user_id=row[4],
+        user_name=row[5],
+        application_id=row[6],
+        credential_id=row[0],
+        apis=frozenset(filter(None, row[1].split(","))),
+        expires_at=row[2],
+        revoked=row[3] is not None,
+        application_disabled=bool(row[7]),
+        quota_remaining=row[8],
+    )
+
+
+# The columns a compare-and-set write of a task sets, in the order of ``task_update_values``.
+TASK_UPDATE_COLUMNS = (
+    "state", "job_id", "response", "provider_data", "callback", "started_at", "finished_at",
+    "record", "version", "attempts", "next_check_at", "lease_owner",
+)  # fmt: skip
+
+
+def task_update_values(
+    task: Task, attempts: int, next_check_at: float | None, lease_owner: str | None
+) -> tuple[Any, ...]:
+    """The values of ``TASK_UPDATE_COLUMNS``, then the task id (for ``WHERE id = ...``)."""
+    return (
+        task.state.value,
+        task.job_id,
+        dump_json(task.response),
+        dump_json(task.provider_data),
+        dump_json(task.callback),
+        task.started_at,
+        task.finished_at,
+        task.record_json(),
+        task.version,
+        attempts,
+        next_check_at,
+        lease_owner,
+        task.id,
+    )

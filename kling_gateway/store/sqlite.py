@@ -29,6 +29,7 @@ from kling_gateway.store.base import (
     TaskFilter,
 )
 from kling_gateway.store.migrations import migration_scripts
+from kling_gateway.store.rows import PRINCIPAL_QUERY, principal_from_row
 
 T = TypeVar("T")
 
@@ -219,25 +220,8 @@ class SQLiteStore:
 
     async def find_principal(self, token_hash: str) -> Principal | None:
         # credentials.token_hash UNIQUE index, then two primary-key joins.
-        row = self._read.execute(
-            "SELECT c.id, c.apis, c.expires_at, c.revoked_at, u.id, u.name, a.id, a.disabled, "
-            "a.quota_remaining FROM credentials c JOIN users u ON u.id = c.user_id "
-            "JOIN applications a ON a.id = c.application_id WHERE c.token_hash = ?",
-            (token_hash,),
-        ).fetchone()
-        if row is None:
-            return None
-        return Principal(
-            user_id=row[4],
-            user_name=row[5],
-            application_id=row[6],
-            credential_id=row[0],
-            apis=frozenset(filter(None, row[1].split(","))),
-            expires_at=row[2],
-            revoked=row[3] is not None,
-            application_disabled=bool(row[7]),
-            quota_remaining=row[8],
-        )
+        row = self._read.execute(PRINCIPAL_QUERY + "?", (token_hash,)).fetchone()
+        return None if row is None else principal_from_row(row)
 
     async def list_credentials(self) -> list[CredentialInfo]:
         rows = self._read.execute(

@@ -14,6 +14,7 @@ from kling_gateway.store.base import CallbackDelivery, Outcome, StoredTask, Task
 from kling_gateway.store.rows import (
     CALLBACK_COLUMNS,
     TASK_COLUMNS,
+    TASK_UPDATE_COLUMNS,
     apply_outcome,
     callback_from_row,
     callback_view,
@@ -22,6 +23,7 @@ from kling_gateway.store.rows import (
     is_final_event,
     load_json,
     task_from_row,
+    task_update_values,
     task_values,
 )
 
@@ -148,25 +150,10 @@ def save_task(
         outcome=outcome,
         now=now,
     )
+    assignments = ", ".join(f"{column} = ?" for column in TASK_UPDATE_COLUMNS)
     conn.execute(
-        "UPDATE tasks SET state = ?, job_id = ?, response = ?, provider_data = ?, callback = ?, "
-        "started_at = ?, finished_at = ?, record = ?, version = ?, attempts = ?, "
-        "next_check_at = ?, lease_owner = ? WHERE id = ?",
-        (
-            task.state.value,
-            task.job_id,
-            dump_json(task.response),
-            dump_json(task.provider_data),
-            dump_json(task.callback),
-            task.started_at,
-            task.finished_at,
-            task.record_json(),
-            task.version,
-            attempts,
-            next_check_at,
-            lease_owner,
-            task.id,
-        ),
+        f"UPDATE tasks SET {assignments} WHERE id = ?",
+        task_update_values(task, attempts, next_check_at, lease_owner),
     )
     for url, event, body in outcome.callbacks:
         conn.execute(
