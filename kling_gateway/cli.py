@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -139,9 +140,12 @@ def _tokens_revoke(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    level = getattr(args, "log_level", None) or os.environ.get("KLING_GATEWAY_LOG_LEVEL")
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=(level or "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request at INFO: one line per callback or upstream call is noise.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     handler: Command = args.handler
     try:
         return handler(args)

@@ -12,8 +12,9 @@ import asyncio
 from collections import defaultdict
 from typing import Protocol
 
-# The channel on which new tasks are announced to idle workers.
+# The channels on which new tasks, and new callback deliveries, are announced to idle workers.
 WORKER_WAKEUP = "__worker__"
+CALLBACK_WAKEUP = "__callbacks__"
 
 
 class TaskEvents(Protocol):
@@ -74,3 +75,10 @@ class LocalTaskEvents:
 
     async def aclose(self) -> None:
         return None
+
+
+async def relay(events: TaskEvents, channel: str, wake: asyncio.Event) -> None:
+    """Set ``wake`` whenever ``channel`` is announced; runs until cancelled."""
+    while True:
+        if await events.wait(channel, 60.0):
+            wake.set()

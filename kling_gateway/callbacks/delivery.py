@@ -341,9 +341,14 @@ class CallbackDeliverer:
             **webhook_headers(secrets, delivery.id, int(now), delivery.body),
         }
 
-    async def run(self, stop: asyncio.Event, idle: float = 1.0) -> None:
-        """Deliver until ``stop`` is set; rest ``idle`` seconds when nothing was due."""
+    async def run(
+        self, stop: asyncio.Event, idle: float = 1.0, wake: asyncio.Event | None = None
+    ) -> None:
+        """Deliver until ``stop`` is set; when nothing was due, rest until ``wake`` is set
+        (a callback was enqueued, or ``stop``) or ``idle`` seconds pass."""
+        wake = wake or asyncio.Event()
         while not stop.is_set():
+            wake.clear()  # before looking, so an enqueue during the round is not missed
             try:
                 count = await self.deliver_due()
             except Exception:
@@ -351,7 +356,7 @@ class CallbackDeliverer:
                 count = 0
             if count == 0:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), idle)
+                    await asyncio.wait_for(wake.wait(), idle)
 
 
 def _describe(exc: BaseException) -> str:

@@ -145,6 +145,7 @@ class FakeState:
                 "task_id": t.task_id,
                 "external_task_id": t.request.external_task_id,
                 "task_status": t.status,
+                "created_at": t.created_at / 1000,
                 "finished_at": t.finished_at,
             }
             for t in done

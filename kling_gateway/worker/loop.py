@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from kling_gateway.events import WORKER_WAKEUP, TaskEvents
+from kling_gateway.events import CALLBACK_WAKEUP, WORKER_WAKEUP, TaskEvents, relay
 from kling_gateway.models import Task, TaskState
 from kling_gateway.store.base import Outcome, Store, StoredTask
 from kling_gateway.worker.providers.base import Provider
@@ -73,7 +73,7 @@ class Worker:
 
     async def run(self) -> None:
         """Claim and drive tasks until ``stop()``; then release whatever is still in hand."""
-        listener = asyncio.create_task(self._listen_for_new_tasks())
+        listener = asyncio.create_task(relay(self.events, WORKER_WAKEUP, self._wake))
         try:
             while not self._stopping.is_set():
                 # Cleared before looking, not before sleeping: a wake-up that arrives while
@@ -129,11 +129,6 @@ class Worker:
                 await self._wake.wait()
         except TimeoutError:
             pass
-
-    async def _listen_for_new_tasks(self) -> None:
-        while True:
-            if await self.events.wait(WORKER_WAKEUP, 60.0):
-                self._wake.set()
 
     async def _drive(self, stored: StoredTask) -> None:
         task, version = stored.task, stored.task.version
@@ -193,6 +188,8 @@ class Worker:
             self._next_due = result.next_check_at
         if result.changed:
             await self.events.publish(task.id)
+        if outcome.callbacks:
+            await self.events.publish(CALLBACK_WAKEUP)
 
     async def _drain(self) -> None:
         """Give tasks in hand a grace period, then cancel and release the rest."""

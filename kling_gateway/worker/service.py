@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from kling_gateway.callbacks.runner import run_deliverer
 from kling_gateway.events import TaskEvents
 from kling_gateway.files import VideoFiles
 from kling_gateway.settings import Settings
@@ -63,7 +64,9 @@ async def start_worker(settings: Settings, store: Store, events: TaskEvents) -> 
     loops = [asyncio.create_task(worker.run(), name="worker")]
     deliverer_stop = asyncio.Event()
     loops.append(
-        asyncio.create_task(_deliver_callbacks(settings, store, worker.worker_id, deliverer_stop))
+        asyncio.create_task(
+            run_deliverer(settings, store, events, worker.worker_id, deliverer_stop)
+        )
     )
     log.info("worker %s started with the %s provider", worker.worker_id, provider.name)
 
@@ -74,11 +77,3 @@ async def start_worker(settings: Settings, store: Store, events: TaskEvents) -> 
         await provider.aclose()
 
     return stop
-
-
-async def _deliver_callbacks(
-    settings: Settings, store: Store, worker_id: str, stop: asyncio.Event
-) -> None:
-    from kling_gateway.callbacks.runner import run_deliverer
-
-    await run_deliverer(settings, store, worker_id, stop)

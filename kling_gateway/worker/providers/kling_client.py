@@ -44,8 +44,10 @@ class KlingClientConfig:
     pool_timeout: float = 5.0
     token_refresh_margin: float = 60.0
     # Upstream calls in flight at once; more wait their turn here, not in httpx's pool (whose
-    # queue costs time proportional to its length on every request).
+    # queue costs time proportional to its length on every request). ``check_connections`` of
+    # them are kept for checks (get, list), so a burst of creates never holds up the checks.
     max_connections: int = 16
+    check_connections: int = 6
 
     def timeout(self) -> httpx.Timeout:
         return httpx.Timeout(
@@ -84,7 +86,10 @@ class KlingClient:
         self._http = (
             http if http is not None else httpx.AsyncClient(timeout=config.timeout(), limits=limits)
         )
-        self._slots = asyncio.Semaphore(config.max_connections)
+        if not 0 < config.check_connections < config.max_connections:
+            raise ValueError("need 0 < check_connections < max_connections")
+        self._check_lane = asyncio.Semaphore(config.check_connections)
+        self._submit_lane = asyncio.Semaphore(config.max_connections - config.check_connections)
         self._tokens = KlingTokenSource(
             config.access_key,
             config.secret_key,
@@ -105,12 +110,12 @@ class KlingClient:
 
     async def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         """``POST /v1/videos/{kind}``; returns the created task's ``data``."""
-        answer = await self._call("POST", _path(kind), json_body=body)
+        answer = await self._call(self._submit_lane, "POST", _path(kind), json_body=body)
         return _task_data(self._checked(answer))
 
     async def get(self, kind: str, task_id: str) -> dict[str, Any]:
         """``GET /v1/videos/{kind}/{task_id}``."""
-        answer = await self._call("GET", f"{_path(kind)}/{_segment(task_id)}")
+        answer = await self._call(self._check_lane, "GET", f"{_path(kind)}/{_segment(task_id)}")
         return _task_data(self._checked(answer))
 
     async def get_by_external_id(self, kind: str, external_task_id: str) -> dict[str, Any] | None:
@@ -118,7 +123,8 @@ class KlingClient:
 
         Uses the path form ``GET /v1/videos/{kind}/{external_task_id}`` of the reference.
         """
-        answer = await self._call("GET", f"{_path(kind)}/{_segment(external_task_id)}")
+        path = f"{_path(kind)}/{_segment(external_task_id)}"
+        answer = await self._call(self._submit_lane, "GET", path)
         if answer.code != 0 and is_not_found(answer.status, answer.code):
             return None
         return _task_data(self._checked(answer))
@@ -128,7 +134,8 @@ class KlingClient:
         if not 1 <= page_num <= MAX_PAGE_NUM or not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"pageNum 1..{MAX_PAGE_NUM}, pageSize 1..{MAX_PAGE_SIZE}")
         params = {"pageNum": str(page_num), "pageSize": str(page_size)}
-        data = self._checked(await self._call("GET", _path(kind), params=params))
+        answer = await self._call(self._check_lane, "GET", _path(kind), params=params)
+        data = self._checked(answer)
         if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
             raise ProviderError(
                 "upstream list data is not an array of tasks",
@@ -141,24 +148,26 @@ class KlingClient:
 
     async def _call(
         self,
+        lane: asyncio.Semaphore,
         method: str,
         path: str,
         *,
         json_body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
     ) -> _Answer:
-        answer = await self._send(method, path, json_body, params)
-        if _refused_us(answer):
-            self._tokens.invalidate()
+        async with lane:
             answer = await self._send(method, path, json_body, params)
             if _refused_us(answer):
-                log.error(
-                    "the Kling API refused our credentials (HTTP %s, code %s): %s; "
-                    "check kling_access_key and kling_secret_key",
-                    answer.status,
-                    answer.code,
-                    answer.message or "no message",
-                )
+                self._tokens.invalidate()
+                answer = await self._send(method, path, json_body, params)
+        if _refused_us(answer):
+            log.error(
+                "the Kling API refused our credentials (HTTP %s, code %s): %s; "
+                "check kling_access_key and kling_secret_key",
+                answer.status,
+                answer.code,
+                answer.message or "no message",
+            )
         return answer
 
     async def _send(
@@ -171,15 +180,14 @@ class KlingClient:
         url = self._config.base_url.rstrip("/") + path
         headers = {"Authorization": self._tokens.authorization(), "Accept": "application/json"}
         try:
-            async with self._slots:
-                response = await self._http.request(
-                    method,
-                    url,
-                    json=json_body,
-                    params=params,
-                    headers=headers,
-                    timeout=self._config.timeout(),
-                )
+            response = await self._http.request(
+                method,
+                url,
+                json=json_body,
+                params=params,
+                headers=headers,
+                timeout=self._config.timeout(),
+            )
         except httpx.TimeoutException as exc:
             raise ProviderError(
                 f"the upstream did not answer {method} {path} in time",
