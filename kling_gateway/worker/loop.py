@@ -112,10 +112,13 @@ class Worker:
         task_id = stored.task.id
         job = asyncio.create_task(self._drive(stored), name=f"task-{task_id}")
         self._in_flight[task_id] = job
-        job.add_done_callback(lambda _: self._finished(task_id))
+        job.add_done_callback(lambda done: self._finished(task_id, done))
 
-    def _finished(self, task_id: str) -> None:
-        self._in_flight.pop(task_id, None)
+    def _finished(self, task_id: str, job: asyncio.Task[None]) -> None:
+        # Only our own entry: if the task was released (a Kling callback made it due) and
+        # claimed again while this run was still going, the newer run owns the slot.
+        if self._in_flight.get(task_id) is job:
+            del self._in_flight[task_id]
         self._wake.set()
 
     async def _sleep(self) -> None:

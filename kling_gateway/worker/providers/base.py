@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kling_gateway.models import Task, TaskState
+from kling_gateway.store.base import Store
 
 
 class ProviderError(Exception):
@@ -67,6 +68,19 @@ class Status:
     error_message: str | None = None
     next_check_in: float | None = None
     provider_data: dict[str, Any] | None = None
+
+
+async def require_own_video(store: Store, user_id: str, video_id: str) -> str:
+    """The id of ``user_id``'s succeeded task whose result is ``video_id``.
+
+    An ``extend`` may only continue the caller's own video: whatever the provider, a video id
+    of another user (or of no one) fails the task, as if it did not exist.
+    """
+    found = await store.find_user_video(user_id, video_id)
+    if found is None:
+        message = f"no succeeded video of yours has video_id {video_id!r}"
+        raise ProviderError(message, code="video_not_found")
+    return found
 
 
 class Provider(Protocol):

@@ -35,7 +35,13 @@ from kling_gateway.files import VideoFiles
 from kling_gateway.models import Task, TaskState, format_seconds
 from kling_gateway.store.base import Store
 from kling_gateway.videos import VideoParams, params_from_request
-from kling_gateway.worker.providers.base import ProviderError, Status, Submission, VideoResult
+from kling_gateway.worker.providers.base import (
+    ProviderError,
+    Status,
+    Submission,
+    VideoResult,
+    require_own_video,
+)
 from kling_gateway.worker.providers.fetch import FetchError, fetch_bytes
 from kling_gateway.worker.providers.render import (
     AspectRatio,
@@ -240,9 +246,7 @@ class LocalProvider:
 
     async def _source(self, user_id: str, video_id: str) -> Path:
         """The file of the user's earlier video ``video_id``, the source of an extend."""
-        found = await self._store.find_user_video(user_id, video_id)
-        if found is None:
-            raise _video_not_found(f"no succeeded video with video_id {video_id!r}")
+        await require_own_video(self._store, user_id, video_id)
         try:
             path = self._files.path_for(video_id)
         except ValueError as exc:
