@@ -21,6 +21,10 @@ class IdempotencyConflict(StoreError):
     """The idempotency key was used before with a different request body."""
 
 
+class QuotaUsedUp(StoreError):
+    """The application has no quota left for a new task."""
+
+
 @dataclass(frozen=True, slots=True)
 class Principal:
     """The owner of a bearer token, as authentication needs it."""
@@ -135,10 +139,6 @@ class Store(Protocol):
     async def set_application(
         self, user_name: str, *, disabled: bool | None = None, quota: int | None = None
     ) -> bool: ...
-    async def consume_quota(self, application_id: str) -> bool:
-        """Take one unit of quota; False when it is used up (unlimited when no quota is set)."""
-        ...
-
     # -- tasks: the API side
     async def insert_task(
         self,
@@ -148,9 +148,12 @@ class Store(Protocol):
         deadline_at: float,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        charge_quota: bool = False,
     ) -> Task:
         """Store a new task before anyone is told its id. With an idempotency key already used
-        by the same user, return that earlier task instead (or raise IdempotencyConflict)."""
+        by the same user, return that earlier task instead (or raise IdempotencyConflict).
+        With ``charge_quota``, a task really inserted takes one unit of its application's
+        quota in the same transaction (a replay takes none); none left: QuotaUsedUp."""
         ...
 
     async def get_task_record(self, user_id: str, task_id: str) -> bytes | None: ...

@@ -227,15 +227,6 @@ class PostgresStore:
         )
         return rowcount(status) > 0
 
-    async def consume_quota(self, application_id: str) -> bool:
-        # Primary key; the condition and the decrement are one atomic statement.
-        status = await self.pool.execute(
-            "UPDATE applications SET quota_remaining = quota_remaining - 1 "
-            "WHERE id = $1 AND (quota_remaining IS NULL OR quota_remaining > 0)",
-            application_id,
-        )
-        return rowcount(status) > 0
-
     # -- tasks: the API side
     async def insert_task(
         self,
@@ -245,10 +236,11 @@ class PostgresStore:
         deadline_at: float,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        charge_quota: bool = False,
     ) -> Task:
         async with self._conn() as conn:
             return await tasks_sql.insert_task(
-                conn, task, next_check_at, deadline_at, idempotency_key, request_hash
+                conn, task, next_check_at, deadline_at, idempotency_key, request_hash, charge_quota
             )
 
     async def get_task_record(self, user_id: str, task_id: str) -> bytes | None:

@@ -13,9 +13,17 @@ import uuid
 from typing import Any
 
 from kling_gateway.models import Task
-from kling_gateway.store.base import CallbackDelivery, Outcome, StoredTask, StoreError, TaskFilter
+from kling_gateway.store.base import (
+    CallbackDelivery,
+    Outcome,
+    QuotaUsedUp,
+    StoredTask,
+    StoreError,
+    TaskFilter,
+)
 from kling_gateway.store.rows import (
     CALLBACK_COLUMNS,
+    CHARGE_QUOTA,
     TASK_COLUMNS,
     TASK_UPDATE_COLUMNS,
     apply_outcome,
@@ -54,6 +62,7 @@ async def insert_task(
     deadline_at: float,
     idempotency_key: str | None,
     request_hash: str | None,
+    charge_quota: bool = False,
 ) -> Task:
     async with conn.transaction():
         if idempotency_key is not None:
@@ -63,6 +72,11 @@ async def insert_task(
         values = (*task_values(task), 0, next_check_at, deadline_at, None, task.record_json())
         inserted = await conn.fetchval(_INSERT_TASK, *values, idempotency_key, request_hash)
         if inserted is not None:
+            # Charged after the insert won: a replay that lost the race for the key pays nothing.
+            if charge_quota and not rowcount(
+                await conn.execute(CHARGE_QUOTA.format(id="$1"), task.application_id)
+            ):
+                raise QuotaUsedUp("the application's quota is used up")
             return task
         # Lost the race for the key to a create that has committed since: read statements
         # in READ COMMITTED see it now, so answer as if it had come first.

@@ -227,3 +227,11 @@ def task_update_values(
         lease_owner,
         task.id,
     )
+
+
+# One unit of an application's quota (NULL: unlimited); the condition and the decrement are
+# one atomic statement, run in the transaction that inserts the task.
+CHARGE_QUOTA = (
+    "UPDATE applications SET quota_remaining = quota_remaining - 1 "
+    "WHERE id = {id} AND (quota_remaining IS NULL OR quota_remaining > 0)"
+)

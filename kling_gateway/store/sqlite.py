@@ -280,17 +280,6 @@ class SQLiteStore:
 
         return await self._write(run)
 
-    async def consume_quota(self, application_id: str) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
-            cur = conn.execute(
-                "UPDATE applications SET quota_remaining = quota_remaining - 1 "
-                "WHERE id = ? AND (quota_remaining IS NULL OR quota_remaining > 0)",
-                (application_id,),
-            )
-            return cur.rowcount > 0
-
-        return await self._write(run)
-
     # -- tasks: the API side
     async def insert_task(
         self,
@@ -300,10 +289,11 @@ class SQLiteStore:
         deadline_at: float,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        charge_quota: bool = False,
     ) -> Task:
         return await self._write(
             lambda conn: tasks_sql.insert_task(
-                conn, task, next_check_at, deadline_at, idempotency_key, request_hash
+                conn, task, next_check_at, deadline_at, idempotency_key, request_hash, charge_quota
             )
         )
 

@@ -10,9 +10,10 @@ import time
 import uuid
 
 from kling_gateway.models import Task
-from kling_gateway.store.base import CallbackDelivery, Outcome, StoredTask, TaskFilter
+from kling_gateway.store.base import CallbackDelivery, Outcome, QuotaUsedUp, StoredTask, TaskFilter
 from kling_gateway.store.rows import (
     CALLBACK_COLUMNS,
+    CHARGE_QUOTA,
     TASK_COLUMNS,
     TASK_UPDATE_COLUMNS,
     apply_outcome,
@@ -35,11 +36,17 @@ def insert_task(
     deadline_at: float,
     idempotency_key: str | None,
     request_hash: str | None,
+    charge_quota: bool = False,
 ) -> Task:
     if idempotency_key is not None:
         earlier = _idempotent_match(conn, task, idempotency_key, request_hash)
         if earlier is not None:
             return earlier
+    if (
+        charge_quota
+        and not conn.execute(CHARGE_QUOTA.format(id="?"), (task.application_id,)).rowcount
+    ):
+        raise QuotaUsedUp("the application's quota is used up")
     conn.execute(
         f"INSERT INTO tasks ({TASK_COLUMNS}, record, idempotency_key, request_hash) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

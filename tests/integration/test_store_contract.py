@@ -32,6 +32,7 @@ from kling_gateway.store.base import (
     CallbackDelivery,
     IdempotencyConflict,
     Outcome,
+    QuotaUsedUp,
     Store,
     TaskFilter,
 )
@@ -148,16 +149,43 @@ async def test_set_application(store: Store) -> None:
     assert not await store.set_application("nobody", disabled=True)
 
 
-async def test_consume_quota_down_to_zero(store: Store) -> None:
+async def _charged_insert(store: Store, who: Owner, key: str | None = None) -> Task:
+    task, now = new_task(who), time.time()
+    return await store.insert_task(
+        task,
+        next_check_at=now,
+        deadline_at=now + 3600,
+        idempotency_key=key,
+        request_hash="h" if key else None,
+        charge_quota=True,
+    )
+
+
+async def test_inserting_charges_quota_down_to_zero(store: Store) -> None:
     who = await owner(store)
     await add_token(store, who, "tok_quota")
-    assert all([await store.consume_quota(who.application_id) for _ in range(5)])  # unlimited
+    for _ in range(5):  # unlimited
+        await _charged_insert(store, who)
     await store.set_application("alice", quota=2)
-    results = [await store.consume_quota(who.application_id) for _ in range(3)]
-    assert results == [True, True, False]
+    await _charged_insert(store, who)
+    await _charged_insert(store, who)
+    with pytest.raises(QuotaUsedUp):
+        await _charged_insert(store, who)
     found = await store.find_principal("hash-tok_quota")
     assert found is not None and found.quota_remaining == 0
-    assert not await store.consume_quota("no-such-application")
+    _, total = await store.list_task_records(who.user_id, TaskFilter(limit=100))
+    assert total == 7  # the refused insert was rolled back with its charge
+
+
+async def test_an_idempotent_replay_charges_no_quota(store: Store) -> None:
+    who = await owner(store)
+    await add_token(store, who, "tok_replay")
+    await store.set_application("alice", quota=1)
+    first = await _charged_insert(store, who, key="order-1")
+    again = await _charged_insert(store, who, key="order-1")
+    assert again.id == first.id
+    found = await store.find_principal("hash-tok_replay")
+    assert found is not None and found.quota_remaining == 0
 
 
 # -- tasks: the API side

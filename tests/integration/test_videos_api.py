@@ -127,6 +127,15 @@ async def test_idempotency_key_gives_one_task(gateway: AppHarness) -> None:
     assert listing["count"] == 1
 
 
+async def test_an_idempotent_retry_costs_no_quota(gateway: AppHarness) -> None:
+    await gateway.add_user("trial")
+    await gateway.store.set_application("trial", quota=1)
+    headers = {"idempotency-key": "retry-me"}
+    for _ in range(3):  # a client retrying the same create with the same key
+        response = await gateway.videos({**TEXT2VIDEO, "async": True}, "trial", headers=headers)
+        assert response.status_code == 200, response.text
+
+
 async def test_quota_used_up(gateway: AppHarness) -> None:
     await gateway.add_user("trial")
     await gateway.store.set_application("trial", quota=1)

@@ -17,7 +17,7 @@ from kling_gateway.server.asgi import Receive, Reply, Scope, header
 from kling_gateway.server.context import AppContext
 from kling_gateway.server.requests import decode_body
 from kling_gateway.server.waiting import is_finished, wait_until_finished
-from kling_gateway.store.base import IdempotencyConflict, Principal
+from kling_gateway.store.base import IdempotencyConflict, Principal, QuotaUsedUp
 from kling_gateway.videos import VideoParams, VideoRequestBody, stored_request, validate
 
 MAX_IDEMPOTENCY_KEY = 255
@@ -59,8 +59,6 @@ class VideosEndpoint:
     ) -> Task:
         """Store the task (before anyone learns its id), then wake the worker."""
         store, now = self.ctx.store, time.time()
-        if not await store.consume_quota(principal.application_id):
-            raise UsedUp()
         task = Task(
             id=new_task_id(),
             object_id=new_object_id(now),
@@ -78,9 +76,12 @@ class VideosEndpoint:
                 deadline_at=now + self.ctx.settings.task_deadline_seconds,
                 idempotency_key=key,
                 request_hash=_request_hash(params) if key else None,
+                charge_quota=True,
             )
         except IdempotencyConflict as exc:
             raise BadRequest(f"header `Idempotency-Key`: {exc}") from exc
+        except QuotaUsedUp as exc:
+            raise UsedUp() from exc
         await self.ctx.events.publish(WORKER_WAKEUP)
         return stored
 
