@@ -200,9 +200,16 @@ def _check_images(action: str, body: VideoRequestBody) -> None:
 def _http_url(name: str, value: str | None) -> None:
     if value is None:
         return
-    parts = urlsplit(value)
+    problem = f"field `{name}` must be an http or https URL"
+    if any(ord(c) <= 0x20 or c == "\x7f" for c in value):
+        raise BadRequest(f"{problem} without spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise BadRequest(f"{problem}: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest(f"field `{name}` must be an http or https URL")
+        raise BadRequest(problem)
 
 
 def _callback_url(value: str | None) -> str | None:

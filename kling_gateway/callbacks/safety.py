@@ -55,18 +55,21 @@ async def resolve(host: str, port: int) -> list[str]:
     loop = asyncio.get_running_loop()
     try:
         infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
+    except (socket.gaierror, UnicodeError) as exc:  # UnicodeError: an invalid IDNA label
         raise UnsafeTarget(f"callback host {host} does not resolve") from exc
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 async def check_callback_url(url: str, allow_private: bool) -> None:
     """Refuse ``url`` unless it is http(s) and every address its host resolves to is public."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise UnsafeTarget(f"callback URL is malformed: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise UnsafeTarget("callback URL must be http or https")
     if allow_private:
         return
-    port = parts.port or (443 if parts.scheme == "https" else 80)
     for address in await resolve(parts.hostname, port):
         check_address(address, allow_private)

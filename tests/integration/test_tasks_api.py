@@ -224,3 +224,16 @@ async def test_health_and_openapi_carry_trace_ids(gateway: AppHarness) -> None:
         response = await gateway.client.get(path)
         assert response.status_code == 200
         assert response.headers["x-trace-id"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"id": "a\x00b"},
+        {"action": "retrieve_batch", "ids": ["a\x00b"]},
+        {"action": "retrieve_batch", "type": "vid\x00eos"},
+        {"action": "delete", "id": "\x00"},
+    ],
+)
+async def test_nul_characters_are_a_400(gateway: AppHarness, body: dict[str, Any]) -> None:
+    assert "NUL" in assert_error(await gateway.tasks(body), 400, "bad_request")["error"]["message"]

@@ -166,3 +166,21 @@ async def test_private_callback_urls_are_refused_by_default(tmp_path: Path) -> N
             assert response.status_code == 400, url
             assert "callback_url" in response.json()["error"]["message"]
         assert (await gateway.tasks({"action": "retrieve_batch"})).json()["count"] == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.com:99999/hook",
+        "http://a..b.example/hook",
+        "http://" + "a" * 70 + ".example/hook",
+        "http://example.com/ho ok",
+        "http://example.com/\x01",
+    ],
+)
+async def test_malformed_callback_urls_are_400_not_500(tmp_path: Path, url: str) -> None:
+    settings = make_settings(tmp_path, worker=False, callback_allow_private=False)
+    async with AppHarness.start(settings) as gateway:
+        response = await gateway.videos({**TEXT2VIDEO, "callback_url": url})
+        assert response.status_code == 400, response.text
+        assert "callback_url" in response.json()["error"]["message"]

@@ -51,6 +51,8 @@ def event_routes(ctx: AppContext) -> list[BaseRoute]:
 
 async def _own_task(ctx: AppContext, user_id: str, task_id: str) -> Task | None:
     """The task when it exists and is ``user_id``'s: a foreign task looks missing."""
+    if "\x00" in task_id:  # cannot name a task (and PostgreSQL refuses NUL in text)
+        return None
     stored = await ctx.store.load_task(task_id)
     if stored is None or stored.task.user_id != user_id:
         return None
