@@ -14,10 +14,19 @@ from typing import cast
 
 from starlette.applications import Starlette
 
-from kling_gateway.errors import ApiError, InternalError
+from kling_gateway.errors import ApiError
 from kling_gateway.events import LocalTaskEvents, TaskEvents
 from kling_gateway.ids import new_trace_id
-from kling_gateway.server.asgi import Message, Receive, Reply, Scope, Send, error_reply, send_reply
+from kling_gateway.server.asgi import (
+    Message,
+    Receive,
+    Reply,
+    Scope,
+    Send,
+    error_reply,
+    send_reply,
+    unexpected_error,
+)
 from kling_gateway.server.auth import Authenticator
 from kling_gateway.server.context import AppContext
 from kling_gateway.server.pages import build_pages
@@ -63,9 +72,8 @@ class GatewayApp:
             reply = await handler(scope, receive, trace_id)
         except ApiError as exc:
             reply = error_reply(exc, trace_id)
-        except Exception:
-            log.exception("unexpected error, trace_id=%s path=%s", trace_id, scope["path"])
-            reply = error_reply(InternalError(), trace_id)
+        except Exception as exc:  # noqa: BLE001 - the one translation to 500/503, logged there
+            reply = error_reply(unexpected_error(exc, trace_id, scope["path"]), trace_id)
         await send_reply(send, reply, trace_id)
 
 

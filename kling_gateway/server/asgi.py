@@ -6,19 +6,23 @@ response objects: measured on this request shape, that overhead was a third of t
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from kling_gateway.errors import ApiError, BadRequest
+from kling_gateway.errors import ApiError, BadRequest, InternalError, ServiceUnavailable
+from kling_gateway.store import is_unavailable
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("kling_gateway.server")
 
 JSON_HEADERS = ((b"content-type", b"application/json"),)
 
@@ -74,6 +78,15 @@ def error_body(error: ApiError, trace_id: str) -> bytes:
 def error_reply(error: ApiError, trace_id: str) -> Reply:
     headers = [(k.encode(), v.encode()) for k, v in error.headers.items()]
     return Reply(error.status, error_body(error, trace_id), headers)
+
+
+def unexpected_error(exc: Exception, trace_id: str, path: str) -> ApiError:
+    """503 when the store is out of reach (worth a retry), else 500; logged either way."""
+    if is_unavailable(exc):
+        log.error("store unavailable, trace_id=%s path=%s: %r", trace_id, path, exc)
+        return ServiceUnavailable("the task store is unavailable; retry shortly")
+    log.error("unexpected error, trace_id=%s path=%s", trace_id, path, exc_info=exc)
+    return InternalError()
 
 
 async def send_reply(send: Send, reply: Reply, trace_id: str) -> None:

@@ -15,8 +15,8 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from kling_gateway.errors import ApiError, InternalError, NoApi
-from kling_gateway.server.asgi import error_body
+from kling_gateway.errors import ApiError, NoApi
+from kling_gateway.server.asgi import error_body, unexpected_error
 from kling_gateway.server.context import AppContext
 from kling_gateway.server.routes.events import event_routes
 from kling_gateway.server.routes.kling_callbacks import kling_callback_routes
@@ -47,8 +47,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     trace_id = request.scope.get("state", {}).get("trace_id", "")
-    log.error("unexpected error, trace_id=%s path=%s", trace_id, request.url.path, exc_info=exc)
-    return error_response(request, InternalError())
+    return error_response(request, unexpected_error(exc, trace_id, request.url.path))
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

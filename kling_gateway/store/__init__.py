@@ -18,4 +18,24 @@ def open_store(url: str) -> Store:
     raise StoreError(f"unsupported database URL: {url.split(':', 1)[0]}://...")
 
 
-__all__ = ["Store", "StoreError", "open_store"]
+def is_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the store cannot be reached or is busy right now (a 503, not a
+    bug): a network error, a pool or connection that went away, SQLite's "locked"."""
+    import sqlite3
+
+    import asyncpg
+
+    if isinstance(exc, OSError | TimeoutError):
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        return "locked" in str(exc) or "busy" in str(exc)
+    return isinstance(
+        exc,
+        asyncpg.PostgresConnectionError
+        | asyncpg.InterfaceError
+        | asyncpg.exceptions.CannotConnectNowError
+        | asyncpg.exceptions.TooManyConnectionsError,
+    )
+
+
+__all__ = ["Store", "StoreError", "is_unavailable", "open_store"]

@@ -237,3 +237,14 @@ async def test_health_and_openapi_carry_trace_ids(gateway: AppHarness) -> None:
 )
 async def test_nul_characters_are_a_400(gateway: AppHarness, body: dict[str, Any]) -> None:
     assert "NUL" in assert_error(await gateway.tasks(body), 400, "bad_request")["error"]["message"]
+
+
+async def test_an_unreachable_store_is_a_503(
+    gateway: AppHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def refused(*_: Any) -> bytes:
+        raise ConnectionRefusedError("connection refused")
+
+    monkeypatch.setattr(gateway.store, "get_task_record", refused)
+    body = assert_error(await gateway.tasks({"id": "x"}), 503, "service_unavailable")
+    assert "refused" not in body["error"]["message"]

@@ -21,9 +21,16 @@ from kling_gateway.store.base import IdempotencyConflict, Principal, QuotaUsedUp
 from kling_gateway.videos import VideoParams, VideoRequestBody, stored_request, validate
 
 MAX_IDEMPOTENCY_KEY = 255
-# A finished-but-failed blocking call answers with the failed body (§3); these error codes
-# are the gateway-level failures of §4, answered with their HTTP status.
-_FAILURE_STATUS = {"bad_gateway": 502, "service_unavailable": 503, "timeout": 504}
+
+
+# A finished-but-failed blocking call answers the failed body (§3). Failures caused by the
+# upstream rather than by the request are the gateway errors of §4, with their HTTP status.
+def _failure_status(code: str) -> int:
+    if code == "timeout":
+        return 504
+    if code == "upstream_unavailable":
+        return 503
+    return 502 if code.startswith("upstream_") else 200
 
 
 class VideosEndpoint:
@@ -101,7 +108,7 @@ class VideosEndpoint:
             )
         response: dict[str, Any] = msgspec.json.decode(record)["response"]
         code = response.get("error", {}).get("code", "")
-        return _json(_FAILURE_STATUS.get(code, 200), {**response, "trace_id": trace_id})
+        return _json(_failure_status(code), {**response, "trace_id": trace_id})
 
 
 def _idempotency_key(scope: Scope) -> str | None:
