@@ -1,7 +1,7 @@
 """The API error hierarchy: every failure a client can see is an ``ApiError``.
 
 Each subclass fixes the HTTP status and the ``code`` of the contract (§4); the server turns
-any of them into the documented body in one place (``server/responses.py``).
+any of them into the documented body in one place (``server/asgi.py``).
 """
 
 from __future__ import annotations
