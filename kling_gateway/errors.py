@@ -80,6 +80,7 @@ class GatewayTimeout(ApiError):
     default_message = "the task did not finish in time; it goes on, retrieve it later"
 
 
+# Every code a client can see, by code: the OpenAPI document is checked against it.
 ERRORS_BY_CODE: dict[str, type[ApiError]] = {
     cls.code: cls
     for cls in (

@@ -137,5 +137,4 @@ def failure_response(task_id: str, *, code: str, message: str) -> dict[str, Any]
 
 def format_seconds(value: float) -> str:
     """A duration as the contract's string of seconds (``"5.1"``)."""
-    text = f"{value:.1f}"
-    return text
+    return f"{value:.1f}"

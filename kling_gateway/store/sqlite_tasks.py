@@ -96,16 +96,17 @@ def list_records(
     conn: sqlite3.Connection, user_id: str, flt: TaskFilter
 ) -> tuple[list[bytes], int]:
     # tasks_user_created index on (user_id, created_at DESC): a range scan, newest first.
-    where, params = ["user_id = ?"], [user_id]
+    where: list[str] = ["user_id = ?"]
+    params: list[object] = [user_id]
     if flt.type is not None:
         where.append("type = ?")
         params.append(flt.type)
     if flt.created_at_min is not None:
         where.append("created_at >= ?")
-        params.append(str(flt.created_at_min))
+        params.append(flt.created_at_min)
     if flt.created_at_max is not None:
         where.append("created_at <= ?")
-        params.append(str(flt.created_at_max))
+        params.append(flt.created_at_max)
     clause = " AND ".join(where)
     total = conn.execute(f"SELECT count(*) FROM tasks WHERE {clause}", params).fetchone()[0]
     rows = conn.execute(

@@ -199,7 +199,7 @@ class Worker:
         pending = list(self._in_flight.values())
         if pending:
             await asyncio.wait(pending, timeout=self.config.shutdown_grace)
-        left = [t for t in self._in_flight]
+        left = list(self._in_flight)
         for job in list(self._in_flight.values()):
             job.cancel()
         if left:

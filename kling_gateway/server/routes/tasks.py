@@ -57,9 +57,10 @@ class TasksEndpoint:
         if request.wait is None:
             return Reply(200, record or EMPTY_RECORD, _retry_hint(record))
         wait = _bounded("wait", request.wait, 0, MAX_WAIT_SECONDS)
-        record = await wait_until_finished(
-            store, self.ctx.events, principal.user_id, task_id, wait, record
-        )
+        if record is not None:  # a missing or foreign task answers {} at once
+            record = await wait_until_finished(
+                store, self.ctx.events, principal.user_id, task_id, wait, record
+            )
         # The SDK decides from this header whether `wait` was honoured, so it goes with every
         # answer to a `wait`, also when the task finished during it (and has no retry hint).
         return Reply(200, record or EMPTY_RECORD, [*_retry_hint(record), LONG_POLL])
