@@ -17,6 +17,7 @@ import msgspec
 
 from kling_gateway.callbacks.secrets import DEFAULT_ROTATION_GRACE, SecretStore
 from kling_gateway.store.base import CallbackDelivery, Store
+from kling_gateway.store.rows import callback_view
 
 COLUMNS = ("id", "task_id", "event", "state", "attempts", "last_status", "next_attempt_at", "url")
 
@@ -38,18 +39,11 @@ class UserSecrets:
 
 def delivery_row(delivery: CallbackDelivery) -> dict[str, Any]:
     """One delivery as a plain dict (the body left out: it can be large)."""
+    ids = {"id": delivery.id, "task_id": delivery.task_id, "user_id": delivery.user_id}
     return {
-        "id": delivery.id,
-        "task_id": delivery.task_id,
-        "user_id": delivery.user_id,
-        "url": delivery.url,
+        **ids,
         "event": delivery.event,
-        "state": delivery.state,
-        "attempts": delivery.attempts,
-        "last_status": delivery.last_status,
-        "last_error": delivery.last_error,
-        "next_attempt_at": delivery.next_attempt_at,
-        "delivered_at": delivery.delivered_at,
+        **callback_view(delivery),
         "created_at": delivery.created_at,
     }
 

@@ -30,7 +30,12 @@ from kling_gateway.store.base import (
 )
 from kling_gateway.store.migrations import migration_scripts
 from kling_gateway.store.postgres_tasks import Conn, rowcount
-from kling_gateway.store.rows import PRINCIPAL_QUERY, principal_from_row
+from kling_gateway.store.rows import (
+    CREDENTIALS_QUERY,
+    PRINCIPAL_QUERY,
+    credential_from_row,
+    principal_from_row,
+)
 
 # pg_advisory_lock key serialising migrate() across processes ("kling-gw" in ASCII).
 MIGRATION_LOCK_KEY = 0x6B6C696E672D6777
@@ -189,15 +194,7 @@ class PostgresStore:
         return None if row is None else principal_from_row(row)
 
     async def list_credentials(self) -> list[CredentialInfo]:
-        rows = await self.pool.fetch(
-            "SELECT c.id, u.name, c.application_id, c.token_prefix, c.apis, c.created_at, "
-            "c.expires_at, c.revoked_at FROM credentials c JOIN users u ON u.id = c.user_id "
-            "ORDER BY c.created_at"
-        )
-        return [
-            CredentialInfo(r[0], r[1], r[2], r[3], tuple(filter(None, r[4].split(","))), *r[5:])
-            for r in rows
-        ]
+        return [credential_from_row(row) for row in await self.pool.fetch(CREDENTIALS_QUERY)]
 
     async def revoke_credential(self, id_or_prefix: str, now: float) -> int:
         # Primary key or a scan by prefix: an operator's command, rare.

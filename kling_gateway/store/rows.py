@@ -10,6 +10,7 @@ import msgspec
 from kling_gateway.models import Task, TaskState
 from kling_gateway.store.base import (
     CallbackDelivery,
+    CredentialInfo,
     IdempotencyConflict,
     Outcome,
     Principal,
@@ -235,3 +236,17 @@ CHARGE_QUOTA = (
     "UPDATE applications SET quota_remaining = quota_remaining - 1 "
     "WHERE id = {id} AND (quota_remaining IS NULL OR quota_remaining > 0)"
 )
+
+
+# Every token with its user's name, oldest first (operators' listing; no index needed).
+CREDENTIALS_QUERY = (
+    "SELECT c.id, u.name, c.application_id, c.token_prefix, c.apis, c.created_at, "
+    "c.expires_at, c.revoked_at FROM credentials c JOIN users u ON u.id = c.user_id "
+    "ORDER BY c.created_at"
+)
+
+
+def credential_from_row(row: Sequence[Any]) -> CredentialInfo:
+    """A ``CredentialInfo`` from a row of ``CREDENTIALS_QUERY``."""
+    apis = tuple(filter(None, row[4].split(",")))
+    return CredentialInfo(row[0], row[1], row[2], row[3], apis, row[5], row[6], row[7])

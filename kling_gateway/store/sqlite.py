@@ -30,7 +30,12 @@ from kling_gateway.store.base import (
     TaskFilter,
 )
 from kling_gateway.store.migrations import migration_scripts
-from kling_gateway.store.rows import PRINCIPAL_QUERY, principal_from_row
+from kling_gateway.store.rows import (
+    CREDENTIALS_QUERY,
+    PRINCIPAL_QUERY,
+    credential_from_row,
+    principal_from_row,
+)
 
 T = TypeVar("T")
 
@@ -242,14 +247,8 @@ class SQLiteStore:
         return None if row is None else principal_from_row(row)
 
     async def list_credentials(self) -> list[CredentialInfo]:
-        rows = self._read.execute(
-            "SELECT c.id, u.name, c.application_id, c.token_prefix, c.apis, c.created_at, "
-            "c.expires_at, c.revoked_at FROM credentials c JOIN users u ON u.id = c.user_id "
-            "ORDER BY c.created_at"
-        ).fetchall()
         return [
-            CredentialInfo(r[0], r[1], r[2], r[3], tuple(filter(None, r[4].split(","))), *r[5:])
-            for r in rows
+            credential_from_row(row) for row in self._read.execute(CREDENTIALS_QUERY).fetchall()
         ]
 
     async def revoke_credential(self, id_or_prefix: str, now: float) -> int:
