@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any
 
 ENV_PREFIX = "KLING_GATEWAY_"
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# The callback secret is a URL path segment and the only guard of that route.
+_CALLBACK_SECRET = re.compile(r"[A-Za-z0-9_-]{16,}")
 
 
 class SettingsError(ValueError):
@@ -87,6 +90,9 @@ class Settings:
     kling_download_results: bool = _opt(
         True, "copy finished videos into the gateway's file store", "kling"
     )
+    kling_download_timeout: float = _opt(
+        300.0, "deadline of copying one finished video, in seconds", "kling"
+    )
     # -- callbacks to clients
     callback_timeout: float = _opt(
         10.0, "deadline of one callback attempt, in seconds", "callbacks"
@@ -126,6 +132,7 @@ class Settings:
         _check_positive(
             self, ("lease_seconds", "provider_timeout", "callback_timeout", "processes")
         )
+        _check_positive(self, ("kling_download_timeout",))
         if self.rate_limit_per_minute < 0:
             raise SettingsError("rate_limit_per_minute must be 0 or more")
         if self.lease_seconds <= self.provider_timeout:
@@ -134,6 +141,12 @@ class Settings:
             raise SettingsError(f"provider must be 'local' or 'kling', not {self.provider!r}")
         if self.provider == "kling" and not (self.kling_access_key and self.kling_secret_key):
             raise SettingsError("provider 'kling' needs kling_access_key and kling_secret_key")
+        if self.kling_callback_secret and not _CALLBACK_SECRET.fullmatch(
+            self.kling_callback_secret
+        ):
+            raise SettingsError(
+                "kling_callback_secret must be at least 16 characters of A-Z, a-z, 0-9, _ and -"
+            )
         if not self.resolved_database_url.startswith(("sqlite:///", *_POSTGRES_SCHEMES)):
             raise SettingsError("database_url must start with sqlite:/// or postgresql://")
         if self.processes > 1 and not self.uses_postgres:

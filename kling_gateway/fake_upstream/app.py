@@ -9,7 +9,8 @@ API (authenticated with the HS256 JWT of the spec page):
 
 Unauthenticated extras:
 
-* ``GET /fake-media/{task_id}.mp4``: the result video (one tiny real MP4 for every task).
+* ``GET /fake-media/{task_id}.mp4``: the result video (one tiny real MP4 for every task);
+  faults whose ``routes`` name ``media`` delay, hang or fail it.
 * ``GET|POST|DELETE /fake-admin/faults``: read, replace or clear the injected faults.
 * ``GET|DELETE /fake-admin/counters``: read or reset the request and create counters.
 * ``GET /fake-admin/tasks``: every task as the API would show it.
@@ -238,6 +239,10 @@ class FakeUpstream:
 
     async def media_file(self, request: Request) -> Response:
         self.state.counters.requests_by_route["media"] += 1
+        try:
+            await self._faults(request, "media", after=False)
+        except FakeApiError as exc:
+            return _error(exc)
         name = str(request.path_params["name"])
         task = self.state.tasks.get(name.removesuffix(".mp4"))
         if not name.endswith(".mp4") or task is None or task.status != "succeed":

@@ -14,7 +14,9 @@ REQUEST_FAULTS = ("hang", "slow", "server_error", "rate_limit", "malformed_json"
 # Faults decided when a task is created (on the create route only).
 CREATE_FAULTS = ("create_safety", "task_safety", "task_failure")
 FAULT_KINDS = REQUEST_FAULTS + CREATE_FAULTS
-ROUTES = frozenset({"create", "get", "list"})
+API_ROUTES = frozenset({"create", "get", "list"})
+# ``media``: the result video downloads; a rule applies to them only when it names them.
+ROUTES = API_ROUTES | {"media"}
 
 SAFETY_MESSAGE = "Failure to pass the risk control system"
 FAILURE_MESSAGE = "The generation failed, please try again"
@@ -29,8 +31,9 @@ class FaultRule:
     """When and how one kind of fault fires.
 
     The next ``count`` matching requests get it; after that each gets it with ``probability``.
-    ``routes`` limits it to some of ``create``/``get``/``list`` (None: all of them; create-time
-    faults always apply to ``create`` only). ``after``: hang/slow/server_error happen after the
+    ``routes`` limits it to some of ``create``/``get``/``list``/``media`` (None: the three API
+    routes; create-time faults always apply to ``create`` only; ``media`` takes the request
+    faults but malformed_json). ``after``: hang/slow/server_error happen after the
     request took effect (a create that made a task, then no proper answer).
     """
 
@@ -43,7 +46,7 @@ class FaultRule:
     message: str | None = None
 
     def matches(self, route: str) -> bool:
-        return self.routes is None or route in self.routes
+        return route in (API_ROUTES if self.routes is None else self.routes)
 
     def fire(self, rng: random.Random) -> bool:
         if self.count > 0:

@@ -21,9 +21,17 @@ import msgspec
 from kling_gateway.events import CALLBACK_WAKEUP, WORKER_WAKEUP, TaskEvents, relay
 from kling_gateway.models import Task, TaskState
 from kling_gateway.store.base import Outcome, Store, StoredTask
-from kling_gateway.worker.providers.base import Provider
+from kling_gateway.worker.providers.base import Provider, Status
 from kling_gateway.worker.schedule import backoff
-from kling_gateway.worker.steps import StepPolicy, StepResult, advance
+from kling_gateway.worker.steps import (
+    FetchesResults,
+    StepPolicy,
+    StepResult,
+    advance,
+    fetch_and_apply,
+    mark_submit,
+    needs_submit_marker,
+)
 
 log = logging.getLogger("kling_gateway.worker")
 
@@ -134,21 +142,33 @@ class Worker:
             pass
 
     async def _drive(self, stored: StoredTask) -> None:
-        task, version = stored.task, stored.task.version
-        before = task.state
+        task, before = stored.task, stored.task.state
         try:
             result = await self._step(stored)
         except Exception:
             # A bug, not a provider answer: keep the task, look again later.
             log.exception("driving task %s failed unexpectedly", task.id)
             result = self._retry_later(stored)
-        await self._save(task, version, before, result)
+        if result is not None:
+            # ``task.version``: the claimed one, or that of our last hold (``_hold``).
+            await self._save(task, task.version, before, result)
 
-    async def _step(self, stored: StoredTask) -> StepResult:
-        task, cfg = stored.task, self.config
+    async def _step(self, stored: StoredTask) -> StepResult | None:
+        """The task's next state; None when the task was lost (a hold was refused)."""
+        task = stored.task
         self.stats.checks += 1
         if task.job_id is None:
             self.stats.submitted += 1
+            if needs_submit_marker(self.provider, task) and not await self._mark_submit(stored):
+                return None
+        result = await self._call(stored)
+        if result.fetch is None:
+            return result
+        return await self._fetch(stored, result.fetch)
+
+    async def _call(self, stored: StoredTask) -> StepResult:
+        """One submit or check, within the per-call deadline."""
+        task, cfg = stored.task, self.config
         try:
             async with asyncio.timeout(cfg.call_timeout):
                 return await advance(
@@ -164,6 +184,49 @@ class Worker:
                 "task %s: provider call passed its %.0fs deadline", task.id, cfg.call_timeout
             )
             return self._retry_later(stored)
+
+    async def _mark_submit(self, stored: StoredTask) -> bool:
+        """Store the submit marker before the upstream create (see ``steps.MarksSubmits``):
+        if the create's answer is then lost, the next attempt knows to look for its job."""
+        mark_submit(stored.task, self._clock())
+        return await self._hold(stored, stored.next_check_at)
+
+    async def _fetch(self, stored: StoredTask, status: Status) -> StepResult | None:
+        """Fetch a finished video outside the per-call deadline, holding the lease for it."""
+        provider = self.provider
+        assert isinstance(provider, FetchesResults) and provider.fetch_timeout is not None
+        timeout = provider.fetch_timeout
+        # The save after the fetch is one more store call: a per-call deadline of slack.
+        if not await self._hold(stored, self._clock() + timeout + self.config.call_timeout):
+            return None
+        policy = self.config.policy
+        try:
+            async with asyncio.timeout(timeout):
+                return await fetch_and_apply(
+                    provider, stored.task, status, stored.attempts, self._clock, policy
+                )
+        except TimeoutError:
+            log.warning("task %s: fetching its video passed %.0fs", stored.task.id, timeout)
+            return self._retry_later(stored)
+
+    async def _hold(self, stored: StoredTask, until: float) -> bool:
+        """Write the task as it is, keeping our lease until ``until``; False if it is lost."""
+        task = stored.task
+        outcome = Outcome(next_check_at=until, keep_lease=True)
+        try:
+            held = await self.store.save_task(
+                task, expected_version=task.version, worker_id=self.worker_id, outcome=outcome
+            )
+        except Exception:
+            log.exception(
+                "holding task %s failed; its lease will run out and it is retried", task.id
+            )
+            return False
+        if not held:
+            self.stats.lost_writes += 1
+            return False
+        stored.next_check_at = until
+        return True
 
     def _retry_later(self, stored: StoredTask) -> StepResult:
         policy = self.config.policy

@@ -28,7 +28,7 @@ def build_provider(settings: Settings, store: Store) -> Provider:
     if settings.provider == "kling":
         from kling_gateway.worker.providers.kling_factory import kling_provider
 
-        return kling_provider(settings, video_files(settings))
+        return kling_provider(settings, video_files(settings), store)
     from kling_gateway.worker.providers.local import LocalProvider
 
     return LocalProvider(

@@ -7,7 +7,9 @@ look again. The loop (``loop.py``) writes that with a compare-and-set.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from kling_gateway.models import (
     Task,
@@ -20,6 +22,37 @@ from kling_gateway.worker.providers.base import Provider, ProviderError, Status,
 from kling_gateway.worker.schedule import backoff
 
 log = logging.getLogger("kling_gateway.worker")
+
+# ``provider_data`` keys of the submit marker (see ``MarksSubmits``).
+SUBMIT_STARTED_AT = "submit_started_at"
+SUBMIT_TRIES = "submit_tries"
+
+
+@runtime_checkable
+class MarksSubmits(Protocol):
+    """A provider that, for some tasks, cannot find a job an earlier submit created.
+
+    (Kling's video-extend has no ``external_task_id``.) For those tasks the worker stores a
+    marker (``mark_submit``) before every submit, so a submit cut off after its create took
+    effect (a lost answer, the per-call deadline, a crash, a shutdown) is known to the next
+    one, which looks for that job (from ``earlier_submit_at``) instead of paying again.
+    """
+
+    def needs_submit_marker(self, task: Task) -> bool: ...
+
+
+@runtime_checkable
+class FetchesResults(Protocol):
+    """A provider that copies a finished video before the task is recorded as finished.
+
+    A copy can take far longer than one provider call, so the worker runs ``materialize``
+    outside the per-call deadline, bounded by ``fetch_timeout`` (None: nothing is copied).
+    """
+
+    @property
+    def fetch_timeout(self) -> float | None: ...
+
+    async def materialize(self, status: Status) -> Status: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +69,9 @@ class StepResult:
     next_check_at: float
     attempts: int
     changed: bool
+    # A SUCCEED status whose video is still to be fetched (``fetch_and_apply``); the task is
+    # not changed yet.
+    fetch: Status | None = None
 
 
 def fail(task: Task, now: float, code: str, message: str) -> None:
@@ -60,9 +96,62 @@ async def advance(
     try:
         if task.job_id is None:
             return await _submit(provider, task, now, policy)
-        return apply_status(task, await provider.check(task), attempts, now, policy)
+        status = await provider.check(task)
     except ProviderError as exc:
         return _provider_error(task, exc, attempts, now, policy)
+    if _to_fetch(provider, status):
+        return StepResult(now, attempts, changed=False, fetch=status)
+    return apply_status(task, status, attempts, now, policy)
+
+
+def _to_fetch(provider: Provider, status: Status) -> bool:
+    return (
+        status.state is TaskState.SUCCEED
+        and isinstance(provider, FetchesResults)
+        and provider.fetch_timeout is not None
+    )
+
+
+async def fetch_and_apply(
+    provider: FetchesResults,
+    task: Task,
+    status: Status,
+    attempts: int,
+    clock: Callable[[], float],
+    policy: StepPolicy,
+) -> StepResult:
+    """Fetch the video of a SUCCEED status ``advance`` left in ``StepResult.fetch``, then
+    record the outcome (the caller bounds the whole by ``provider.fetch_timeout``)."""
+    try:
+        status = await provider.materialize(status)
+    except ProviderError as exc:
+        return _provider_error(task, exc, attempts, clock(), policy)
+    return apply_status(task, status, attempts, clock(), policy)
+
+
+def needs_submit_marker(provider: Provider, task: Task) -> bool:
+    return (
+        task.job_id is None
+        and isinstance(provider, MarksSubmits)
+        and provider.needs_submit_marker(task)
+    )
+
+
+def mark_submit(task: Task, now: float) -> None:
+    """Note one more submit of ``task`` as started; the first one's time is kept."""
+    data = task.provider_data
+    data.setdefault(SUBMIT_STARTED_AT, now)
+    tries = data.get(SUBMIT_TRIES)
+    data[SUBMIT_TRIES] = (tries if isinstance(tries, int) else 0) + 1
+
+
+def earlier_submit_at(task: Task) -> float | None:
+    """When the first submit of ``task`` started, if an earlier submit than the current one
+    may have created a job upstream; None on the first submit."""
+    started, tries = task.provider_data.get(SUBMIT_STARTED_AT), task.provider_data.get(SUBMIT_TRIES)
+    if not isinstance(tries, int) or tries < 2 or not isinstance(started, int | float):
+        return None
+    return float(started)
 
 
 async def _submit(provider: Provider, task: Task, now: float, policy: StepPolicy) -> StepResult:

@@ -18,14 +18,17 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from _servers import serve_asgi
+from harness import insert_finished, open_sqlite_store
 from kling_gateway.fake_upstream import FakeUpstream, FakeUpstreamConfig, create_fake_upstream
 from kling_gateway.fake_upstream.config import SAFETY_MESSAGE
 from kling_gateway.files import VideoFiles
 from kling_gateway.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.models import Task, TaskState
+from kling_gateway.store.base import Store
 from kling_gateway.worker.providers.base import Provider, ProviderError, Status
 from kling_gateway.worker.providers.kling import KlingProvider, KlingProviderConfig
 from kling_gateway.worker.providers.kling_client import KlingClient, KlingClientConfig
+from kling_gateway.worker.steps import mark_submit
 
 AK = "test-access-key"
 SK = "test-secret-key-0123456789abcdef0123"
@@ -73,15 +76,22 @@ async def client(upstream: str) -> AsyncIterator[KlingClient]:
     await kling.aclose()
 
 
-def make_provider(upstream: str, tmp_path: Path, **overrides: Any) -> KlingProvider:
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[Store]:
+    db = await open_sqlite_store(tmp_path)
+    yield db
+    await db.close()
+
+
+def make_provider(upstream: str, tmp_path: Path, store: Store, **overrides: Any) -> KlingProvider:
     settings: dict[str, Any] = {"client": client_config(upstream), **overrides}
     files = VideoFiles(tmp_path / "videos", GATEWAY_PUBLIC)
-    return KlingProvider(KlingProviderConfig(**settings), files=files)
+    return KlingProvider(KlingProviderConfig(**settings), store=store, files=files)
 
 
 @pytest.fixture
-async def provider(upstream: str, tmp_path: Path) -> AsyncIterator[KlingProvider]:
-    kling = make_provider(upstream, tmp_path)
+async def provider(upstream: str, tmp_path: Path, store: Store) -> AsyncIterator[KlingProvider]:
+    kling = make_provider(upstream, tmp_path, store)
     yield kling
     await kling.aclose()
 
@@ -106,10 +116,11 @@ async def submit(provider: KlingProvider, task: Task) -> None:
 
 
 async def finish(provider: KlingProvider, task: Task, *, polls: int = 200) -> Status:
+    """Check until the job ends, then copy its video as the worker would."""
     for _ in range(polls):
         status = await provider.check(task)
         if status.state.is_terminal:
-            return status
+            return await provider.materialize(status)
         await asyncio.sleep(0.03)
     raise AssertionError("the task did not finish")
 
@@ -155,8 +166,10 @@ async def test_text2video_end_to_end_downloads(
     assert (await counters(admin))["creates_by_external_id"] == {task.id: 1}
 
 
-async def test_pass_through_when_not_downloading(upstream: str, tmp_path: Path) -> None:
-    provider = make_provider(upstream, tmp_path, download_results=False, poll_interval=0.5)
+async def test_pass_through_when_not_downloading(
+    upstream: str, tmp_path: Path, store: Store
+) -> None:
+    provider = make_provider(upstream, tmp_path, store, download_results=False, poll_interval=0.5)
     as_protocol: Provider = provider  # KlingProvider satisfies the worker's Provider protocol
     assert as_protocol.name == "kling"
     try:
@@ -205,20 +218,57 @@ async def test_v2_model_drops_cfg_scale(provider: KlingProvider, fake: FakeUpstr
     assert "cfg_scale" not in stored_body(fake, task.job_id or "")
 
 
-async def test_extend_uses_the_upstream_video_id(upstream: str, tmp_path: Path) -> None:
-    provider = make_provider(upstream, tmp_path)
-    try:
-        first = make_task(action="text2video", prompt="p", duration=10)
-        await submit(provider, first)
-        done = await finish(provider, first)
-        assert done.video is not None
-        extend = make_task(action="extend", video_id=done.video.video_id, prompt="more")
-        await submit(provider, extend)
-        status = await finish(provider, extend)
-        assert status.state is TaskState.SUCCEED and status.video is not None
-        assert status.video.duration == "14.1"
-    finally:
-        await provider.aclose()
+async def finished_video(provider: KlingProvider, store: Store, task: Task) -> str:
+    """Run ``task`` to its video and store it as its user's (what an extend may continue)."""
+    await submit(provider, task)
+    done = await finish(provider, task)
+    assert done.video is not None
+    await insert_finished(store, task, video_id=done.video.video_id)
+    return done.video.video_id
+
+
+async def test_extend_uses_the_upstream_video_id(provider: KlingProvider, store: Store) -> None:
+    video_id = await finished_video(
+        provider, store, make_task(action="text2video", prompt="p", duration=10)
+    )
+    extend = make_task(action="extend", video_id=video_id, prompt="more")
+    await submit(provider, extend)
+    status = await finish(provider, extend)
+    assert status.state is TaskState.SUCCEED and status.video is not None
+    assert status.video.duration == "14.1"
+
+
+@pytest.mark.parametrize("owner", ["user-2", "user-1"], ids=["foreign", "unknown"])
+async def test_extend_of_a_video_not_ours_sends_nothing(
+    provider: KlingProvider, store: Store, admin: httpx.AsyncClient, owner: str
+) -> None:
+    video_id = await finished_video(provider, store, make_task(action="text2video", prompt="p"))
+    asked = video_id if owner == "user-2" else "no-such-video"
+    extend = make_task(action="extend", video_id=asked, prompt="more")
+    extend.user_id = owner
+    before = await counters(admin)
+    with pytest.raises(ProviderError) as info:
+        await provider.submit(extend)
+    assert (info.value.code, info.value.retryable) == ("video_not_found", False)
+    assert await counters(admin) == before
+
+
+async def test_interrupted_extend_finds_its_job_again(
+    provider: KlingProvider, store: Store, admin: httpx.AsyncClient, fake: FakeUpstream
+) -> None:
+    video_id = await finished_video(provider, store, make_task(action="text2video", prompt="p"))
+    # Another extend of the same video, made before ours started: never taken for ours.
+    await submit(provider, make_task(action="extend", video_id=video_id, prompt="older"))
+    extend = make_task(action="extend", video_id=video_id, prompt="more")
+    await set_faults(admin, {"server_error": {"count": 1, "after": True, "routes": ["create"]}})
+    mark_submit(extend, time.time() + 0.001)
+    with pytest.raises(ProviderError):
+        await provider.submit(extend)  # created upstream, the answer lost
+    [created] = [t for t in fake.state.tasks.values() if t.request.prompt == "more"]
+    mark_submit(extend, time.time())
+    again = await provider.submit(extend)
+    assert (again.job_id, again.provider_data.get("reused")) == (created.task_id, True)
+    assert sum(t.kind == "video-extend" for t in fake.state.tasks.values()) == 2
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -375,11 +425,11 @@ async def test_malformed_json_is_retryable(
 
 
 async def test_hung_response_times_out(
-    upstream: str, admin: httpx.AsyncClient, tmp_path: Path
+    upstream: str, admin: httpx.AsyncClient, tmp_path: Path, store: Store
 ) -> None:
     await set_faults(admin, {"hang": {"count": 1}})
     config = client_config(upstream, read_timeout=0.3)
-    provider = make_provider(upstream, tmp_path, client=config)
+    provider = make_provider(upstream, tmp_path, store, client=config)
     try:
         with pytest.raises(ProviderError) as info:
             await provider.submit(make_task(action="text2video", prompt="p"))
@@ -408,13 +458,15 @@ async def test_invalid_fault_config_is_refused(admin: httpx.AsyncClient) -> None
 
 @pytest.mark.parametrize("fault", ["server_error", "hang", "malformed_json"])
 async def test_lost_create_answer_is_found_by_external_id(
-    upstream: str, admin: httpx.AsyncClient, tmp_path: Path, fault: str
+    upstream: str, admin: httpx.AsyncClient, tmp_path: Path, store: Store, fault: str
 ) -> None:
     rule: dict[str, Any] = {"count": 1, "routes": ["create"]}
     if fault != "malformed_json":
         rule["after"] = True  # the task is created, then the answer is lost
     await set_faults(admin, {fault: rule})
-    provider = make_provider(upstream, tmp_path, client=client_config(upstream, read_timeout=0.5))
+    provider = make_provider(
+        upstream, tmp_path, store, client=client_config(upstream, read_timeout=0.5)
+    )
     task = make_task(action="text2video", prompt="p")
     try:
         with pytest.raises(ProviderError) as info:
@@ -445,25 +497,6 @@ async def test_get_by_external_id_is_per_kind(client: KlingClient) -> None:
 # --- many tasks: the list endpoint -----------------------------------------------------------
 
 
-async def test_refresh_many_from_list(provider: KlingProvider, admin: httpx.AsyncClient) -> None:
-    tasks = [make_task(action="text2video", prompt=f"p{i}") for i in range(5)]
-    tasks.append(make_task(action="text2video", prompt="[fake:fail]"))
-    for task in tasks:
-        await submit(provider, task)
-    job_ids = [task.job_id or "" for task in tasks]
-    await admin.delete("/fake-admin/counters")
-    statuses: dict[str, Status] = {}
-    for _ in range(200):
-        statuses = await provider.refresh_many("text2video", [*job_ids, "missing-job"])
-        if all(s.state.is_terminal for s in statuses.values()):
-            break
-        await asyncio.sleep(0.03)
-    assert set(statuses) == set(job_ids)
-    states = [statuses[job_id].state for job_id in job_ids]
-    assert states == [TaskState.SUCCEED] * 5 + [TaskState.FAILED]
-    assert (await counters(admin))["requests_by_route"].get("get", 0) == 0
-
-
 async def test_list_paging(client: KlingClient) -> None:
     for index in range(3):
         await client.create("text2video", {"prompt": f"p{index}"})
@@ -489,7 +522,7 @@ async def test_fake_rejects_bad_page_size(upstream: str, client: KlingClient) ->
 
 
 async def test_callbacks_are_sent_on_every_status_change(
-    upstream: str, admin: httpx.AsyncClient, tmp_path: Path
+    upstream: str, admin: httpx.AsyncClient, tmp_path: Path, store: Store
 ) -> None:
     received: list[dict[str, Any]] = []
 
@@ -499,7 +532,9 @@ async def test_callbacks_are_sent_on_every_status_change(
 
     receiver = Starlette(routes=[Route("/kling-callback", hook, methods=["POST"])])
     with serve_asgi(receiver) as receiver_url:
-        provider = make_provider(upstream, tmp_path, callback_url=f"{receiver_url}/kling-callback")
+        provider = make_provider(
+            upstream, tmp_path, store, callback_url=f"{receiver_url}/kling-callback"
+        )
         task = make_task(action="text2video", prompt="p", callback_url="https://client.example/x")
         try:
             await submit(provider, task)
@@ -532,8 +567,8 @@ async def test_failed_callbacks_are_counted(client: KlingClient, fake: FakeUpstr
 # --- results -------------------------------------------------------------------------------
 
 
-async def test_download_size_cap(upstream: str, tmp_path: Path) -> None:
-    provider = make_provider(upstream, tmp_path, max_download_bytes=100)
+async def test_download_size_cap(upstream: str, tmp_path: Path, store: Store) -> None:
+    provider = make_provider(upstream, tmp_path, store, max_download_bytes=100)
     try:
         task = make_task(action="text2video", prompt="p")
         await submit(provider, task)
@@ -545,8 +580,8 @@ async def test_download_size_cap(upstream: str, tmp_path: Path) -> None:
     assert list((tmp_path / "videos").glob("*")) == []
 
 
-async def test_unreachable_upstream_is_retryable(tmp_path: Path) -> None:
-    provider = make_provider("http://127.0.0.1:9", tmp_path)
+async def test_unreachable_upstream_is_retryable(tmp_path: Path, store: Store) -> None:
+    provider = make_provider("http://127.0.0.1:9", tmp_path, store)
     try:
         with pytest.raises(ProviderError) as info:
             await provider.submit(make_task(action="text2video", prompt="p"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -393,3 +394,110 @@ async def post_callbacks(gateway: AppHarness, admin: httpx.AsyncClient) -> None:
 async def test_no_callback_route_without_a_secret(gateway: AppHarness) -> None:
     answer = await gateway.client.post("/kling/upstream-callback/anything", json={})
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "no_api"
+
+
+async def test_a_callback_leaves_a_task_a_worker_holds_to_it(tmp_path: Path, upstream: str) -> None:
+    # No worker here: the test holds the lease itself, as a worker mid-check would.
+    settings = kling_settings(tmp_path, upstream, worker=False, kling_callback_secret=SECRET)
+    path = f"/kling/upstream-callback/{SECRET}"
+    async with AppHarness.start(settings) as gateway:
+        [task_id] = await create(gateway, 1)
+        [held] = await gateway.store.claim_due_tasks("worker-1", time.time(), 10, 60.0)
+        for word in ("processing", "succeed"):
+            answer = await gateway.client.post(path, json=callback_payload(task_id, word))
+            assert answer.json() == {"ok": True, "result": "held_by_worker"}
+        stored = await gateway.store.load_task(task_id)
+        assert stored is not None
+        assert (stored.lease_owner, stored.next_check_at) == ("worker-1", held.next_check_at)
+        assert await gateway.store.claim_due_tasks("worker-2", time.time(), 10, 60.0) == []
+        # A callback that finishes the task is written all the same.
+        answer = await gateway.client.post(path, json=callback_payload(task_id, "failed"))
+        assert answer.json()["result"] == "recorded"
+        [record] = (await records(gateway.client, gateway.headers(), [task_id])).values()
+        assert record["response"]["state"] == "failed"
+
+
+def callback_payload(task_id: str, word: str) -> dict[str, Any]:
+    video = {"id": "v-1", "url": "http://127.0.0.1:9/v-1.mp4", "duration": "5.1"}
+    return {
+        "task_id": "job-1",
+        "task_status": word,
+        "task_status_msg": "it failed" if word == "failed" else "",
+        "task_info": {"external_task_id": task_id},
+        "task_result": {"videos": [video]},
+    }
+
+
+# --- downloads -------------------------------------------------------------------------------
+
+
+async def test_a_download_longer_than_the_call_deadline_still_finishes(
+    tmp_path: Path, upstream: str, admin: httpx.AsyncClient, fake: FakeUpstream
+) -> None:
+    # Every result video starts arriving after provider_timeout (1 s) has passed.
+    await set_faults(admin, {"slow": {"probability": 1.0, "delay": 1.5, "routes": ["media"]}})
+    settings = kling_settings(tmp_path, upstream, kling_download_timeout=30.0)
+    async with AppHarness.start(settings) as h:
+        ids = await create(h, 2)
+        found = await settled(h.client, h.headers(), ids)
+        assert states(found) == {"succeed": 2}, errors(found)
+        for record in found.values():
+            await assert_mp4_served(h, record["response"]["video_url"], fake)
+
+
+# --- extend ------------------------------------------------------------------------------------
+
+
+def extend_jobs(fake: FakeUpstream) -> int:
+    return sum(task.kind == "video-extend" for task in fake.state.tasks.values())
+
+
+async def source_video(h: AppHarness) -> str:
+    response = await h.videos({"action": "text2video", "prompt": "a lighthouse"})
+    assert response.json()["state"] == "succeed", response.text
+    video_id: str = response.json()["video_id"]
+    return video_id
+
+
+async def extend(h: AppHarness, video_id: str, user: str = "alice") -> str:
+    body = {"action": "extend", "video_id": video_id, "prompt": "and on", "async": True}
+    response = await h.videos(body, user=user)
+    assert response.status_code == 200, response.text
+    task_id: str = response.json()["task_id"]
+    return task_id
+
+
+async def test_extend_of_a_video_not_yours_fails_without_an_upstream_call(
+    gateway: AppHarness, admin: httpx.AsyncClient, fake: FakeUpstream
+) -> None:
+    await gateway.add_user("bob")
+    video_id = await source_video(gateway)
+    before = (await admin.get("/fake-admin/counters")).json()["requests_by_route"]
+    for user, asked in (("bob", video_id), ("alice", "no-such-video")):
+        task_id = await extend(gateway, asked, user=user)
+        found = await settled(gateway.client, gateway.headers(user), [task_id])
+        assert [e["code"] for e in errors(found)] == ["video_not_found"]
+    assert (await admin.get("/fake-admin/counters")).json()["requests_by_route"] == before
+    assert extend_jobs(fake) == 0
+
+
+async def test_extend_cut_off_by_a_restart_is_created_upstream_once(
+    tmp_path: Path, upstream: str, admin: httpx.AsyncClient, fake: FakeUpstream
+) -> None:
+    settings = kling_settings(tmp_path, upstream)
+    async with AppHarness.start(settings) as first:
+        video_id = await source_video(first)
+        # The extend's create takes effect upstream; its answer never comes, and the gateway
+        # stops while it waits.
+        await set_faults(admin, {"hang": {"count": 1, "after": True, "routes": ["create"]}})
+        task_id = await extend(first, video_id)
+        async with asyncio.timeout(10):
+            while True:
+                if extend_jobs(fake):
+                    break
+                await asyncio.sleep(0.02)
+    async with AppHarness.start(settings) as second:
+        found = await settled(second.client, second.headers(), [task_id])
+    assert states(found) == {"succeed": 1}, errors(found)
+    [job] = [t.task_id for t in fake.state.tasks.values() if t.kind == "video-extend"]
+    assert found[task_id]["job_id"] == job

@@ -9,8 +9,10 @@ from kling_gateway.worker.providers.base import ProviderError
 from kling_gateway.worker.providers.kling_mapping import (
     build_create,
     camera_control_upstream,
+    created_at_ms,
     duration_string,
     error_from_response,
+    parent_video_id,
     parse_retry_after,
     status_from_task,
 )
@@ -246,3 +248,10 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after("-3") == 0.0
     date = "Wed, 21 Oct 2015 07:28:10 GMT"
     assert parse_retry_after(date, now=1445412480.0) == 10.0
+
+
+def test_parent_video_and_created_at() -> None:
+    extend = {"task_info": {"parent_video": {"id": "v-9", "url": "u"}}, "created_at": 1_700_000}
+    assert (parent_video_id(extend), created_at_ms(extend)) == ("v-9", 1_700_000.0)
+    for odd in ({}, {"task_info": {"parent_video": {"id": ""}}, "created_at": True}):
+        assert (parent_video_id(odd), created_at_ms(odd)) == (None, None)

@@ -269,12 +269,27 @@ def test_database_url_schemes_refused(url: str) -> None:
         "provider_timeout",
         "callback_timeout",
         "processes",
+        "kling_download_timeout",
     ],
 )
 def test_positive_fields(name: str) -> None:
     with pytest.raises(SettingsError, match=name):
         overrides: dict[str, Any] = {name: 0}
         Settings(**overrides).validate()
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["short-secret-15", "has a space 1234567", "slash/in/it-1234567", "ünïcode-secret-16"],
+)
+def test_a_weak_or_unsafe_kling_callback_secret_is_refused(secret: str) -> None:
+    with pytest.raises(SettingsError, match="kling_callback_secret"):
+        Settings(kling_callback_secret=secret).validate()
+
+
+@pytest.mark.parametrize("secret", ["", "cb-secret-4f1d9a", "A_b-" * 8])
+def test_kling_callback_secret_may_be_empty_or_16_url_safe_characters(secret: str) -> None:
+    assert Settings(kling_callback_secret=secret).validate().kling_callback_secret == secret
 
 
 def test_rate_limit_may_be_zero_but_not_negative() -> None:

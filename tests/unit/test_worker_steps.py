@@ -17,7 +17,16 @@ from kling_gateway.worker.providers.base import (
     Submission,
     VideoResult,
 )
-from kling_gateway.worker.steps import StepPolicy, advance
+from kling_gateway.worker.steps import (
+    SUBMIT_STARTED_AT,
+    SUBMIT_TRIES,
+    StepPolicy,
+    advance,
+    earlier_submit_at,
+    fetch_and_apply,
+    mark_submit,
+    needs_submit_marker,
+)
 
 NOW = 1_750_000_000.0
 DEADLINE = NOW + 3600
@@ -385,3 +394,82 @@ def test_no_callback_for_pending() -> None:
     task = new_task(callback_url=HOOK, callback_events=["processing", "succeed", "failed"])
     task.response = progress_response(task.id, TaskState.PENDING)
     assert callbacks_for(task, TaskState.PROCESSING) == ()
+
+
+# -- results fetched outside the per-call deadline -----------------------------------------------
+
+
+class FetchingProvider(ScriptedProvider):
+    """A scripted provider that copies finished videos (``steps.FetchesResults``)."""
+
+    def __init__(self, answers: Iterable[Submission | Status | ProviderError]) -> None:
+        super().__init__(answers)
+        self.fetch_timeout: float | None = 300.0
+        self.fetched: list[Status] = []
+
+    async def materialize(self, status: Status) -> Status:
+        self.fetched.append(status)
+        answer = self._next()
+        assert isinstance(answer, Status)
+        return answer
+
+
+async def test_a_video_to_fetch_is_left_for_the_fetch_step() -> None:
+    task = submitted(TaskState.PROCESSING)
+    upstream = Status(TaskState.SUCCEED, video=VIDEO)
+    provider = FetchingProvider([upstream])
+    result = await advance(provider, task, 2, DEADLINE, NOW, POLICY)
+    assert (result.fetch, result.changed, task.state) == (upstream, False, TaskState.PROCESSING)
+    assert provider.fetched == []
+    ours = VideoResult(video_id="vid-1", video_url="https://gw.example/vid-1.mp4", duration="5.1")
+    provider.answers.append(Status(TaskState.SUCCEED, video=ours))
+    done = await fetch_and_apply(provider, task, upstream, 2, lambda: NOW + 50, POLICY)
+    assert provider.fetched == [upstream]
+    assert task.state is TaskState.SUCCEED and task.finished_at == NOW + 50
+    assert task.response is not None and task.response["video_url"] == ours.video_url
+    assert done.changed is True
+
+
+async def test_a_failed_fetch_is_a_provider_error_like_any_other() -> None:
+    task = submitted(TaskState.PROCESSING)
+    provider = FetchingProvider([ProviderError("slow", code="download_timeout", retryable=True)])
+    result = await fetch_and_apply(
+        provider, task, Status(TaskState.SUCCEED), 1, lambda: NOW, POLICY
+    )
+    assert task.state is TaskState.PROCESSING and result.attempts == 2
+
+
+async def test_nothing_is_left_to_fetch_when_results_are_not_copied() -> None:
+    provider = FetchingProvider([Status(TaskState.SUCCEED, video=VIDEO)])
+    provider.fetch_timeout = None
+    task = submitted(TaskState.PROCESSING)
+    result = await advance(provider, task, 0, DEADLINE, NOW, POLICY)
+    assert result.fetch is None and task.state is TaskState.SUCCEED
+
+
+# -- the submit marker ----------------------------------------------------------------------------
+
+
+class MarkingProvider(ScriptedProvider):
+    def needs_submit_marker(self, task: Task) -> bool:
+        return task.request.get("action") == "extend"
+
+
+def test_the_marker_keeps_the_first_start_and_counts_the_tries() -> None:
+    task = new_task(action="extend", video_id="v")
+    assert earlier_submit_at(task) is None
+    mark_submit(task, NOW)
+    assert earlier_submit_at(task) is None  # the first try: nothing to look for yet
+    mark_submit(task, NOW + 30)
+    assert earlier_submit_at(task) == NOW
+    assert task.provider_data == {SUBMIT_STARTED_AT: NOW, SUBMIT_TRIES: 2}
+
+
+def test_only_tasks_without_a_job_that_the_provider_names_are_marked() -> None:
+    provider = MarkingProvider([])
+    assert needs_submit_marker(provider, new_task(action="extend", video_id="v"))
+    assert not needs_submit_marker(provider, new_task())
+    assert not needs_submit_marker(ScriptedProvider([]), new_task(action="extend", video_id="v"))
+    done = submitted()
+    done.request["action"] = "extend"
+    assert not needs_submit_marker(provider, done)

@@ -16,6 +16,13 @@ or was lost in a crash) records that job: it is the one our ``external_task_id``
 A SUCCEED callback while results are downloaded finishes nothing here (no download inside an
 HTTP request): the task is made due at once, and the worker downloads the video and finishes
 it with its next claim.
+
+While a worker holds the task's lease (it is submitting, checking or downloading right now),
+only a callback that finishes the task is written: any other write would either hand the task
+to a second worker while the first still drives it (making it due, or releasing the lease), or,
+keeping the lease, refuse the holder's own result and leave the task until the lease runs out.
+The holder's result is at least as fresh, and the callback's news reaches it with its next
+check.
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ class Recorded(StrEnum):
     IGNORED = "ignored"
     UNKNOWN = "unknown_task"
     CONFLICT = "conflict"
+    HELD = "held_by_worker"
 
 
 def kling_callback_routes(ctx: AppContext) -> list[BaseRoute]:
@@ -111,6 +119,8 @@ class CallbackRecorder:
         task = stored.task
         if task.state.is_terminal:
             return Recorded.FINISHED
+        if _leased(stored, time.time()) and not self._finishes(status):
+            return Recorded.HELD
         adopted = task.job_id is None
         if adopted and not _adopt(task, job_id):
             return Recorded.IGNORED
@@ -119,6 +129,12 @@ class CallbackRecorder:
         if status.state is TaskState.SUCCEED and self._defer_success:
             return await self._make_due(stored, adopted)
         return await self._apply(stored, status, adopted)
+
+    def _finishes(self, status: Status) -> bool:
+        """Whether recording ``status`` here finishes the task."""
+        if status.state is TaskState.SUCCEED:
+            return not self._defer_success
+        return status.state is TaskState.FAILED
 
     async def _apply(self, stored: StoredTask, status: Status, adopted: bool) -> Recorded:
         task, before, now = stored.task, stored.task.state, time.time()
@@ -133,17 +149,23 @@ class CallbackRecorder:
 
     async def _make_due(self, stored: StoredTask, adopted: bool) -> Recorded:
         now = time.time()
-        if not adopted and stored.lease_owner is None and stored.next_check_at <= now:
-            return Recorded.DUE  # due already
+        if not adopted and stored.next_check_at <= now:
+            return Recorded.DUE  # due already (no live lease: ``_try`` checked)
         if not await self._save(stored, stored.task.version, Outcome(next_check_at=now)):
             return Recorded.CONFLICT
         await self._ctx.events.publish(WORKER_WAKEUP)
         return Recorded.DUE
 
     async def _save(self, stored: StoredTask, version: int, outcome: Outcome) -> bool:
+        # No lease to keep: none is live, or this write finishes the task (``_try``).
         return await self._ctx.store.save_task(
             stored.task, expected_version=version, worker_id=None, outcome=outcome
         )
+
+
+def _leased(stored: StoredTask, now: float) -> bool:
+    """Whether a worker holds the task now (the lease is the next check time itself)."""
+    return stored.lease_owner is not None and stored.next_check_at > now
 
 
 def _adopt(task: Task, job_id: str) -> bool:

@@ -74,6 +74,7 @@ class TasksEndpoint:
         return Reply(200, _batch_body(items, len(items)))
 
     async def _list(self, principal: Principal, request: TasksRequest) -> Reply:
+        _no_nul("type", request.type)
         flt = TaskFilter(
             type=request.type,
             created_at_min=request.created_at_min,
@@ -100,7 +101,14 @@ def _required_id(value: str | None) -> str:
         raise BadRequest("field `id` is required")
     if is_blank(value):
         raise BadRequest("field `id` must be a non-empty string")
+    _no_nul("id", value)
     return value
+
+
+def _no_nul(name: str, *values: str | None) -> None:
+    # Ids and types are matched as text, and PostgreSQL text cannot hold NUL.
+    if any(value and "\x00" in value for value in values):
+        raise BadRequest(f"field `{name}` must not contain a NUL character")
 
 
 def _unique_ids(ids: list[str], limit: int) -> list[str]:
@@ -110,6 +118,7 @@ def _unique_ids(ids: list[str], limit: int) -> list[str]:
         raise BadRequest(f"field `ids` lists {len(ids)} ids; at most {limit} are allowed")
     if any(is_blank(i) for i in ids):
         raise BadRequest("field `ids` must contain only non-empty strings")
+    _no_nul("ids", *ids)
     return list(dict.fromkeys(ids))
 
 

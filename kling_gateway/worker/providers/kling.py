@@ -2,9 +2,12 @@
 
 ``submit`` first looks the task up by ``external_task_id`` (our task id), so a resubmission
 after a crash or a lost create answer finds the earlier job instead of paying for a second one.
-``check`` maps the upstream task to a ``Status`` and, when configured, copies the finished MP4
-into ``VideoFiles`` (upstream result URLs are deleted after 30 days). Concurrent checks are
-coalesced by a ``CheckBatcher``: many waiting at once are answered from the list endpoint.
+video-extend has no ``external_task_id`` upstream: after an interrupted earlier submit (the
+worker's submit marker, ``steps.MarksSubmits``) its job is looked for in the list by source
+video and creation time instead. ``check`` maps the upstream task to a ``Status``; concurrent
+checks are coalesced by a ``CheckBatcher``: many waiting at once are answered from the list
+endpoint. ``materialize`` copies a finished MP4 into ``VideoFiles`` (upstream result URLs are
+deleted after 30 days); the worker runs it outside the per-call deadline.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -22,7 +25,14 @@ import httpx
 
 from kling_gateway.files import VideoFiles
 from kling_gateway.models import Task, TaskState
-from kling_gateway.worker.providers.base import ProviderError, Status, Submission, VideoResult
+from kling_gateway.store.base import Store
+from kling_gateway.worker.providers.base import (
+    ProviderError,
+    Status,
+    Submission,
+    VideoResult,
+    require_own_video,
+)
 from kling_gateway.worker.providers.kling_batch import BatchConfig, CheckBatcher
 from kling_gateway.worker.providers.kling_client import (
     MAX_PAGE_NUM,
@@ -34,13 +44,19 @@ from kling_gateway.worker.providers.kling_mapping import (
     KIND_VIDEO_EXTEND,
     KINDS,
     build_create,
+    created_at_ms,
     job_id_of,
     kind_for_request,
+    parent_video_id,
     status_from_callback,
     status_from_task,
 )
+from kling_gateway.worker.steps import earlier_submit_at
 
 _LOOKUP_AFTER_CREATE_ERROR = frozenset({"invalid_request"})
+# How far Kling's clock (created_at) may lag ours when an interrupted video-extend's job is
+# looked for: a job created up to this long before the submit marker still counts.
+EXTEND_CLOCK_SKEW = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +66,8 @@ class KlingProviderConfig:
     callback_url: str | None = None
     download_results: bool = True
     max_download_bytes: int = 512 * 1024 * 1024
-    download_timeout: float = 120.0
-    # How many list pages (of up to 500 tasks) ``refresh_many`` reads at most.
-    list_max_pages: int = 4
+    # Seconds one result copy may take in all (the worker holds the task's lease for it).
+    download_timeout: float = 300.0
     # ``Status.next_check_in`` for tasks still in progress (None: the worker's own backoff).
     poll_interval: float | None = None
     # How concurrent checks are coalesced (its ``max_pages`` caps the batched sweeps).
@@ -68,6 +83,7 @@ class KlingProvider:
         self,
         config: KlingProviderConfig,
         *,
+        store: Store,
         files: VideoFiles | None = None,
         client: KlingClient | None = None,
         clock: Callable[[], float] = time.time,
@@ -75,6 +91,7 @@ class KlingProvider:
         if config.download_results and files is None:
             raise ValueError("download_results needs a VideoFiles")
         self._config = config
+        self._store = store
         self._files = files
         self._client = client if client is not None else KlingClient(config.client, clock=clock)
         self._batcher = CheckBatcher(self._get_status, self._list_statuses, config.batch)
@@ -97,37 +114,82 @@ class KlingProvider:
         kind, body = build_create(
             task.request, task_id=task.id, callback_url=self._config.callback_url
         )
-        # video-extend has no external_task_id upstream: nothing to look up by.
-        lookup = kind != KIND_VIDEO_EXTEND
-        if lookup and (found := await self._lookup(kind, task.id)) is not None:
+        if kind == KIND_VIDEO_EXTEND:
+            return await self._submit_extend(task, body)
+        if (found := await self._lookup(kind, task.id)) is not None:
             return found
         try:
             created = await self._client.create(kind, body)
         except ProviderError as exc:
             # A concurrent submit may have won the race for this external_task_id.
-            if lookup and exc.code in _LOOKUP_AFTER_CREATE_ERROR:
+            if exc.code in _LOOKUP_AFTER_CREATE_ERROR:
                 found = await self._lookup(kind, task.id)
                 if found is not None:
                     return found
             raise
         return Submission(job_id=job_id_of(created), provider_data={"kind": kind})
 
+    def needs_submit_marker(self, task: Task) -> bool:
+        """video-extend only: the other kinds are found again by ``external_task_id``."""
+        try:
+            return kind_for_request(task.request) == KIND_VIDEO_EXTEND
+        except ProviderError:
+            return False  # the submit itself reports the bad request
+
+    async def _submit_extend(self, task: Task, body: dict[str, Any]) -> Submission:
+        video_id = str(body.get("video_id") or "")
+        # Only the caller's own video, and checked before anything is sent (or paid for).
+        await require_own_video(self._store, task.user_id, video_id)
+        since = earlier_submit_at(task)
+        if since is not None and (found := await self._find_extend(video_id, since)):
+            return found
+        created = await self._client.create(KIND_VIDEO_EXTEND, body)
+        return Submission(job_id=job_id_of(created), provider_data={"kind": KIND_VIDEO_EXTEND})
+
+    async def _find_extend(self, video_id: str, since: float) -> Submission | None:
+        """The job an interrupted earlier submit of an extend of ``video_id`` created, if any.
+
+        Recognised by its source video and creation time: the first extend of that video
+        created since the first submit began; failing that (Kling's clock behind ours), the
+        last one created within ``EXTEND_CLOCK_SKEW`` before it.
+        """
+        since_ms = since * 1000
+        recent = self._recent_extends(since_ms - EXTEND_CLOCK_SKEW * 1000)
+        seen = [
+            (created, item) async for created, item in recent if parent_video_id(item) == video_id
+        ]
+        return _reused(KIND_VIDEO_EXTEND, _pick_extend(seen, since_ms))
+
+    async def _recent_extends(
+        self, cutoff_ms: float
+    ) -> AsyncIterator[tuple[float, dict[str, Any]]]:
+        """``(created_at, task)`` of the video-extend tasks created since ``cutoff_ms``. Pages
+        are newest first, so reading stops at the first older task (or the page cap)."""
+        for page in range(1, min(self._config.batch.max_pages, MAX_PAGE_NUM) + 1):
+            items = await self._client.list(KIND_VIDEO_EXTEND, page, MAX_PAGE_SIZE)
+            for item in items:
+                created = created_at_ms(item)
+                if created is None:
+                    continue
+                if created < cutoff_ms:
+                    return
+                yield created, item
+            if len(items) < MAX_PAGE_SIZE:
+                return
+
     async def _lookup(self, kind: str, task_id: str) -> Submission | None:
         try:
             existing = await self._client.get_by_external_id(kind, task_id)
         except ValueError as exc:
             raise ProviderError(str(exc), code="invalid_task_id") from exc
-        if existing is None:
-            return None
-        return Submission(job_id=job_id_of(existing), provider_data={"kind": kind, "reused": True})
+        return _reused(kind, existing)
 
     # --- check ---------------------------------------------------------------------------
 
     async def check(self, task: Task) -> Status:
         if not task.job_id:
             raise ProviderError("the task has no upstream job id", code="no_job_id")
-        status = await self._batcher.status(_kind_of(task), task.job_id)
-        return await self.materialize(self._paced(status))
+        return self._paced(await self._batcher.status(_kind_of(task), task.job_id))
 
     async def _get_status(self, kind: str, job_id: str) -> Status:
         try:
@@ -140,18 +202,6 @@ class KlingProvider:
         if status.state is TaskState.PROCESSING and self._config.poll_interval is not None:
             status.next_check_in = self._config.poll_interval
         return status
-
-    async def refresh_many(self, kind: str, job_ids: Iterable[str]) -> dict[str, Status]:
-        """Statuses of many jobs from the list endpoint (pages of 500, newest first).
-
-        Jobs not found within ``list_max_pages`` pages, or whose entry cannot be mapped, are
-        left out: check those one by one. Finished videos are not downloaded here; pass a
-        SUCCEED status through ``materialize`` (or call ``check``) before storing it.
-        """
-        found, _ = await self._list_statuses(kind, set(job_ids), self._config.list_max_pages)
-        for status in found.values():
-            self._paced(status)
-        return found
 
     async def _list_statuses(
         self, kind: str, wanted: set[str], max_pages: int
@@ -177,6 +227,11 @@ class KlingProvider:
         return external_id, job_id, self._paced(status)
 
     # --- results -------------------------------------------------------------------------
+
+    @property
+    def fetch_timeout(self) -> float | None:
+        """How long ``materialize`` may take (None: results are not copied)."""
+        return self._config.download_timeout if self._config.download_results else None
 
     async def materialize(self, status: Status) -> Status:
         """Copy a SUCCEED status's video into ``VideoFiles`` when configured to.
@@ -245,6 +300,23 @@ class KlingProvider:
             if size > self._config.max_download_bytes:
                 raise _too_large(self._config.max_download_bytes)
             await asyncio.to_thread(sink.write, chunk)
+
+
+def _pick_extend(
+    seen: list[tuple[float, dict[str, Any]]], since_ms: float
+) -> dict[str, Any] | None:
+    """The first candidate created at or after ``since_ms``, else the last one before it."""
+    after = [c for c in seen if c[0] >= since_ms]
+    if after:
+        return min(after, key=lambda c: c[0])[1]
+    return max(seen, key=lambda c: c[0])[1] if seen else None
+
+
+def _reused(kind: str, task: dict[str, Any] | None) -> Submission | None:
+    """The submission of a job an earlier submit created (None: there is none)."""
+    if task is None:
+        return None
+    return Submission(job_id=job_id_of(task), provider_data={"kind": kind, "reused": True})
 
 
 def _kind_of(task: Task) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kling_gateway.files import VideoFiles
 from kling_gateway.settings import Settings
+from kling_gateway.store.base import Store
 from kling_gateway.worker.providers.kling import KlingProvider, KlingProviderConfig
 from kling_gateway.worker.providers.kling_batch import BatchConfig
 from kling_gateway.worker.providers.kling_client import KlingClientConfig
@@ -39,14 +40,13 @@ def batch_window(settings: Settings) -> float:
     return min(0.25, max(0.01, 0.05 * settings.check_interval))
 
 
-def kling_provider(settings: Settings, files: VideoFiles) -> KlingProvider:
+def kling_provider(settings: Settings, files: VideoFiles, store: Store) -> KlingProvider:
     config = KlingProviderConfig(
         client=client_config(settings),
         callback_url=callback_url(settings),
         download_results=settings.kling_download_results,
-        # The worker bounds a whole check, download included, by provider_timeout anyway.
-        download_timeout=settings.provider_timeout,
-        list_max_pages=LIST_MAX_PAGES,
+        download_timeout=settings.kling_download_timeout,
         batch=BatchConfig(window=batch_window(settings), max_pages=LIST_MAX_PAGES),
     )
-    return KlingProvider(config, files=files if settings.kling_download_results else None)
+    files_if_kept = files if settings.kling_download_results else None
+    return KlingProvider(config, store=store, files=files_if_kept)

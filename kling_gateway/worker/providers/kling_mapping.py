@@ -15,6 +15,7 @@ import time
 from typing import Any, Final
 
 from kling_gateway.models import TaskState
+from kling_gateway.videos import AUDIO_MODELS, CAMERA_AXES
 from kling_gateway.worker.providers.base import ProviderError, Status, VideoResult
 
 KIND_TEXT2VIDEO: Final = "text2video"
@@ -28,8 +29,6 @@ _KIND_BY_ACTION: Final = {
     "extend": KIND_VIDEO_EXTEND,
 }
 DEFAULT_MODEL: Final = "kling-v1"
-SOUND_MODELS: Final = frozenset({"kling-v2-6", "kling-v3", "kling-v3-omni"})
-CAMERA_AXES: Final = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
 _PASSTHROUGH: Final = ("prompt", "negative_prompt", "mode", "aspect_ratio")
 
 ERROR_GENERATION_FAILED: Final = "generation_failed"
@@ -93,7 +92,7 @@ def _common_fields(request: dict[str, Any], model: str) -> dict[str, Any]:
     audio = request.get("generate_audio")
     # Sent when the model supports it; an unsupported "on" is sent anyway so the upstream
     # refuses it loudly rather than the gateway silently dropping audio.
-    if audio is not None and (model in SOUND_MODELS or audio is True):
+    if audio is not None and (model in AUDIO_MODELS or audio is True):
         body["sound"] = "on" if audio else "off"
     return body
 
@@ -146,6 +145,22 @@ def external_id_of(task: dict[str, Any]) -> str | None:
     info = task.get("task_info")
     value = info.get("external_task_id") if isinstance(info, dict) else None
     return value if isinstance(value, str) and value else None
+
+
+def parent_video_id(task: dict[str, Any]) -> str | None:
+    """The source video id of a video-extend task (``task_info.parent_video.id``)."""
+    info = task.get("task_info")
+    parent = info.get("parent_video") if isinstance(info, dict) else None
+    value = parent.get("id") if isinstance(parent, dict) else None
+    return str(value) if isinstance(value, str | int) and value != "" else None
+
+
+def created_at_ms(task: dict[str, Any]) -> float | None:
+    """When the upstream created ``task``, in epoch milliseconds."""
+    value = task.get("created_at")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
 
 
 def job_id_of(task: dict[str, Any]) -> str:
