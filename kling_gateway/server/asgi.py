@@ -7,8 +7,8 @@ response objects: measured on this request shape, that overhead was a third of t
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -24,14 +24,14 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 log = logging.getLogger("kling_gateway.server")
 
-JSON_HEADERS = ((b"content-type", b"application/json"),)
+_CONTENT_TYPE = (b"content-type", b"application/json")
 
 
 @dataclass(slots=True)
 class Reply:
     status: int
     body: bytes
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    headers: Sequence[tuple[bytes, bytes]] = ()
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -48,8 +48,13 @@ def headers(scope: Scope, name: bytes) -> list[str]:
 
 async def read_body(receive: Receive, limit: int) -> bytes:
     """The whole request body; a body over ``limit`` bytes is refused without reading on."""
-    chunks: list[bytes] = []
-    size = 0
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if len(body) > limit:
+        raise BadRequest(f"request body is larger than {limit} bytes")
+    if message["type"] == "http.disconnect" or not message.get("more_body", False):
+        return body  # the usual case: the whole body in one message
+    chunks, size = [body], len(body)
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
@@ -91,8 +96,8 @@ def unexpected_error(exc: Exception, trace_id: str, path: str) -> ApiError:
 
 async def send_reply(send: Send, reply: Reply, trace_id: str) -> None:
     headers = [
-        *JSON_HEADERS,
-        (b"content-length", str(len(reply.body)).encode()),
+        _CONTENT_TYPE,
+        (b"content-length", b"%d" % len(reply.body)),
         (b"x-trace-id", trace_id.encode()),
         *reply.headers,
     ]

@@ -279,3 +279,13 @@ def test_task_and_trace_ids_are_uuids() -> None:
         assert is_uuid(value)
     assert not is_uuid("not-a-uuid")
     assert not is_uuid("67c5163f550a4144a5b68698")
+
+
+def test_trace_ids_are_random_version_4_uuids() -> None:
+    import uuid
+
+    seen = {new_trace_id() for _ in range(2000)}
+    assert len(seen) == 2000
+    for text in list(seen)[:200]:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
