@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -44,24 +44,6 @@ def fake_app() -> Starlette:
         access_key=AK, secret_key=SK, processing_after=0.02, finish_after=(0.1, 0.25), seed=7
     )
     return create_fake_upstream(config)
-
-
-@pytest.fixture
-def fake(fake_app: Starlette) -> FakeUpstream:
-    upstream: FakeUpstream = fake_app.state.fake
-    return upstream
-
-
-@pytest.fixture
-def upstream(fake_app: Starlette) -> Iterator[str]:
-    with serve_asgi(fake_app) as url:
-        yield url
-
-
-@pytest.fixture
-async def admin(upstream: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=upstream, timeout=5) as client:
-        yield client
 
 
 def client_config(upstream: str, **overrides: Any) -> KlingClientConfig:

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -47,24 +47,6 @@ def fake_app() -> Starlette:
         hang_max=10.0,
     )
     return create_fake_upstream(config)
-
-
-@pytest.fixture
-def fake(fake_app: Starlette) -> FakeUpstream:
-    upstream: FakeUpstream = fake_app.state.fake
-    return upstream
-
-
-@pytest.fixture
-def upstream(fake_app: Starlette) -> Iterator[str]:
-    with serve_asgi(fake_app) as url:
-        yield url
-
-
-@pytest.fixture
-async def admin(upstream: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=upstream, timeout=10) as client:
-        yield client
 
 
 async def set_faults(admin: httpx.AsyncClient, faults: dict[str, Any]) -> None:
