@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import email.utils
 import logging
 import math
 import random
@@ -38,6 +37,7 @@ from kling_gateway import __version__
 from kling_gateway.callbacks.safety import UnsafeTarget, check_address, check_callback_url, resolve
 from kling_gateway.callbacks.secrets import SecretStore
 from kling_gateway.callbacks.signing import webhook_headers
+from kling_gateway.retry_after import parse_retry_after
 from kling_gateway.store.base import CallbackDelivery, Store
 
 log = logging.getLogger("kling_gateway.callbacks")
@@ -153,22 +153,6 @@ def classify(response: httpx.Response, now: float) -> AttemptResult:
         return AttemptResult("retry", status, f"redirect {status} to {where!r} not followed")
     retry_after = parse_retry_after(response.headers.get("retry-after"), now)
     return AttemptResult("retry", status, f"receiver answered HTTP {status}", retry_after)
-
-
-def parse_retry_after(value: str | None, now: float) -> float | None:
-    """Seconds to wait from a Retry-After header (delay-seconds or an HTTP date)."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    if text.isdigit():
-        return float(text)
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
 
 
 def retry_delay(

@@ -14,7 +14,6 @@ retrieve is taken as the server's hint for the next poll.
 
 from __future__ import annotations
 
-import email.utils
 import random
 import time
 import uuid
@@ -43,6 +42,7 @@ from kling_gateway.client.types import (
     VideoMode,
     VideoModel,
 )
+from kling_gateway.retry_after import parse_retry_after
 
 DEFAULT_BASE_URL = "https://api.acedata.cloud"
 # Blocking /kling/videos calls last minutes (the seed's task took 317 s): a long read timeout.
@@ -79,21 +79,6 @@ Flow = Generator[Action, Reply, T]
 
 
 # -- responses and errors ----------------------------------------------------------------------
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date; ``None`` when absent or unreadable."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _json_or_none(response: httpx.Response) -> Any:

@@ -9,12 +9,11 @@
 
 from __future__ import annotations
 
-import email.utils
 import math
-import time
 from typing import Any, Final
 
 from kling_gateway.models import TaskState
+from kling_gateway.retry_after import parse_retry_after
 from kling_gateway.videos import AUDIO_MODELS, CAMERA_AXES
 from kling_gateway.worker.providers.base import ProviderError, Status, VideoResult
 
@@ -246,30 +245,6 @@ _ERROR_TABLE: Final[tuple[tuple[int, int, str, bool, str], ...]] = (
     (1304, 1304, "upstream_ip_not_allowed", False, "the upstream IP allow-list refused us"),
     (5000, 5002, "upstream_unavailable", True, "the upstream failed or is unavailable"),
 )
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    seconds: float | None
-    try:
-        seconds = float(text)
-    except ValueError:
-        seconds = _retry_after_date(text, now)
-    if seconds is None or not math.isfinite(seconds):
-        return None
-    return max(0.0, seconds)
-
-
-def _retry_after_date(text: str, now: float | None) -> float | None:
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    current = time.time() if now is None else now
-    return when.timestamp() - current
 
 
 def _fallback(http_status: int) -> tuple[str, bool, str]:
