@@ -11,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 from kling_gateway import __version__
 from kling_gateway.settings import Settings, SettingsError, add_settings_arguments, load_settings
+from kling_gateway.store.base import CredentialInfo
+from kling_gateway.tables import format_table
 
 STORE_GROUPS = ("store",)
 Command = Callable[[argparse.Namespace], int]
@@ -117,12 +119,16 @@ def _tokens_list(args: argparse.Namespace) -> int:
     from kling_gateway.serve import with_store
 
     rows = asyncio.run(with_store(_settings(args), lambda s: s.list_credentials()))
-    print(f"{'ID':36}  {'USER':16}  {'PREFIX':10}  {'APIS':24}  STATUS")
-    for row in rows:
-        status = "revoked" if row.revoked_at else ("expires" if row.expires_at else "active")
-        apis = ",".join(row.apis)
-        print(f"{row.id:36}  {row.user_name:16}  {row.token_prefix:10}  {apis:24}  {status}")
+    lines = [
+        (row.id, row.user_name, row.token_prefix, ",".join(row.apis), _token_status(row))
+        for row in rows
+    ]
+    print(format_table(("ID", "USER", "PREFIX", "APIS", "STATUS"), lines))
     return 0
+
+
+def _token_status(row: CredentialInfo) -> str:
+    return "revoked" if row.revoked_at else ("expires" if row.expires_at else "active")
 
 
 def _tokens_revoke(args: argparse.Namespace) -> int:

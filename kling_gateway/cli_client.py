@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO, TypeAlias
@@ -26,6 +26,7 @@ from typing import Any, TextIO, TypeAlias
 import httpx
 
 from kling_gateway.client import Client, KlingError, Record, task_outcome, task_state
+from kling_gateway.tables import format_table
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_TASK_FAILED = 0, 1, 2, 3
@@ -324,15 +325,6 @@ def _result(response: Mapping[str, Any]) -> str | None:
         return f"{error.get('code')}: {error.get('message')}"
     url = response.get("video_url")
     return url if isinstance(url, str) else None
-
-
-def format_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    table = [list(header), *[list(row) for row in rows]]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in table
-    )
 
 
 def _when(epoch: Any) -> str | None:

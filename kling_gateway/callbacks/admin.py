@@ -18,6 +18,7 @@ import msgspec
 from kling_gateway.callbacks.secrets import DEFAULT_ROTATION_GRACE, SecretStore
 from kling_gateway.store.base import CallbackDelivery, Store
 from kling_gateway.store.rows import callback_view
+from kling_gateway.tables import format_table as align
 
 COLUMNS = ("id", "task_id", "event", "state", "attempts", "last_status", "next_attempt_at", "url")
 
@@ -98,10 +99,10 @@ def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] = COLUMN
     if not rows:
         return "no callback deliveries"
     cells = [[_cell(c, row.get(c)) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
-    for row, line in zip(rows, cells, strict=True):
-        lines.append("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip())
+    header, *aligned = align(columns, cells).split("\n")
+    lines = [header]
+    for row, line in zip(rows, aligned, strict=True):
+        lines.append(line)
         if row.get("last_error"):
             lines.append(f"    last error: {row['last_error']}")
     return "\n".join(lines)
