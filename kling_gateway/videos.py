@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import urlsplit
 
 import msgspec
 
+from kling_gateway.client.types import AspectRatio, CameraType, VideoAction, VideoMode, VideoModel
 from kling_gateway.errors import ApiNotImplemented, BadRequest
 from kling_gateway.models import is_blank
 
-ACTIONS = ("text2video", "image2video", "extend")
-MODELS = (
-    "kling-v1",
-    "kling-v1-6",
-    "kling-v2-master",
-    "kling-v2-1-master",
-    "kling-v2-5-turbo",
-    "kling-v2-6",
-    "kling-v3",
-    "kling-v3-omni",
-    "kling-o1",
-)
+# The enums of §2, from the SDK's Literal types: one list serves the server and its clients.
+ACTIONS: tuple[str, ...] = get_args(VideoAction)
+MODELS: tuple[str, ...] = get_args(VideoModel)
 V3_MODELS = frozenset({"kling-v3", "kling-v3-omni"})
 AUDIO_MODELS = frozenset({"kling-v2-6", *V3_MODELS})
-MODES = ("std", "pro", "4k")
-ASPECT_RATIOS = ("16:9", "9:16", "1:1")
-CAMERA_TYPES = ("simple", "down_back", "forward_up", "left_turn_forward", "right_turn_forward")
+MODES: tuple[str, ...] = get_args(VideoMode)
+ASPECT_RATIOS: tuple[str, ...] = get_args(AspectRatio)
+CAMERA_TYPES: tuple[str, ...] = get_args(CameraType)
 CAMERA_AXES = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
 MAX_PROMPT = 2500
 # Keys a client might send that must never be stored in the task's `request`.
