@@ -20,11 +20,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from kling_gateway.accounts import IssuedToken, issue_token
-from kling_gateway.ids import new_object_id
-from kling_gateway.models import Task, TaskState, failure_response, success_response
-from kling_gateway.store.rows import TASK_COLUMNS, task_values
-from kling_gateway.store.sqlite import SQLiteStore
+from kling_gateway.domain.ids import new_object_id
+from kling_gateway.domain.task import Task, TaskState, failure_response, success_response
+from kling_gateway.storage.rows import TASK_COLUMNS, task_values
+from kling_gateway.storage.sqlite import SQLiteStore
+from kling_gateway.storage.tokens import IssuedToken, issue_token
 
 WORK = Path(__file__).resolve().parent / "work"
 DB_NAME = "kling-gateway.db"  # what `serve --data-dir DIR` opens

@@ -90,9 +90,9 @@ def gateway_env(args: argparse.Namespace, data_dir: Path, port: int, fake_url: s
 
 
 def issue_bench_token(env: dict[str, str]) -> str:
-    from kling_gateway.accounts import issue_token
-    from kling_gateway.serve import with_store
-    from kling_gateway.settings import load_settings
+    from kling_gateway.runtime.serve import with_store
+    from kling_gateway.runtime.settings import load_settings
+    from kling_gateway.storage.tokens import issue_token
 
     settings = load_settings(environ=env)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
@@ -329,8 +329,8 @@ def child_args(args: argparse.Namespace) -> list[str]:
 
 def run_gateway() -> None:
     """The child process of the gateway: `serve` with the settings in the environment."""
-    from kling_gateway.serve import serve
-    from kling_gateway.settings import load_settings
+    from kling_gateway.runtime.serve import serve
+    from kling_gateway.runtime.settings import load_settings
 
     serve(load_settings())
 

@@ -37,9 +37,9 @@ from bench.machinery import (
     _percentile,
     _records_when_finished,
 )
-from kling_gateway.accounts import IssuedToken, issue_token
-from kling_gateway.store.postgres import PostgresStore
-from kling_gateway.store.rows import TASK_COLUMNS
+from kling_gateway.storage.postgres import PostgresStore
+from kling_gateway.storage.rows import TASK_COLUMNS
+from kling_gateway.storage.tokens import IssuedToken, issue_token
 
 RESULTS = Path(__file__).resolve().parent / "postgres_results.md"
 SIZE = 100_000

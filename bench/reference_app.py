@@ -24,7 +24,7 @@ import msgspec
 
 # The very connection settings of the store (WAL, page cache size, ...): the comparison is of
 # what sits above SQLite, not of SQLite.
-from kling_gateway.store.sqlite import _connect
+from kling_gateway.storage.sqlite import _connect
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import AppHarness, make_settings, open_sqlite_store
-from kling_gateway.store.sqlite import SQLiteStore
+from kling_gateway.storage.sqlite import SQLiteStore
 
 
 @pytest.fixture

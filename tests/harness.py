@@ -15,14 +15,14 @@ from typing import Any
 
 import httpx
 
-from kling_gateway.accounts import issue_token
-from kling_gateway.ids import new_object_id, new_task_id
-from kling_gateway.models import Task, TaskState
-from kling_gateway.serve import build_app
-from kling_gateway.server.app import GatewayApp
-from kling_gateway.settings import Settings, load_settings
-from kling_gateway.store.base import Outcome, Store
-from kling_gateway.store.sqlite import SQLiteStore
+from kling_gateway.api.app import GatewayApp
+from kling_gateway.domain.ids import new_object_id, new_task_id
+from kling_gateway.domain.task import Task, TaskState
+from kling_gateway.runtime.serve import build_app
+from kling_gateway.runtime.settings import Settings, load_settings
+from kling_gateway.storage.base import Outcome, Store
+from kling_gateway.storage.sqlite import SQLiteStore
+from kling_gateway.storage.tokens import issue_token
 
 DEFAULTS: dict[str, Any] = {
     "local_delay": 0.0,

@@ -16,9 +16,9 @@ from typing import Any
 import msgspec
 
 from kling_gateway.callbacks.secrets import DEFAULT_ROTATION_GRACE, SecretStore
-from kling_gateway.store.base import CallbackDelivery, Store
-from kling_gateway.store.rows import callback_view
-from kling_gateway.tables import format_table as align
+from kling_gateway.cli.tables import format_table as align
+from kling_gateway.storage.base import CallbackDelivery, Store
+from kling_gateway.storage.rows import callback_view
 
 COLUMNS = ("id", "task_id", "event", "state", "attempts", "last_status", "next_attempt_at", "url")
 

@@ -34,11 +34,11 @@ import httpcore
 import httpx
 
 from kling_gateway import __version__
-from kling_gateway.callbacks.safety import UnsafeTarget, check_address, check_callback_url, resolve
 from kling_gateway.callbacks.secrets import SecretStore
 from kling_gateway.callbacks.signing import webhook_headers
-from kling_gateway.retry_after import parse_retry_after
-from kling_gateway.store.base import CallbackDelivery, Store
+from kling_gateway.infra.egress import UnsafeTarget, check_address, check_callback_url, resolve
+from kling_gateway.protocol.retry_after import parse_retry_after
+from kling_gateway.storage.base import CallbackDelivery, Store
 
 log = logging.getLogger("kling_gateway.callbacks")
 

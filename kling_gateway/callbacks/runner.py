@@ -6,9 +6,9 @@ import asyncio
 
 from kling_gateway.callbacks.delivery import CallbackDeliverer
 from kling_gateway.callbacks.secrets import secret_store_for
-from kling_gateway.events import CALLBACK_WAKEUP, TaskEvents, relay
-from kling_gateway.settings import Settings
-from kling_gateway.store.base import Store
+from kling_gateway.infra.notify import CALLBACK_WAKEUP, TaskEvents, relay
+from kling_gateway.runtime.settings import Settings
+from kling_gateway.storage.base import Store
 
 
 async def run_deliverer(

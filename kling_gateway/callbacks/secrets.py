@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from kling_gateway.store.base import Store
+from kling_gateway.storage.base import Store
 
 # How long a rotated-out secret keeps signing: the default retry schedule spans about a day.
 DEFAULT_ROTATION_GRACE = 24 * 3600.0
@@ -42,7 +42,7 @@ def secret_store_for(store: Store) -> SecretStore:
 
     Call it after ``store.open()``: the PostgreSQL one takes the open store's pool.
     """
-    from kling_gateway.store.sqlite import SQLiteStore
+    from kling_gateway.storage.sqlite import SQLiteStore
 
     if isinstance(store, SQLiteStore):
         from kling_gateway.callbacks.secrets_sqlite import SQLiteSecretStore

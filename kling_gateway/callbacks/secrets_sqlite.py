@@ -6,7 +6,7 @@ import sqlite3
 import time
 
 from kling_gateway.callbacks.signing import new_secret
-from kling_gateway.store.sqlite import SQLiteStore
+from kling_gateway.storage.sqlite import SQLiteStore
 
 
 class SQLiteSecretStore:

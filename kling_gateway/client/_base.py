@@ -42,7 +42,7 @@ from kling_gateway.client.types import (
     VideoMode,
     VideoModel,
 )
-from kling_gateway.retry_after import parse_retry_after
+from kling_gateway.protocol.retry_after import parse_retry_after
 
 DEFAULT_BASE_URL = "https://api.acedata.cloud"
 # Blocking /kling/videos calls last minutes (the seed's task took 317 s): a long read timeout.

@@ -1,8 +1,8 @@
 """Typed errors of the SDK: one class per error code of the contract (§4).
 
-Codes and HTTP statuses are taken from the server's own table (``kling_gateway.errors``), so the
-SDK and the server cannot drift apart. ``error_for`` picks the class: by the body's ``code`` when
-it is a documented one, otherwise by the HTTP status, otherwise ``UnknownError``.
+Codes and HTTP statuses are taken from the wire table (``kling_gateway.protocol.errors``), so
+the SDK and the server cannot drift apart. ``error_for`` picks the class: by the body's
+``code`` when it is a documented one, otherwise by the HTTP status, otherwise ``UnknownError``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from kling_gateway import errors as _wire
+from kling_gateway.protocol import errors as _wire
 
 
 class KlingError(Exception):

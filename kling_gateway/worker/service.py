@@ -7,12 +7,12 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from kling_gateway.callbacks.runner import run_deliverer
-from kling_gateway.events import TaskEvents
-from kling_gateway.files import VideoFiles
-from kling_gateway.settings import Settings
-from kling_gateway.store.base import Store
+from kling_gateway.infra.files import VideoFiles
+from kling_gateway.infra.notify import TaskEvents
+from kling_gateway.providers.base import Provider
+from kling_gateway.runtime.settings import Settings
+from kling_gateway.storage.base import Store
 from kling_gateway.worker.loop import Worker, WorkerConfig
-from kling_gateway.worker.providers.base import Provider
 from kling_gateway.worker.steps import StepPolicy
 
 log = logging.getLogger("kling_gateway.worker")
@@ -26,10 +26,10 @@ def video_files(settings: Settings) -> VideoFiles:
 
 def build_provider(settings: Settings, store: Store) -> Provider:
     if settings.provider == "kling":
-        from kling_gateway.worker.providers.kling_factory import kling_provider
+        from kling_gateway.providers.kling.factory import kling_provider
 
         return kling_provider(settings, video_files(settings), store)
-    from kling_gateway.worker.providers.local import LocalProvider
+    from kling_gateway.providers.local.provider import LocalProvider
 
     return LocalProvider(
         files=video_files(settings),

@@ -11,15 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from kling_gateway.models import (
+from kling_gateway.domain.schedule import backoff
+from kling_gateway.domain.task import (
     Task,
     TaskState,
     failure_response,
     progress_response,
     success_response,
 )
-from kling_gateway.worker.providers.base import Provider, ProviderError, Status, Submission
-from kling_gateway.worker.schedule import backoff
+from kling_gateway.providers.base import Provider, ProviderError, Status, Submission
 
 log = logging.getLogger("kling_gateway.worker")
 

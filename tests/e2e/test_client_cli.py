@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from _proc import EXE, clean_env, cli, free_port, running
-from kling_gateway.worker.providers.render import probe_video
+from kling_gateway.providers.local.render import probe_video
 
 
 @dataclass

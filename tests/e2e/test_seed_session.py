@@ -12,7 +12,7 @@ import pytest
 
 from _proc import cli, free_port, running
 from harness import insert_finished, make_task
-from kling_gateway.store.sqlite import SQLiteStore
+from kling_gateway.storage.sqlite import SQLiteStore
 
 SEED_ID = "20068983-0cc9-4c6a-aeb6-9c6a3c668be0"
 OTHER_ID = "e3a575aa-a4bd-49c8-9b12-cde38d5462e0"

@@ -15,13 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from _servers import loopback_socket, serve_asgi
-from kling_gateway.accounts import issue_token
-from kling_gateway.models import TaskState, success_response
-from kling_gateway.serve import build_app, migrate
-from kling_gateway.server.app import GatewayApp
-from kling_gateway.server.asgi import ASGIApp, Receive, Scope, Send
-from kling_gateway.settings import Settings
-from kling_gateway.store.base import Outcome
+from kling_gateway.api.app import GatewayApp
+from kling_gateway.api.asgi import ASGIApp, Receive, Scope, Send
+from kling_gateway.domain.task import TaskState, success_response
+from kling_gateway.runtime.serve import build_app, migrate
+from kling_gateway.runtime.settings import Settings
+from kling_gateway.storage.base import Outcome
+from kling_gateway.storage.tokens import issue_token
 
 T = TypeVar("T")
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import msgspec
 
-from kling_gateway.models import Task, TaskState, success_response
-from kling_gateway.store.base import Store, StoredTask
-from kling_gateway.store.migrations import migration_scripts
-from kling_gateway.store.postgres import PostgresStore
-from kling_gateway.store.sqlite import SQLiteStore
+from kling_gateway.domain.task import Task, TaskState, success_response
+from kling_gateway.storage.base import Store, StoredTask
+from kling_gateway.storage.migrations import migration_scripts
+from kling_gateway.storage.postgres import PostgresStore
+from kling_gateway.storage.sqlite import SQLiteStore
 
 LEASE = 30.0
 

@@ -36,10 +36,10 @@ from kling_gateway.callbacks.delivery import (
     retry_delay,
 )
 from kling_gateway.callbacks.secrets_sqlite import SQLiteSecretStore
-from kling_gateway.ids import new_object_id, new_task_id, new_trace_id
-from kling_gateway.models import Task, TaskState, success_response
-from kling_gateway.store.base import CallbackDelivery, Outcome
-from kling_gateway.store.sqlite import SQLiteStore
+from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
+from kling_gateway.domain.task import Task, TaskState, success_response
+from kling_gateway.storage.base import CallbackDelivery, Outcome
+from kling_gateway.storage.sqlite import SQLiteStore
 from tests.integration._servers import serve_asgi
 
 SCHEDULE = (10.0, 20.0, 30.0, 200.0)
@@ -634,7 +634,7 @@ def test_retry_delay_jitter_retry_after_and_the_end() -> None:
 
 
 def test_default_schedule_spans_at_least_a_day() -> None:
-    from kling_gateway.settings import Settings
+    from kling_gateway.runtime.settings import Settings
 
     schedule = Settings().retry_schedule
     assert sum(schedule) * 0.9 >= 24 * 3600

@@ -19,15 +19,15 @@ from starlette.routing import Route
 
 from _servers import serve_asgi
 from harness import insert_finished, open_sqlite_store
+from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
+from kling_gateway.domain.task import Task, TaskState
 from kling_gateway.fake_upstream import FakeUpstream, FakeUpstreamConfig, create_fake_upstream
 from kling_gateway.fake_upstream.config import SAFETY_MESSAGE
-from kling_gateway.files import VideoFiles
-from kling_gateway.ids import new_object_id, new_task_id, new_trace_id
-from kling_gateway.models import Task, TaskState
-from kling_gateway.store.base import Store
-from kling_gateway.worker.providers.base import Provider, ProviderError, Status
-from kling_gateway.worker.providers.kling import KlingProvider, KlingProviderConfig
-from kling_gateway.worker.providers.kling_client import KlingClient, KlingClientConfig
+from kling_gateway.infra.files import VideoFiles
+from kling_gateway.providers.base import Provider, ProviderError, Status
+from kling_gateway.providers.kling.client import KlingClient, KlingClientConfig
+from kling_gateway.providers.kling.provider import KlingProvider, KlingProviderConfig
+from kling_gateway.storage.base import Store
 from kling_gateway.worker.steps import mark_submit
 
 AK = "test-access-key"

@@ -21,11 +21,11 @@ from starlette.applications import Starlette
 
 from _servers import loopback_socket, serve_asgi, socket_url
 from harness import AppHarness, make_settings
-from kling_gateway.accounts import issue_token
 from kling_gateway.fake_upstream import FakeUpstream, FakeUpstreamConfig, create_fake_upstream
 from kling_gateway.fake_upstream.config import FAILURE_MESSAGE, SAFETY_MESSAGE
-from kling_gateway.serve import build_app, with_store
-from kling_gateway.settings import Settings
+from kling_gateway.runtime.serve import build_app, with_store
+from kling_gateway.runtime.settings import Settings
+from kling_gateway.storage.tokens import issue_token
 
 AK = "gateway-test-ak"
 SK = "gateway-test-sk-0123456789abcdef"

@@ -21,16 +21,17 @@ from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from _servers import serve_asgi
-from kling_gateway.callbacks import delivery, safety
+from kling_gateway.callbacks import delivery
+from kling_gateway.infra import egress as safety
 from kling_gateway.callbacks.delivery import GuardedTransport
-from kling_gateway.files import VideoFiles
-from kling_gateway.ids import new_object_id, new_task_id, new_trace_id
-from kling_gateway.models import Task, TaskState
-from kling_gateway.store.sqlite import SQLiteStore
-from kling_gateway.worker.providers.base import ProviderError, Status
-from kling_gateway.worker.providers.fetch import MAX_REDIRECTS, FetchError, fetch_bytes
-from kling_gateway.worker.providers.local import LocalProvider
-from kling_gateway.worker.providers.render import probe_video
+from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
+from kling_gateway.domain.task import Task, TaskState
+from kling_gateway.infra.fetch import MAX_REDIRECTS, FetchError, fetch_bytes
+from kling_gateway.infra.files import VideoFiles
+from kling_gateway.providers.base import ProviderError, Status
+from kling_gateway.providers.local.provider import LocalProvider
+from kling_gateway.providers.local.render import probe_video
+from kling_gateway.storage.sqlite import SQLiteStore
 
 CAP = 50_000  # image_max_bytes in these tests
 FPS = 4

@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, given, settings
 
 from _servers import serve_asgi
 from harness import make_settings
-from kling_gateway.accounts import issue_token
-from kling_gateway.serve import build_app, with_store
+from kling_gateway.runtime.serve import build_app, with_store
+from kling_gateway.storage.tokens import issue_token
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
 
 
 # The document as packaged; the live server must serve exactly this one (checked below).
-DOCUMENT = resources.files("kling_gateway.server").joinpath("openapi.json")
+DOCUMENT = resources.files("kling_gateway.api").joinpath("openapi.json")
 SCHEMA = schemathesis.openapi.from_path(str(DOCUMENT))
 # Schemathesis' own pytest plugin does not run under pytest 9 (it reads a removed private
 # attribute), so each operation's hypothesis strategy is driven directly.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness import AppHarness, make_settings
-from kling_gateway.ids import new_task_id
+from kling_gateway.domain.ids import new_task_id
 
 
 async def test_fourth_request_in_a_minute_is_429_with_retry_after(tmp_path: Path) -> None:

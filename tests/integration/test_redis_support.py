@@ -15,14 +15,14 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from kling_gateway.events import WORKER_WAKEUP
-from kling_gateway.redis_support import (
+from kling_gateway.infra.notify import WORKER_WAKEUP
+from kling_gateway.infra.ratelimit import MemoryRateLimiter
+from kling_gateway.infra.redis import (
     RedisRateLimiter,
     RedisTaskEvents,
     RedisUnavailable,
     redis_db,
 )
-from kling_gateway.server.ratelimit import MemoryRateLimiter
 from services import fresh_redis_url, with_database
 
 pytestmark = pytest.mark.redis

@@ -20,6 +20,7 @@ import pytest
 from _real_gateway import RealGateway, finish_task, real_gateway
 
 from harness import make_settings
+from kling_gateway.api.asgi import ASGIApp, Message, Receive, Scope, Send, read_body
 from kling_gateway.client import (
     LONG_POLL_HEADER,
     ApiError,
@@ -38,8 +39,7 @@ from kling_gateway.client import (
     UsedUpError,
     task_outcome,
 )
-from kling_gateway.server.asgi import ASGIApp, Message, Receive, Scope, Send, read_body
-from kling_gateway.server.ratelimit import MemoryRateLimiter
+from kling_gateway.infra.ratelimit import MemoryRateLimiter
 
 PROMPT = "White ceramic coffee mug on marble"
 

@@ -20,9 +20,9 @@ from _real_gateway import RealGateway, real_gateway
 
 from harness import make_settings, make_task
 from kling_gateway.client import LONG_POLL_HEADER
-from kling_gateway.ids import new_task_id
-from kling_gateway.models import Task, TaskState, progress_response, success_response
-from kling_gateway.store.base import Outcome
+from kling_gateway.domain.ids import new_task_id
+from kling_gateway.domain.task import Task, TaskState, progress_response, success_response
+from kling_gateway.storage.base import Outcome
 
 
 @pytest.fixture(scope="module")

@@ -27,8 +27,8 @@ from _store_helpers import (
     open_store,
     owner,
 )
-from kling_gateway.models import Task, TaskState, progress_response
-from kling_gateway.store.base import (
+from kling_gateway.domain.task import Task, TaskState, progress_response
+from kling_gateway.storage.base import (
     CallbackDelivery,
     IdempotencyConflict,
     Outcome,
@@ -36,7 +36,7 @@ from kling_gateway.store.base import (
     Store,
     TaskFilter,
 )
-from kling_gateway.store.rows import IDEMPOTENCY_WINDOW, callback_view
+from kling_gateway.storage.rows import IDEMPOTENCY_WINDOW, callback_view
 from services import fresh_postgres_database
 
 # -- fixtures

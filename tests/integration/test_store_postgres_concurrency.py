@@ -22,7 +22,7 @@ from _store_helpers import (
     open_store,
     owner,
 )
-from kling_gateway.store.base import Outcome, Store, TaskFilter
+from kling_gateway.storage.base import Outcome, Store, TaskFilter
 from services import fresh_postgres_database
 
 

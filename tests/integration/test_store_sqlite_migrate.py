@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from kling_gateway.store.migrations import migration_scripts
-from kling_gateway.store.sqlite import SQLiteStore, _statements
+from kling_gateway.storage.migrations import migration_scripts
+from kling_gateway.storage.sqlite import SQLiteStore, _statements
 
 
 async def _migrate(url: str) -> list[str]:

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from harness import AppHarness, insert_finished, make_task
-from kling_gateway.ids import new_task_id
+from kling_gateway.domain.ids import new_task_id
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
@@ -180,7 +180,7 @@ async def test_revoked_token_is_refused(gateway: AppHarness) -> None:
 
 
 async def test_expired_token(gateway: AppHarness) -> None:
-    from kling_gateway.accounts import issue_token
+    from kling_gateway.storage.tokens import issue_token
 
     issued = await issue_token(gateway.store, "old", expires_in_days=-1)
     headers = {"authorization": f"Bearer {issued.token}"}

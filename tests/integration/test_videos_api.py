@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from harness import AppHarness, make_settings
-from kling_gateway.worker.providers.render import probe_video
+from kling_gateway.providers.local.render import probe_video
 
 TEXT2VIDEO = {"action": "text2video", "prompt": "White ceramic coffee mug on marble"}
 

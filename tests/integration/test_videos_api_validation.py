@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from harness import AppHarness
-from kling_gateway.ids import is_uuid
+from kling_gateway.domain.ids import is_uuid
 
 TEXT: dict[str, Any] = {"action": "text2video", "prompt": "a ceramic mug on marble"}
 IMAGE: dict[str, Any] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kling_gateway.server.routes.videos import _failure_status
+from kling_gateway.api.routes.videos import _failure_status
 
 
 @pytest.mark.parametrize(

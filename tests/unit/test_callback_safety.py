@@ -1,4 +1,4 @@
-"""The SSRF guard of callback URLs (``kling_gateway.callbacks.safety``). No traffic is sent:
+"""The SSRF guard of callback URLs (``kling_gateway.infra.egress``). No traffic is sent:
 only literal addresses and ``localhost`` are resolved (neither asks a DNS server)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kling_gateway.callbacks.safety import UnsafeTarget, check_address, check_callback_url
+from kling_gateway.infra.egress import UnsafeTarget, check_address, check_callback_url
 
 REFUSED = {
     "loopback v4": "127.0.0.1",

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from kling_gateway.worker.providers.kling_auth import (
+from kling_gateway.providers.kling.auth import (
     JwtError,
     KlingTokenSource,
     encode_jwt,

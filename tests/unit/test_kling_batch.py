@@ -6,9 +6,9 @@ import asyncio
 
 import pytest
 
-from kling_gateway.models import TaskState
-from kling_gateway.worker.providers.base import ProviderError, Status
-from kling_gateway.worker.providers.kling_batch import BatchConfig, CheckBatcher
+from kling_gateway.domain.task import TaskState
+from kling_gateway.providers.base import ProviderError, Status
+from kling_gateway.providers.kling.batch import BatchConfig, CheckBatcher
 
 
 class Upstream:

@@ -4,9 +4,9 @@ from typing import Any
 
 import pytest
 
-from kling_gateway.models import TaskState
-from kling_gateway.worker.providers.base import ProviderError
-from kling_gateway.worker.providers.kling_mapping import (
+from kling_gateway.domain.task import TaskState
+from kling_gateway.providers.base import ProviderError
+from kling_gateway.providers.kling.mapping import (
     build_create,
     camera_control_upstream,
     created_at_ms,

@@ -12,20 +12,20 @@ from typing import Any
 import httpx
 import pytest
 
-from kling_gateway.files import VideoFiles
-from kling_gateway.ids import new_object_id, new_task_id, new_trace_id
-from kling_gateway.models import Task, TaskState, success_response
-from kling_gateway.store.base import Store
-from kling_gateway.store.sqlite import SQLiteStore
-from kling_gateway.worker.providers.base import ProviderError, Status
-from kling_gateway.worker.providers.local import LocalProvider, job_id_for, video_id_for
-from kling_gateway.worker.providers.render import (
+from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
+from kling_gateway.domain.task import Task, TaskState, success_response
+from kling_gateway.infra.files import VideoFiles
+from kling_gateway.providers.base import ProviderError, Status
+from kling_gateway.providers.local.provider import LocalProvider, job_id_for, video_id_for
+from kling_gateway.providers.local.render import (
     RenderedVideo,
     RenderError,
     RenderSpec,
     probe_video,
     render_video,
 )
+from kling_gateway.storage.base import Store
+from kling_gateway.storage.sqlite import SQLiteStore
 from kling_gateway.worker.steps import StepPolicy, advance
 
 PUBLIC = "http://gateway.test"

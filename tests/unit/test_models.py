@@ -9,9 +9,9 @@ from typing import Any
 import msgspec
 import pytest
 
-from kling_gateway import ids
-from kling_gateway.ids import is_uuid, new_object_id, new_task_id, new_trace_id
-from kling_gateway.models import (
+from kling_gateway.domain import ids
+from kling_gateway.domain.ids import is_uuid, new_object_id, new_task_id, new_trace_id
+from kling_gateway.domain.task import (
     ACTIVE_STATES,
     TASK_TYPE_VIDEOS,
     TERMINAL_STATES,

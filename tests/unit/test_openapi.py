@@ -13,16 +13,16 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from kling_gateway import errors as wire_errors
 from kling_gateway.client import errors as client_errors
 from kling_gateway.client import types
+from kling_gateway.protocol import errors as wire_errors
 
 DOC_URI = "urn:kling-gateway:openapi"
 
 
 @pytest.fixture(scope="module")
 def doc() -> dict[str, Any]:
-    text = resources.files("kling_gateway").joinpath("server", "openapi.json").read_text("utf-8")
+    text = resources.files("kling_gateway").joinpath("api", "openapi.json").read_text("utf-8")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 

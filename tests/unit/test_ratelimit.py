@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from kling_gateway.errors import TooManyRequests
-from kling_gateway.server.ratelimit import MemoryRateLimiter, NoRateLimit
+from kling_gateway.infra.ratelimit import MemoryRateLimiter, NoRateLimit
+from kling_gateway.protocol.errors import TooManyRequests
 
 
 class Clock:
@@ -100,7 +100,7 @@ async def test_retry_after_header_is_whole_seconds_rounded_up() -> None:
 
 
 async def test_sweeping_old_keys_keeps_live_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    import kling_gateway.server.ratelimit as ratelimit
+    import kling_gateway.infra.ratelimit as ratelimit
 
     monkeypatch.setattr(ratelimit, "_SWEEP_EVERY", 4)
     clock = Clock()

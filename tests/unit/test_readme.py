@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kling_gateway.settings import settings_table
+from kling_gateway.runtime.settings import settings_table
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

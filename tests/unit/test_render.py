@@ -12,8 +12,8 @@ import numpy.typing as npt
 import pytest
 from PIL import Image
 
-from kling_gateway.worker.providers import render
-from kling_gateway.worker.providers.render import (
+from kling_gateway.providers.local import render
+from kling_gateway.providers.local.render import (
     RenderError,
     RenderSpec,
     frame_size,

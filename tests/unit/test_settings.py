@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from kling_gateway.settings import (
+from kling_gateway.runtime.settings import (
     Settings,
     SettingsError,
     add_settings_arguments,

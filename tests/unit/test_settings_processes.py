@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kling_gateway.settings import SettingsError, load_settings
+from kling_gateway.runtime.settings import SettingsError, load_settings
 
 
 def test_several_processes_on_sqlite_are_refused() -> None:

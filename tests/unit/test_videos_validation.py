@@ -13,9 +13,8 @@ from typing import Any
 import msgspec
 import pytest
 
-from kling_gateway.errors import ApiError, ApiNotImplemented, BadRequest
-from kling_gateway.server.requests import describe_validation_error
-from kling_gateway.videos import (
+from kling_gateway.api.requests import describe_validation_error
+from kling_gateway.domain.videos import (
     MODELS,
     VideoParams,
     VideoRequestBody,
@@ -23,6 +22,7 @@ from kling_gateway.videos import (
     stored_request,
     validate,
 )
+from kling_gateway.protocol.errors import ApiError, ApiNotImplemented, BadRequest
 
 TEXT = {"action": "text2video", "prompt": "a ceramic mug on marble"}
 IMAGE = {"action": "image2video", "prompt": "it moves", "start_image_url": "https://img.ex/a.png"}

@@ -8,15 +8,15 @@ import msgspec
 import pytest
 
 from harness import make_task
-from kling_gateway.models import (
+from kling_gateway.api.waiting import is_finished
+from kling_gateway.domain.task import (
     Task,
     TaskState,
     failure_response,
     progress_response,
     success_response,
 )
-from kling_gateway.server.waiting import is_finished
-from kling_gateway.store.rows import initial_callback_view
+from kling_gateway.storage.rows import initial_callback_view
 
 CREATED = 1_740_969_535.333
 

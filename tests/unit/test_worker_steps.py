@@ -9,14 +9,14 @@ import msgspec
 import pytest
 
 from harness import make_task
-from kling_gateway.models import Task, TaskState, progress_response, success_response
-from kling_gateway.worker.loop import callbacks_for
-from kling_gateway.worker.providers.base import (
+from kling_gateway.domain.task import Task, TaskState, progress_response, success_response
+from kling_gateway.providers.base import (
     ProviderError,
     Status,
     Submission,
     VideoResult,
 )
+from kling_gateway.worker.loop import callbacks_for
 from kling_gateway.worker.steps import (
     SUBMIT_STARTED_AT,
     SUBMIT_TRIES,

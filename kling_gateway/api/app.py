@@ -1,0 +1,134 @@
+"""The ASGI application: ``create_app(settings, store)``.
+
+The API endpoints (POST /kling/tasks, POST /kling/videos) are dispatched straight to their
+handlers; everything else (docs, files, events, health, 404s) goes through Starlette. Errors
+become the contract's error body in exactly one place, ``GatewayApp._serve``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import cast
+
+from starlette.applications import Starlette
+
+from kling_gateway.api.asgi import (
+    Message,
+    Receive,
+    Reply,
+    Scope,
+    Send,
+    error_reply,
+    send_reply,
+    unexpected_error,
+)
+from kling_gateway.api.auth import Authenticator
+from kling_gateway.api.context import AppContext
+from kling_gateway.api.pages import build_pages
+from kling_gateway.api.routes.tasks import TasksEndpoint
+from kling_gateway.api.routes.videos import VideosEndpoint
+from kling_gateway.domain.ids import new_trace_id
+from kling_gateway.infra.notify import LocalTaskEvents, TaskEvents
+from kling_gateway.infra.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
+from kling_gateway.protocol.errors import ApiError
+from kling_gateway.runtime.settings import Settings
+from kling_gateway.storage.base import Store
+
+log = logging.getLogger("kling_gateway.api")
+
+Handler = Callable[[Scope, Receive, str], Awaitable[Reply]]
+Service = Callable[[AppContext], Awaitable[Callable[[], Awaitable[None]]]]
+
+
+class GatewayApp:
+    """Routes the API hot paths directly and hands the rest to Starlette."""
+
+    def __init__(self, ctx: AppContext, handlers: dict[str, Handler], pages: Starlette) -> None:
+        self.ctx = ctx
+        self._handlers = handlers
+        self._pages = pages
+
+    def lifespan(self) -> AbstractAsyncContextManager[None]:
+        """Startup and shutdown outside an ASGI server (embedding, tests)."""
+        return cast(
+            AbstractAsyncContextManager[None], self._pages.router.lifespan_context(self._pages)
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            handler = self._handlers.get(scope["path"].rstrip("/"))
+            if handler is not None and scope["method"] == "POST":
+                await self._serve(handler, scope, receive, send)
+                return
+            await self._pages(scope, receive, _with_trace_id(scope, send))
+            return
+        await self._pages(scope, receive, send)
+
+    async def _serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
+        trace_id = new_trace_id()
+        try:
+            reply = await handler(scope, receive, trace_id)
+        except ApiError as exc:
+            reply = error_reply(exc, trace_id)
+        except Exception as exc:  # noqa: BLE001 - the one translation to 500/503, logged there
+            reply = error_reply(unexpected_error(exc, trace_id, scope["path"]), trace_id)
+        await send_reply(send, reply, trace_id)
+
+
+def _with_trace_id(scope: Scope, send: Send) -> Send:
+    trace_id = new_trace_id()
+    scope.setdefault("state", {})["trace_id"] = trace_id
+
+    async def send_with_trace_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            headers.append((b"x-trace-id", trace_id.encode()))
+            message["headers"] = headers
+        await send(message)
+
+    return send_with_trace_id
+
+
+def create_app(
+    settings: Settings,
+    store: Store,
+    *,
+    events: TaskEvents | None = None,
+    limiter: RateLimiter | None = None,
+    services: list[Service] | None = None,
+) -> GatewayApp:
+    """The gateway over ``store``. Its lifespan opens the store, starts ``services`` (the
+    worker, when it runs in this process) and stops them again in reverse order."""
+    ctx = AppContext(
+        settings=settings,
+        store=store,
+        auth=Authenticator(store, settings.auth_cache_seconds),
+        limiter=limiter or _default_limiter(settings),
+        events=events or LocalTaskEvents(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        await store.open()
+        await ctx.events.start()
+        stoppers = [await start(ctx) for start in services or []]
+        try:
+            yield
+        finally:
+            for stop in reversed(stoppers):
+                await stop()
+            await ctx.events.aclose()
+            await ctx.limiter.aclose()
+            await store.close()
+
+    tasks, videos = TasksEndpoint(ctx), VideosEndpoint(ctx)
+    handlers: dict[str, Handler] = {"/kling/tasks": tasks, "/kling/videos": videos}
+    return GatewayApp(ctx, handlers, build_pages(ctx, lifespan))
+
+
+def _default_limiter(settings: Settings) -> RateLimiter:
+    if settings.rate_limit_per_minute == 0:
+        return NoRateLimit()
+    return MemoryRateLimiter(settings.rate_limit_per_minute)

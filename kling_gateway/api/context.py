@@ -1,0 +1,36 @@
+"""What every endpoint shares: settings, the store, auth, limits and task notifications."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kling_gateway.api.asgi import Receive, Scope, headers, read_body
+from kling_gateway.api.auth import Authenticator
+from kling_gateway.infra.notify import TaskEvents
+from kling_gateway.infra.ratelimit import RateLimiter
+from kling_gateway.protocol.errors import TooManyRequests
+from kling_gateway.runtime.settings import Settings
+from kling_gateway.storage.base import Principal, Store
+
+
+@dataclass(slots=True)
+class AppContext:
+    settings: Settings
+    store: Store
+    auth: Authenticator
+    limiter: RateLimiter
+    events: TaskEvents
+
+    async def admit(self, scope: Scope, receive: Receive, api: str) -> tuple[Principal, bytes]:
+        """Authenticate, count against the rate limit, then read the capped body."""
+        principal = await self.authorize(scope, api)
+        body = await read_body(receive, self.settings.max_body_bytes)
+        return principal, body
+
+    async def authorize(self, scope: Scope, api: str) -> Principal:
+        """Authenticate and count against the rate limit (for requests without a body)."""
+        principal = await self.auth.authenticate(headers(scope, b"authorization"), api)
+        retry_after = await self.limiter.hit(principal.credential_id)
+        if retry_after is not None:
+            raise TooManyRequests(retry_after)
+        return principal

@@ -1,0 +1,144 @@
+"""POST /kling/tasks: retrieve, retrieve_batch and delete (contract §1)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from kling_gateway.api.asgi import Receive, Reply, Scope
+from kling_gateway.api.context import AppContext
+from kling_gateway.api.requests import decode_body
+from kling_gateway.api.waiting import is_finished, wait_until_finished
+from kling_gateway.domain.task import API_TASKS, is_blank
+from kling_gateway.protocol.errors import ApiNotImplemented, BadRequest
+from kling_gateway.storage.base import Principal, TaskFilter
+
+MAX_WAIT_SECONDS = 60.0
+MAX_PAGE = 100
+DEFAULT_PAGE = 20
+EMPTY_RECORD = b"{}"
+RETRY_HINT = (b"retry-after", b"3")
+# Announces that the server honoured `wait` (the SDK's long-poll detection).
+LONG_POLL = (b"x-kling-gateway-long-poll", b"1")
+
+
+class TasksRequest(msgspec.Struct):
+    """The body of POST /kling/tasks; unknown fields are ignored (contract §5)."""
+
+    action: str = "retrieve"
+    id: str | None = None
+    ids: list[str] | None = None
+    type: str | None = None
+    created_at_min: float | None = None
+    created_at_max: float | None = None
+    limit: float | None = None
+    offset: float | None = None
+    wait: float | None = None
+
+
+class TasksEndpoint:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, trace_id: str) -> Reply:
+        principal, body = await self.ctx.admit(scope, receive, API_TASKS)
+        request = decode_body(body, TasksRequest)
+        if request.action == "retrieve":
+            return await self.retrieve(principal, request)
+        if request.action == "retrieve_batch":
+            return await self.retrieve_batch(principal, request)
+        if request.action == "delete":
+            return await self.delete(principal, request)
+        raise ApiNotImplemented(f"action `{request.action}` is not implemented")
+
+    async def retrieve(self, principal: Principal, request: TasksRequest) -> Reply:
+        task_id = _required_id(request.id)
+        store = self.ctx.store
+        record = await store.get_task_record(principal.user_id, task_id)
+        if request.wait is None:
+            return Reply(200, record or EMPTY_RECORD, _retry_hint(record))
+        wait = _bounded("wait", request.wait, 0, MAX_WAIT_SECONDS)
+        if record is not None:  # a missing or foreign task answers {} at once
+            record = await wait_until_finished(
+                store, self.ctx.events, principal.user_id, task_id, wait, record
+            )
+        # The SDK decides from this header whether `wait` was honoured, so it goes with every
+        # answer to a `wait`, also when the task finished during it (and has no retry hint).
+        return Reply(200, record or EMPTY_RECORD, [*_retry_hint(record), LONG_POLL])
+
+    async def retrieve_batch(self, principal: Principal, request: TasksRequest) -> Reply:
+        if request.ids is None:
+            return await self._list(principal, request)
+        ids = _unique_ids(request.ids, self.ctx.settings.batch_max_ids)
+        found = await self.ctx.store.get_task_records(principal.user_id, ids)
+        items = [found[i] for i in ids if i in found]
+        return Reply(200, _batch_body(items, len(items)))
+
+    async def _list(self, principal: Principal, request: TasksRequest) -> Reply:
+        _no_nul("type", request.type)
+        flt = TaskFilter(
+            type=request.type,
+            created_at_min=request.created_at_min,
+            created_at_max=request.created_at_max,
+            limit=_whole("limit", request.limit, 1, MAX_PAGE, DEFAULT_PAGE),
+            offset=_whole("offset", request.offset, 0, 10**9, 0),
+        )
+        items, total = await self.ctx.store.list_task_records(principal.user_id, flt)
+        return Reply(200, _batch_body(items, total))
+
+    async def delete(self, principal: Principal, request: TasksRequest) -> Reply:
+        task_id = _required_id(request.id)
+        deleted = await self.ctx.store.delete_task(principal.user_id, task_id)
+        return Reply(200, msgspec.json.encode({"id": task_id, "deleted": deleted}))
+
+
+def _batch_body(items: list[bytes], count: int) -> bytes:
+    # Splice the stored records: no decode and re-encode on the way out.
+    return b'{"items":[' + b",".join(items) + b'],"count":' + str(count).encode() + b"}"
+
+
+def _required_id(value: str | None) -> str:
+    if value is None:
+        raise BadRequest("field `id` is required")
+    if is_blank(value):
+        raise BadRequest("field `id` must be a non-empty string")
+    if "\x00" in value:
+        _no_nul("id", value)
+    return value
+
+
+def _no_nul(name: str, *values: str | None) -> None:
+    # Ids and types are matched as text, and PostgreSQL text cannot hold NUL.
+    if any(value and "\x00" in value for value in values):
+        raise BadRequest(f"field `{name}` must not contain a NUL character")
+
+
+def _unique_ids(ids: list[str], limit: int) -> list[str]:
+    if not ids:
+        raise BadRequest("field `ids` must list at least one task id")
+    if len(ids) > limit:
+        raise BadRequest(f"field `ids` lists {len(ids)} ids; at most {limit} are allowed")
+    if any(is_blank(i) for i in ids):
+        raise BadRequest("field `ids` must contain only non-empty strings")
+    _no_nul("ids", *ids)
+    return list(dict.fromkeys(ids))
+
+
+def _bounded(name: str, value: float, low: float, high: float) -> float:
+    if not low <= value <= high:
+        raise BadRequest(f"field `{name}` must be between {low:g} and {high:g}")
+    return value
+
+
+def _whole(name: str, value: float | None, low: int, high: int, default: int) -> int:
+    if value is None:
+        return default
+    if value != int(value) or not low <= value <= high:
+        raise BadRequest(f"field `{name}` must be a whole number from {low} to {high}")
+    return int(value)
+
+
+def _retry_hint(record: bytes | None) -> list[tuple[bytes, bytes]]:
+    """Unfinished tasks carry a hint of when to ask again."""
+    if record is None or is_finished(record):
+        return []
+    return [RETRY_HINT]

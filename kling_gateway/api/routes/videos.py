@@ -1,0 +1,130 @@
+"""POST /kling/videos: store the task, then answer at once (async) or when it ends (blocking)."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+import msgspec
+
+from kling_gateway.api.asgi import Receive, Reply, Scope, header
+from kling_gateway.api.context import AppContext
+from kling_gateway.api.requests import decode_body
+from kling_gateway.api.waiting import is_finished, wait_until_finished
+from kling_gateway.domain.ids import new_object_id, new_task_id
+from kling_gateway.domain.task import API_VIDEOS, Task
+from kling_gateway.domain.videos import VideoParams, VideoRequestBody, stored_request, validate
+from kling_gateway.infra.egress import UnsafeTarget, check_callback_url
+from kling_gateway.infra.notify import WORKER_WAKEUP
+from kling_gateway.protocol.errors import BadRequest, GatewayTimeout, UsedUp
+from kling_gateway.storage.base import IdempotencyConflict, Principal, QuotaUsedUp
+
+MAX_IDEMPOTENCY_KEY = 255
+
+
+# A finished-but-failed blocking call answers the failed body (§3). Failures caused by the
+# upstream rather than by the request are the gateway errors of §4, with their HTTP status.
+def _failure_status(code: str) -> int:
+    if code == "timeout":
+        return 504
+    if code == "upstream_unavailable":
+        return 503
+    return 502 if code.startswith("upstream_") else 200
+
+
+class VideosEndpoint:
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, trace_id: str) -> Reply:
+        principal, body = await self.ctx.admit(scope, receive, API_VIDEOS)
+        # Typed first, so that any error names its field; then as sent, for the record.
+        params = validate(decode_body(body, VideoRequestBody))
+        raw: dict[str, Any] = msgspec.json.decode(body)
+        await self._check_callback(params)
+        task = await self._create(principal, raw, params, trace_id, _idempotency_key(scope))
+        if params.asynchronous:
+            return _json(200, {"task_id": task.id, "trace_id": trace_id})
+        return await self._wait(principal, task.id, trace_id)
+
+    async def _check_callback(self, params: VideoParams) -> None:
+        if params.callback_url is None:
+            return
+        try:
+            await check_callback_url(params.callback_url, self.ctx.settings.callback_allow_private)
+        except UnsafeTarget as exc:
+            raise BadRequest(f"field `callback_url`: {exc}") from exc
+
+    async def _create(
+        self,
+        principal: Principal,
+        raw: dict[str, Any],
+        params: VideoParams,
+        trace_id: str,
+        key: str | None,
+    ) -> Task:
+        """Store the task (before anyone learns its id), then wake the worker."""
+        store, now = self.ctx.store, time.time()
+        task = Task(
+            id=new_task_id(),
+            object_id=new_object_id(now),
+            user_id=principal.user_id,
+            application_id=principal.application_id,
+            credential_id=principal.credential_id,
+            trace_id=trace_id,
+            request=stored_request(raw),
+            created_at=now,
+        )
+        try:
+            stored = await store.insert_task(
+                task,
+                next_check_at=now,
+                deadline_at=now + self.ctx.settings.task_deadline_seconds,
+                idempotency_key=key,
+                request_hash=_request_hash(params) if key else None,
+                charge_quota=True,
+            )
+        except IdempotencyConflict as exc:
+            raise BadRequest(f"header `Idempotency-Key`: {exc}") from exc
+        except QuotaUsedUp as exc:
+            raise UsedUp() from exc
+        await self.ctx.events.publish(WORKER_WAKEUP)
+        return stored
+
+    async def _wait(self, principal: Principal, task_id: str, trace_id: str) -> Reply:
+        # The task lives on whatever happens to this request: a client that disconnects, or
+        # a wait that runs out, leaves it to the worker.
+        record = await wait_until_finished(
+            self.ctx.store,
+            self.ctx.events,
+            principal.user_id,
+            task_id,
+            self.ctx.settings.blocking_wait_seconds,
+        )
+        if record is None or not is_finished(record):
+            raise GatewayTimeout(
+                f"task {task_id} is not finished yet; it goes on, retrieve it later"
+            )
+        response: dict[str, Any] = msgspec.json.decode(record)["response"]
+        code = response.get("error", {}).get("code", "")
+        return _json(_failure_status(code), {**response, "trace_id": trace_id})
+
+
+def _idempotency_key(scope: Scope) -> str | None:
+    key = header(scope, b"idempotency-key")
+    if key is None:
+        return None
+    key = key.strip()
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY:
+        raise BadRequest(f"header `Idempotency-Key` must be 1 to {MAX_IDEMPOTENCY_KEY} characters")
+    return key
+
+
+def _request_hash(params: VideoParams) -> str:
+    # The validated request, defaults applied: two bodies asking for the same video match.
+    return hashlib.sha256(msgspec.json.encode(params)).hexdigest()
+
+
+def _json(status: int, body: dict[str, Any]) -> Reply:
+    return Reply(status, msgspec.json.encode(body))

@@ -1,0 +1,96 @@
+"""Operator commands beside the server: callbacks (list, redeliver, secret) and fake-upstream."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from kling_gateway.runtime.settings import add_settings_arguments, load_settings
+from kling_gateway.storage.base import Store
+
+
+def add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    _add_callbacks(commands)
+    fake = commands.add_parser(
+        "fake-upstream", help="run a faithful fake of the official Kling API (for trying `kling`)"
+    )
+    from kling_gateway.fake_upstream.__main__ import add_arguments
+
+    add_arguments(fake)
+    fake.set_defaults(handler=_fake_upstream)
+
+
+def _add_callbacks(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    callbacks = commands.add_parser("callbacks", help="inspect and redeliver callbacks; secrets")
+    actions = callbacks.add_subparsers(dest="callbacks_command", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", help="list callback deliveries, newest first")
+    listing.add_argument("--task", help="only this task's deliveries")
+    listing.add_argument("--failed", action="store_true", help="only deliveries that gave up")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(handler=_callbacks_list)
+    redeliver = actions.add_parser("redeliver", help="queue a delivery again, now")
+    redeliver.add_argument("delivery_id", metavar="ID")
+    redeliver.set_defaults(handler=_callbacks_redeliver)
+    secret = actions.add_parser("secret", help="print (or rotate) a user's signing secret")
+    secret.add_argument("--user", required=True, help="user name")
+    secret.add_argument("--rotate", action="store_true", help="make a new secret")
+    secret.add_argument(
+        "--grace",
+        type=float,
+        default=86400.0,
+        metavar="SECONDS",
+        help="how long the old secret keeps signing after --rotate",
+    )
+    secret.set_defaults(handler=_callbacks_secret)
+    for sub in (listing, redeliver, secret):
+        add_settings_arguments(sub, ("store",))
+
+
+def _callbacks_list(args: argparse.Namespace) -> int:
+    from kling_gateway.callbacks import admin
+    from kling_gateway.runtime.serve import with_store
+
+    rows = asyncio.run(
+        with_store(load_settings(args), lambda s: admin.list_deliveries(s, args.task, args.failed))
+    )
+    print(admin.format_json(rows) if args.json else admin.format_table(rows))
+    return 0
+
+
+def _callbacks_redeliver(args: argparse.Namespace) -> int:
+    from kling_gateway.callbacks import admin
+    from kling_gateway.runtime.serve import with_store
+
+    queued = asyncio.run(
+        with_store(load_settings(args), lambda s: admin.redeliver(s, args.delivery_id))
+    )
+    print(admin.format_redeliver(args.delivery_id, queued))
+    return 0 if queued else 1
+
+
+def _callbacks_secret(args: argparse.Namespace) -> int:
+    from kling_gateway.callbacks import admin
+    from kling_gateway.callbacks.secrets import secret_store_for
+    from kling_gateway.runtime.serve import with_store
+
+    async def run(store: Store) -> admin.UserSecrets:
+        secrets = secret_store_for(store)
+        return await admin.user_secrets(
+            secrets, args.user, rotate=args.rotate, grace_seconds=args.grace
+        )
+
+    try:
+        found = asyncio.run(with_store(load_settings(args), run))
+    except admin.UnknownUser as exc:
+        print(f"kling-gateway: {exc}", file=sys.stderr)
+        return 1
+    print(admin.format_secrets(found, args.grace))
+    return 0
+
+
+def _fake_upstream(args: argparse.Namespace) -> int:
+    from kling_gateway.fake_upstream.__main__ import run
+
+    run(args)
+    return 0

@@ -1,0 +1,236 @@
+"""The body of POST /kling/videos (contract §2): decoding, defaults and every validation rule."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, get_args
+from urllib.parse import urlsplit
+
+import msgspec
+
+from kling_gateway.client.types import AspectRatio, CameraType, VideoAction, VideoMode, VideoModel
+from kling_gateway.domain.task import is_blank
+from kling_gateway.protocol.errors import ApiNotImplemented, BadRequest
+
+# The enums of §2, from the SDK's Literal types: one list serves the server and its clients.
+ACTIONS: tuple[str, ...] = get_args(VideoAction)
+MODELS: tuple[str, ...] = get_args(VideoModel)
+V3_MODELS = frozenset({"kling-v3", "kling-v3-omni"})
+AUDIO_MODELS = frozenset({"kling-v2-6", *V3_MODELS})
+MODES: tuple[str, ...] = get_args(VideoMode)
+ASPECT_RATIOS: tuple[str, ...] = get_args(AspectRatio)
+CAMERA_TYPES: tuple[str, ...] = get_args(CameraType)
+CAMERA_AXES = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
+MAX_PROMPT = 2500
+# Keys a client might send that must never be stored in the task's `request`.
+SECRET_KEYS = frozenset({"token", "authorization", "api_key", "access_key", "secret_key"})
+
+
+class CameraConfig(msgspec.Struct):
+    horizontal: float = 0.0
+    vertical: float = 0.0
+    pan: float = 0.0
+    tilt: float = 0.0
+    roll: float = 0.0
+    zoom: float = 0.0
+
+
+class CameraControl(msgspec.Struct):
+    type: str
+    config: CameraConfig | None = None
+
+
+class VideoRequestBody(msgspec.Struct, rename={"async_": "async"}):
+    """The fields of §2 with their JSON types; unknown fields are ignored (§5)."""
+
+    action: str | None = None
+    model: str = "kling-v1"
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    mode: str = "std"
+    duration: float = 5.0
+    aspect_ratio: str = "16:9"
+    cfg_scale: float | None = None
+    camera_control: CameraControl | None = None
+    generate_audio: bool | None = None
+    start_image_url: str | None = None
+    end_image_url: str | None = None
+    video_id: str | None = None
+    callback_url: str | None = None
+    callback_events: list[str] | None = None
+    async_: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VideoParams:
+    """A validated request with every default applied: what providers work from."""
+
+    action: str
+    model: str
+    prompt: str
+    negative_prompt: str | None
+    mode: str
+    duration: int
+    aspect_ratio: str
+    cfg_scale: float | None
+    camera_control: dict[str, Any] | None
+    generate_audio: bool
+    start_image_url: str | None
+    end_image_url: str | None
+    video_id: str | None
+    callback_url: str | None
+    callback_events: tuple[str, ...]
+    asynchronous: bool
+
+
+def stored_request(raw: dict[str, Any]) -> dict[str, Any]:
+    """The request as sent, less anything secret."""
+    return {k: v for k, v in raw.items() if k.lower() not in SECRET_KEYS}
+
+
+def validate(body: VideoRequestBody) -> VideoParams:
+    """Every rule of §2; each violation is a 400 naming the field."""
+    action = _action(body.action)
+    _one_of("model", body.model, MODELS)
+    _one_of("mode", body.mode, MODES)
+    _one_of("aspect_ratio", body.aspect_ratio, ASPECT_RATIOS)
+    if body.mode == "4k" and body.model not in V3_MODELS:
+        raise BadRequest("field `mode`: 4k is only available on kling-v3 and kling-v3-omni")
+    prompt = _prompt(action, body.prompt)
+    _text("negative_prompt", body.negative_prompt)
+    _range("cfg_scale", body.cfg_scale, 0.0, 1.0)
+    _check_audio(body)
+    _check_images(action, body)
+    if action == "extend" and (body.video_id is None or is_blank(body.video_id)):
+        raise BadRequest("field `video_id` is required for extend")
+    return VideoParams(
+        action=action,
+        model=body.model,
+        prompt=prompt,
+        negative_prompt=body.negative_prompt,
+        mode=body.mode,
+        duration=_duration(body.model, body.duration),
+        aspect_ratio=body.aspect_ratio,
+        cfg_scale=body.cfg_scale,
+        camera_control=_camera(body.camera_control),
+        generate_audio=bool(body.generate_audio),
+        start_image_url=body.start_image_url,
+        end_image_url=body.end_image_url,
+        video_id=body.video_id,
+        callback_url=_callback_url(body.callback_url),
+        callback_events=_callback_events(body.callback_events),
+        asynchronous=body.callback_url is not None or body.async_ is True,
+    )
+
+
+def params_from_request(raw: dict[str, Any]) -> VideoParams:
+    """Re-validate a stored request (the worker's view of a task)."""
+    return validate(msgspec.convert(raw, VideoRequestBody))
+
+
+def _action(action: str | None) -> str:
+    if action is None:
+        raise BadRequest("field `action` is required: text2video, image2video or extend")
+    if action not in ACTIONS:
+        raise ApiNotImplemented(f"action `{action}` is not implemented")
+    return action
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise BadRequest(f"field `{name}` must be one of {', '.join(allowed)}; got {value!r}")
+
+
+def _text(name: str, value: str | None) -> None:
+    if value is not None and len(value) > MAX_PROMPT:
+        raise BadRequest(f"field `{name}` is longer than {MAX_PROMPT} characters")
+
+
+def _prompt(action: str, prompt: str | None) -> str:
+    _text("prompt", prompt)
+    if action in ("text2video", "image2video") and (prompt is None or is_blank(prompt)):
+        raise BadRequest(f"field `prompt` is required for {action}")
+    return prompt or ""
+
+
+def _range(name: str, value: float | None, low: float, high: float) -> None:
+    if value is not None and not (math.isfinite(value) and low <= value <= high):
+        raise BadRequest(f"field `{name}` must be between {low:g} and {high:g}")
+
+
+def _duration(model: str, value: float) -> int:
+    if not math.isfinite(value) or value != int(value):
+        raise BadRequest("field `duration` must be a whole number of seconds")
+    seconds = int(value)
+    if model in V3_MODELS:
+        if not 3 <= seconds <= 15:
+            raise BadRequest(f"field `duration` must be from 3 to 15 seconds on {model}")
+    elif seconds not in (5, 10):
+        raise BadRequest(f"field `duration` must be 5 or 10 seconds on {model}")
+    return seconds
+
+
+def _check_audio(body: VideoRequestBody) -> None:
+    if not body.generate_audio:
+        return
+    if body.model not in AUDIO_MODELS:
+        raise BadRequest("field `generate_audio` needs kling-v2-6 (pro mode) or a kling-v3 model")
+    if body.model == "kling-v2-6" and body.mode != "pro":
+        raise BadRequest("field `generate_audio` on kling-v2-6 needs mode pro")
+
+
+def _check_images(action: str, body: VideoRequestBody) -> None:
+    _http_url("start_image_url", body.start_image_url)
+    _http_url("end_image_url", body.end_image_url)
+    if action == "image2video" and not body.start_image_url:
+        raise BadRequest("field `start_image_url` is required for image2video")
+    if body.end_image_url and not body.start_image_url:
+        raise BadRequest("field `end_image_url` needs `start_image_url`")
+
+
+def _http_url(name: str, value: str | None) -> None:
+    if value is None:
+        return
+    problem = f"field `{name}` must be an http or https URL"
+    if any(ord(c) <= 0x20 or c == "\x7f" for c in value):
+        raise BadRequest(f"{problem} without spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        raise BadRequest(f"{problem}: {exc}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(problem)
+
+
+def _callback_url(value: str | None) -> str | None:
+    _http_url("callback_url", value)
+    return value
+
+
+def _callback_events(events: list[str] | None) -> tuple[str, ...]:
+    allowed = ("processing", "succeed", "failed")
+    for event in events or ():
+        if event not in allowed:
+            raise BadRequest(f"field `callback_events` may hold only {', '.join(allowed)}")
+    return tuple(dict.fromkeys(events or ()))
+
+
+def _camera(control: CameraControl | None) -> dict[str, Any] | None:
+    if control is None:
+        return None
+    _one_of("camera_control.type", control.type, CAMERA_TYPES)
+    config = control.config
+    if config is None:
+        if control.type == "simple":
+            raise BadRequest("field `camera_control.config` is required for type simple")
+        return {"type": control.type}
+    values = {axis: getattr(config, axis) for axis in CAMERA_AXES}
+    for axis, value in values.items():
+        _range(f"camera_control.config.{axis}", value, -1.0, 1.0)
+    if control.type == "simple" and sum(1 for v in values.values() if v != 0) != 1:
+        raise BadRequest(
+            "field `camera_control.config` needs exactly one non-zero value for simple"
+        )
+    return {"type": control.type, "config": values}

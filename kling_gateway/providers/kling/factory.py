@@ -1,0 +1,52 @@
+"""Building the ``kling`` provider from settings (what ``worker.service.build_provider`` calls)."""
+
+from __future__ import annotations
+
+from kling_gateway.infra.files import VideoFiles
+from kling_gateway.providers.kling.batch import BatchConfig
+from kling_gateway.providers.kling.client import KlingClientConfig
+from kling_gateway.providers.kling.provider import KlingProvider, KlingProviderConfig
+from kling_gateway.runtime.settings import Settings
+from kling_gateway.storage.base import Store
+
+CALLBACK_PATH = "/kling/upstream-callback"
+# A sweep reads at most this many list pages of 500 tasks (10,000 jobs in flight per kind).
+LIST_MAX_PAGES = 20
+
+
+def callback_url(settings: Settings) -> str | None:
+    """The gateway's own URL for Kling's status callbacks; None when callbacks are off."""
+    if not settings.kling_callback_secret:
+        return None
+    return f"{settings.resolved_public_url}{CALLBACK_PATH}/{settings.kling_callback_secret}"
+
+
+def client_config(settings: Settings) -> KlingClientConfig:
+    """Every upstream call ends within ``provider_timeout`` (connect and pool in less)."""
+    timeout = settings.provider_timeout
+    return KlingClientConfig(
+        access_key=settings.kling_access_key,
+        secret_key=settings.kling_secret_key,
+        base_url=settings.kling_base_url,
+        connect_timeout=min(5.0, timeout),
+        read_timeout=timeout,
+        write_timeout=timeout,
+        pool_timeout=min(5.0, timeout),
+    )
+
+
+def batch_window(settings: Settings) -> float:
+    """How long checks are collected before a sweep: a small part of the check interval."""
+    return min(0.25, max(0.01, 0.05 * settings.check_interval))
+
+
+def kling_provider(settings: Settings, files: VideoFiles, store: Store) -> KlingProvider:
+    config = KlingProviderConfig(
+        client=client_config(settings),
+        callback_url=callback_url(settings),
+        download_results=settings.kling_download_results,
+        download_timeout=settings.kling_download_timeout,
+        batch=BatchConfig(window=batch_window(settings), max_pages=LIST_MAX_PAGES),
+    )
+    files_if_kept = files if settings.kling_download_results else None
+    return KlingProvider(config, store=store, files=files_if_kept)

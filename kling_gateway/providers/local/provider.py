@@ -1,0 +1,300 @@
+"""The ``local`` provider, the default: renders each task into a real MP4 on this machine.
+
+No upstream and no cost: ``submit`` only plans the job (when it becomes ready and which video id
+it will produce, both derived from the task so a resubmission is the same job), and the first
+``check`` after ``ready_at`` renders the video with ``render.render_video`` in a thread. The
+``delay`` stands in for the time a real generation takes. With ``render=False`` no file is
+written at all; that mode exists to bench the task machinery, not to serve videos.
+
+Renders are single-flight per video id: the worker runs each check under a deadline, and a
+4K or long render can outlive it. The render is an asyncio task of its own, shielded from the
+caller's cancellation, so the thread keeps going and the next check awaits that same render
+instead of starting a second one into the same ``.part`` file.
+
+Images are fetched through the callbacks' guarded transport: unless ``allow_private``, a URL
+whose host resolves to a loopback, private or link-local address is refused, on the address
+actually connected to (so DNS rebinding cannot get around it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import httpx
+import msgspec
+
+from kling_gateway.callbacks.delivery import GuardedTransport
+from kling_gateway.domain.task import Task, TaskState, format_seconds
+from kling_gateway.domain.videos import VideoParams, params_from_request
+from kling_gateway.infra.fetch import FetchError, fetch_bytes
+from kling_gateway.infra.files import VideoFiles
+from kling_gateway.protocol.errors import ApiError
+from kling_gateway.providers.base import (
+    ProviderError,
+    Status,
+    Submission,
+    VideoResult,
+    require_own_video,
+)
+from kling_gateway.providers.local.render import (
+    AspectRatio,
+    Mode,
+    RenderedVideo,
+    RenderError,
+    RenderSpec,
+    probe_video,
+    render_video,
+)
+from kling_gateway.storage.base import Store
+
+# Fixed forever: job and video ids of existing tasks are derived from it.
+NAMESPACE = uuid.UUID("6f0f4a0e-2c55-5a43-9a35-7d1c0e5b8f21")
+JOB_PREFIX = "local-"
+
+
+def job_id_for(task_id: str) -> str:
+    return JOB_PREFIX + str(uuid.uuid5(NAMESPACE, f"job:{task_id}"))
+
+
+def video_id_for(task_id: str) -> str:
+    return str(uuid.uuid5(NAMESPACE, f"video:{task_id}"))
+
+
+class LocalProvider:
+    """The Provider that renders videos itself (see the module docstring)."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        files: VideoFiles,
+        store: Store,
+        delay: float,
+        render: bool = True,
+        max_side: int | None = None,
+        fps: int = 24,
+        image_max_bytes: int = 20_000_000,
+        fetch_timeout: float = 10.0,
+        http: httpx.AsyncClient | None = None,
+        allow_private: bool = False,
+        renderer: Callable[[Path, RenderSpec], RenderedVideo] = render_video,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """``allow_private`` lets image URLs reach loopback/private addresses (it only shapes
+        the client built here, not a given ``http``); ``renderer`` replaces render_video
+        (tests)."""
+        if not (math.isfinite(delay) and delay >= 0):
+            raise ValueError(f"delay must be a non-negative number of seconds, not {delay}")
+        if image_max_bytes < 1 or not fetch_timeout > 0:
+            raise ValueError("image_max_bytes and fetch_timeout must be positive")
+        self._files = files
+        self._store = store
+        self._delay = delay
+        self._render = render
+        self._max_side = max_side
+        self._fps = fps
+        self._image_max_bytes = image_max_bytes
+        self._fetch_timeout = fetch_timeout
+        self._renderer = renderer
+        self._clock = clock
+        # The renders in progress, by video id (see the module docstring).
+        self._renders: dict[str, asyncio.Task[float]] = {}
+        self._owns_http = http is None
+        # trust_env=False: settings come from the caller, never from proxy variables.
+        self._http = http or httpx.AsyncClient(
+            transport=GuardedTransport(allow_private), follow_redirects=False, trust_env=False
+        )
+
+    async def aclose(self) -> None:
+        # A render's thread cannot be stopped (it finishes its file in the background); its
+        # task can, so none is left pending.
+        renders = list(self._renders.values())
+        for render in renders:
+            render.cancel()
+        await asyncio.gather(*renders, return_exceptions=True)
+        if self._owns_http:
+            await self._http.aclose()
+
+    # --- submit --------------------------------------------------------------------------
+
+    async def submit(self, task: Task) -> Submission:
+        try:
+            return self._submit(task)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            raise _unexpected("planning", exc) from exc
+
+    def _submit(self, task: Task) -> Submission:
+        _params(task)
+        # A resubmission of a job whose plan was kept keeps its ready time.
+        ready_at = _ready_at(task)
+        if ready_at is None:
+            ready_at = self._clock() + self._delay
+        data = {"ready_at": ready_at, "video_id": video_id_for(task.id)}
+        # The worker's first check comes when the video is due, not after its usual interval.
+        wait = max(0.0, ready_at - self._clock())
+        return Submission(job_id=job_id_for(task.id), provider_data=data, next_check_in=wait)
+
+    # --- check ---------------------------------------------------------------------------
+
+    async def check(self, task: Task) -> Status:
+        try:
+            return await self._check(task)
+        except ProviderError:
+            raise
+        except Exception as exc:
+            # A bug or a passing fault (disk full, store down): worth another try later.
+            raise _unexpected("rendering", exc) from exc
+
+    async def _check(self, task: Task) -> Status:
+        params = _params(task)
+        now = self._clock()
+        # No plan (a task submitted elsewhere or scratch data lost): ready now.
+        ready_at = _ready_at(task) or now
+        if now < ready_at:
+            return Status(TaskState.PROCESSING, next_check_in=ready_at - now)
+        video_id = video_id_for(task.id)
+        if not self._render:
+            return self._succeeded(video_id, float(params.duration))
+        seconds = await self._produce(task, params, video_id)
+        return self._succeeded(video_id, seconds)
+
+    def _succeeded(self, video_id: str, seconds: float) -> Status:
+        url = self._files.url_for(video_id)
+        video = VideoResult(video_id=video_id, video_url=url, duration=format_seconds(seconds))
+        return Status(TaskState.SUCCEED, video=video)
+
+    async def _produce(self, task: Task, params: VideoParams, video_id: str) -> float:
+        """The measured seconds of the video of ``task``, rendered by the one render of it.
+
+        Joins the render already in progress for ``video_id`` or starts it. Cancelling the
+        caller (its deadline) leaves the render running for the next check to await.
+        """
+        render = self._renders.get(video_id)
+        if render is None:
+            render = asyncio.create_task(
+                self._render_once(task, params, video_id), name=f"render-{video_id}"
+            )
+            self._renders[video_id] = render
+            render.add_done_callback(lambda done: self._render_done(video_id, done))
+        return await asyncio.shield(render)
+
+    def _render_done(self, video_id: str, render: asyncio.Task[float]) -> None:
+        if self._renders.get(video_id) is render:
+            del self._renders[video_id]
+        # Mark the outcome seen: when every caller was cancelled nobody awaits it, and the
+        # next check finds the file (or renders again after a failure).
+        if not render.cancelled():
+            render.exception()
+
+    async def _render_once(self, task: Task, params: VideoParams, video_id: str) -> float:
+        """Render the video of ``task`` (or find it rendered already); its measured seconds."""
+        path = self._files.path_for(video_id)
+        existing = await asyncio.to_thread(_probe_existing, self._files, path)
+        if existing is not None:
+            return existing
+        try:
+            spec = await self._spec(task, params)
+            result = await asyncio.to_thread(self._renderer, path, spec)
+        except RenderError as exc:
+            raise ProviderError(str(exc), code="render_failed") from exc
+        return result.duration
+
+    async def _spec(self, task: Task, params: VideoParams) -> RenderSpec:
+        source: Path | None = None
+        start: bytes | None = None
+        end: bytes | None = None
+        # Images only drive image2video: text2video and extend ignore them, as Kling does.
+        if params.action == "image2video":
+            start = await self._image("start", params.start_image_url)
+            end = await self._image("end", params.end_image_url)
+        elif params.action == "extend":
+            source = await self._source(task.user_id, params.video_id or "")
+        return RenderSpec(
+            prompt=params.prompt,
+            duration=float(params.duration),
+            # Literals are not checked statically here; RenderSpec checks them at runtime.
+            aspect_ratio=cast(AspectRatio, params.aspect_ratio),
+            mode=cast(Mode, params.mode),
+            start_image=start,
+            end_image=end,
+            source_video=source,
+            fps=self._fps,
+            max_side=self._max_side,
+        )
+
+    async def _image(self, which: str, url: str | None) -> bytes | None:
+        if url is None:
+            return None
+        try:
+            return await fetch_bytes(
+                self._http, url, max_bytes=self._image_max_bytes, timeout=self._fetch_timeout
+            )
+        except FetchError as exc:
+            raise ProviderError(
+                f"could not fetch the {which} image (`{which}_image_url`): {exc}",
+                code="image_fetch_failed",
+            ) from exc
+
+    async def _source(self, user_id: str, video_id: str) -> Path:
+        """The file of the user's earlier video ``video_id``, the source of an extend."""
+        await require_own_video(self._store, user_id, video_id)
+        try:
+            path = self._files.path_for(video_id)
+        except ValueError as exc:
+            raise _video_not_found(f"video_id {video_id!r} cannot name a local file") from exc
+        if not await asyncio.to_thread(path.is_file):
+            raise _video_not_found(f"the file of video {video_id!r} is no longer stored here")
+        return path
+
+
+def _params(task: Task) -> VideoParams:
+    try:
+        return params_from_request(task.request)
+    except (ApiError, msgspec.ValidationError) as exc:
+        raise ProviderError(
+            f"the stored request is invalid: {exc}", code="invalid_request"
+        ) from exc
+
+
+def _ready_at(task: Task) -> float | None:
+    value: Any = task.provider_data.get("ready_at")
+    # bool is an int; a stray True must not pass for a time.
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _probe_existing(files: VideoFiles, path: Path) -> float | None:
+    """Seconds of an already rendered file (a re-check after a crash), None when there is none.
+
+    Runs in a thread. render_video only ever renames complete files into place, so an
+    unreadable one is damage after the fact: render it again (the rename replaces it).
+    """
+    files.ensure_root()
+    if not path.is_file():
+        return None
+    try:
+        return probe_video(path).duration
+    except RenderError:
+        return None
+
+
+def _video_not_found(message: str) -> ProviderError:
+    return ProviderError(message, code="video_not_found")
+
+
+def _unexpected(doing: str, exc: Exception) -> ProviderError:
+    return ProviderError(
+        f"unexpected error while {doing} the video: {type(exc).__name__}: {exc}",
+        code="render_failed",
+        retryable=True,
+    )

@@ -1,0 +1,195 @@
+"""The ``Store`` protocol: everything the API and the worker keep, behind one interface.
+
+Backends (``sqlite.py``, ``postgres.py``) are chosen by URL in ``open_store``. Every task write
+is a compare-and-set on ``version``, so two workers (or a worker and a sweep) can never both
+finish a task. The rendered record is kept beside the task so a retrieve returns stored bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from kling_gateway.domain.task import Task
+
+
+class StoreError(Exception):
+    """A storage failure the caller cannot fix by changing its request."""
+
+
+class IdempotencyConflict(StoreError):
+    """The idempotency key was used before with a different request body."""
+
+
+class QuotaUsedUp(StoreError):
+    """The application has no quota left for a new task."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The owner of a bearer token, as authentication needs it."""
+
+    user_id: str
+    user_name: str
+    application_id: str
+    credential_id: str
+    apis: frozenset[str]
+    expires_at: float | None
+    revoked: bool
+    application_disabled: bool
+    quota_remaining: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialInfo:
+    id: str
+    user_name: str
+    application_id: str
+    token_prefix: str
+    apis: tuple[str, ...]
+    created_at: float
+    expires_at: float | None
+    revoked_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """The filters of ``retrieve_batch`` without ids; newest first."""
+
+    type: str | None = None
+    created_at_min: float | None = None
+    created_at_max: float | None = None
+    limit: int = 20
+    offset: int = 0
+
+
+@dataclass(slots=True)
+class StoredTask:
+    """A task as the worker sees it: the task plus its scheduling columns."""
+
+    task: Task
+    attempts: int = 0
+    next_check_at: float = 0.0
+    deadline_at: float = 0.0
+    lease_owner: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A compare-and-set write of a task, with what goes with it in the same transaction."""
+
+    next_check_at: float | None
+    attempts: int | None = None
+    keep_lease: bool = False
+    # Callback deliveries to enqueue atomically with this state: (url, event, body JSON).
+    callbacks: tuple[tuple[str, str, bytes], ...] = ()
+
+
+@dataclass(slots=True)
+class CallbackDelivery:
+    """One callback to deliver (the durable outbox row)."""
+
+    id: str
+    task_id: str
+    user_id: str
+    url: str
+    event: str
+    body: bytes
+    state: str = "pending"
+    attempts: int = 0
+    next_attempt_at: float | None = None
+    last_status: int | None = None
+    last_error: str | None = None
+    delivered_at: float | None = None
+    created_at: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    """What the gateway keeps. All methods are coroutines; a backend owns its connections."""
+
+    url: str
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def migrate(self) -> list[str]:
+        """Apply the numbered migrations not yet applied; return their names."""
+        ...
+
+    # -- accounts
+    async def ensure_account(self, user_name: str, now: float) -> tuple[str, str]:
+        """The (user_id, application_id) of ``user_name``, creating both when new."""
+        ...
+
+    async def add_credential(
+        self,
+        *,
+        user_id: str,
+        application_id: str,
+        token_hash: str,
+        token_prefix: str,
+        apis: tuple[str, ...],
+        expires_at: float | None,
+        now: float,
+    ) -> str: ...
+    async def find_principal(self, token_hash: str) -> Principal | None: ...
+    async def list_credentials(self) -> list[CredentialInfo]: ...
+    async def revoke_credential(self, id_or_prefix: str, now: float) -> int: ...
+    async def count_credentials(self) -> int: ...
+    async def set_application(
+        self, user_name: str, *, disabled: bool | None = None, quota: int | None = None
+    ) -> bool: ...
+    # -- tasks: the API side
+    async def insert_task(
+        self,
+        task: Task,
+        *,
+        next_check_at: float,
+        deadline_at: float,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        charge_quota: bool = False,
+    ) -> Task:
+        """Store a new task before anyone is told its id. With an idempotency key already used
+        by the same user, return that earlier task instead (or raise IdempotencyConflict).
+        With ``charge_quota``, a task really inserted takes one unit of its application's
+        quota in the same transaction (a replay takes none); none left: QuotaUsedUp."""
+        ...
+
+    async def get_task_record(self, user_id: str, task_id: str) -> bytes | None: ...
+    async def get_task_records(self, user_id: str, task_ids: list[str]) -> dict[str, bytes]: ...
+    async def list_task_records(self, user_id: str, flt: TaskFilter) -> tuple[list[bytes], int]: ...
+    async def delete_task(self, user_id: str, task_id: str) -> bool: ...
+
+    async def find_user_video(self, user_id: str, video_id: str) -> str | None:
+        """The id of ``user_id``'s succeeded task whose result is ``video_id``, if any."""
+        ...
+
+    # -- tasks: the worker side
+    async def load_task(self, task_id: str) -> StoredTask | None: ...
+    async def claim_due_tasks(
+        self, worker_id: str, now: float, limit: int, lease_seconds: float
+    ) -> list[StoredTask]:
+        """Lease up to ``limit`` tasks whose next check is due. The lease is the next check
+        time itself: a worker that dies leaves its tasks due again when the lease runs out."""
+        ...
+
+    async def save_task(
+        self, task: Task, *, expected_version: int, worker_id: str | None, outcome: Outcome
+    ) -> bool:
+        """Compare-and-set: write ``task`` only if its stored version is still
+        ``expected_version`` and it is not finished. Returns whether the write happened; on
+        success ``task.version`` is the new version."""
+        ...
+
+    async def release_tasks(self, worker_id: str, task_ids: list[str], now: float) -> None: ...
+
+    # -- callbacks (the durable outbox)
+    async def claim_due_callbacks(
+        self, worker_id: str, now: float, limit: int, lease_seconds: float
+    ) -> list[CallbackDelivery]: ...
+    async def finish_callback_attempt(self, delivery: CallbackDelivery, worker_id: str) -> None: ...
+    async def list_callbacks(
+        self, *, task_id: str | None = None, failed_only: bool = False, limit: int = 100
+    ) -> list[CallbackDelivery]: ...
+    async def redeliver_callback(self, delivery_id: str, now: float) -> bool: ...
