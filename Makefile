@@ -22,7 +22,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 test-fast: install
-	$(BIN)/python -m pytest -q tests/unit
+	$(BIN)/python -m pytest -q --ignore=tests/e2e
 
 lint: install
 	$(BIN)/ruff check .

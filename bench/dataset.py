@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from kling_gateway.domain.ids import new_object_id
-from kling_gateway.domain.task import Task, TaskState, failure_response, success_response
+from kling_gateway.domain.task import Task
+from kling_gateway.protocol.task import TaskState, failure_response, success_response
 from kling_gateway.storage.rows import TASK_COLUMNS, task_values
 from kling_gateway.storage.sqlite import SQLiteStore
 from kling_gateway.storage.tokens import IssuedToken, issue_token

@@ -1,10 +1,6 @@
-"""Shared test setup.
-
-This file also puts ``tests/`` on ``sys.path`` (pytest's default "prepend" import mode does
-that for a conftest outside a package), so any test can ``import services`` for the
-PostgreSQL/Redis detection in ``tests/services.py`` and ``import harness`` for the app
-fixtures' helpers.
-"""
+"""Shared test setup. ``tests`` is a package mirroring ``kling_gateway``: helpers are imported
+as ``tests.harness`` (the in-process gateway), ``tests.services`` (PostgreSQL/Redis detection)
+and ``tests.servers`` (real servers on loopback)."""
 
 from __future__ import annotations
 
@@ -13,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import AppHarness, make_settings, open_sqlite_store
 from kling_gateway.storage.sqlite import SQLiteStore
+from tests.harness import AppHarness, make_settings, open_sqlite_store
+
+pytest_plugins = ["tests.fake_upstream_fixtures"]
 
 
 @pytest.fixture

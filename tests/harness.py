@@ -1,7 +1,7 @@
 """Running the real gateway app in a test: settings, store, lifespan, tokens and an HTTP client.
 
 The app is exercised through httpx's ASGI transport (the full ASGI stack, no server socket);
-tests that need real sockets use ``serve_asgi`` from ``integration/_servers.py``.
+tests that need real sockets use ``serve_asgi`` from ``tests/servers.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import httpx
 
 from kling_gateway.api.app import GatewayApp
 from kling_gateway.domain.ids import new_object_id, new_task_id
-from kling_gateway.domain.task import Task, TaskState
+from kling_gateway.domain.task import Task
+from kling_gateway.protocol.task import TaskState
 from kling_gateway.runtime.serve import build_app
 from kling_gateway.runtime.settings import Settings, load_settings
 from kling_gateway.storage.base import Outcome, Store

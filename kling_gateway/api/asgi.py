@@ -70,7 +70,7 @@ async def read_body(receive: Receive, limit: int) -> bytes:
 
 
 def error_body(error: ApiError, trace_id: str) -> bytes:
-    """The error shape of §4."""
+    """The error shape of docs/contract.md §4."""
     return msgspec.json.encode(
         {
             "success": False,

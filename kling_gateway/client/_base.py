@@ -31,17 +31,8 @@ from kling_gateway.client.errors import (
     WaitTimeoutError,
     error_for,
 )
-from kling_gateway.client.types import (
-    FAILURE_STATES,
-    SUCCESS_STATES,
-    AspectRatio,
-    OnUpdate,
-    Outcome,
-    Record,
-    VideoAction,
-    VideoMode,
-    VideoModel,
-)
+from kling_gateway.client.types import FAILURE_STATES, SUCCESS_STATES, OnUpdate, Outcome, Record
+from kling_gateway.protocol.enums import AspectRatio, VideoAction, VideoMode, VideoModel
 from kling_gateway.protocol.retry_after import parse_retry_after
 
 DEFAULT_BASE_URL = "https://api.acedata.cloud"
@@ -179,7 +170,8 @@ def _has_url(body: Mapping[str, Any]) -> bool:
 
 
 def task_outcome(record: Mapping[str, Any]) -> Outcome:
-    """Succeeded, failed or still running, as the hosted service's clients decide it (§5)."""
+    """Succeeded, failed or still running, as the hosted service's clients decide it
+    (docs/contract.md §5)."""
     body = _response_body(record)
     state = task_state(record)
     if state in SUCCESS_STATES:

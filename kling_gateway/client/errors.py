@@ -1,4 +1,4 @@
-"""Typed errors of the SDK: one class per error code of the contract (§4).
+"""Typed errors of the SDK: one class per error code of docs/contract.md (§4).
 
 Codes and HTTP statuses are taken from the wire table (``kling_gateway.protocol.errors``), so
 the SDK and the server cannot drift apart. ``error_for`` picks the class: by the body's

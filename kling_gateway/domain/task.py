@@ -1,37 +1,13 @@
-"""The task: its states, its stored record and the response bodies of the contract (§1, §3)."""
+"""The task as the gateway keeps it, and its stored record (docs/contract.md §1)."""
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-TASK_TYPE_VIDEOS = "videos"
-API_VIDEOS = "kling.videos"
-API_TASKS = "kling.tasks"
-# The id of "the API that created the task" in every record: fixed per deployment, like the
-# hosted service's videos API id.
-VIDEOS_API_ID = "29187cb2-1acb-43b8-baf5-3f3f709292eb"
-
-
-class TaskState(enum.StrEnum):
-    """The closed set of task states, in the contract's words (``succeed``, not ``succeeded``)."""
-
-    PENDING = "pending"
-    PROCESSING = "processing"
-    SUCCEED = "succeed"
-    FAILED = "failed"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in TERMINAL_STATES
-
-
-TERMINAL_STATES = frozenset({TaskState.SUCCEED, TaskState.FAILED})
-ACTIVE_STATES = frozenset({TaskState.PENDING, TaskState.PROCESSING})
-
+from kling_gateway.protocol.task import TASK_TYPE_VIDEOS, VIDEOS_API_ID, TaskState
 
 _ASCII_SPACE = " \t\n\r\f\v"
 
@@ -76,7 +52,7 @@ class Task:
     version: int = 0
 
     def record(self) -> dict[str, Any]:
-        """The task record of §1, field order as in the seed's example."""
+        """The task record of docs/contract.md §1, field order as in the seed's example."""
         doc: dict[str, Any] = {
             "_id": self.object_id,
             "id": self.id,
@@ -106,35 +82,3 @@ class Task:
 
     def record_json(self) -> bytes:
         return msgspec.json.encode(self.record())
-
-
-def progress_response(task_id: str, state: TaskState) -> dict[str, Any]:
-    """The body of a task still in progress: no ``success`` key yet."""
-    return {"task_id": task_id, "state": state.value}
-
-
-def success_response(
-    task_id: str, *, video_id: str, video_url: str, duration: str
-) -> dict[str, Any]:
-    return {
-        "success": True,
-        "video_id": video_id,
-        "video_url": video_url,
-        "duration": duration,
-        "state": TaskState.SUCCEED.value,
-        "task_id": task_id,
-    }
-
-
-def failure_response(task_id: str, *, code: str, message: str) -> dict[str, Any]:
-    return {
-        "success": False,
-        "task_id": task_id,
-        "state": TaskState.FAILED.value,
-        "error": {"code": code, "message": message},
-    }
-
-
-def format_seconds(value: float) -> str:
-    """A duration as the contract's string of seconds (``"5.1"``)."""
-    return f"{value:.1f}"

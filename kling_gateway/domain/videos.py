@@ -1,65 +1,31 @@
-"""The body of POST /kling/videos (contract §2): decoding, defaults and every validation rule."""
+"""The body of POST /kling/videos (docs/contract.md §2): defaults and every validation rule."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, get_args
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 
-from kling_gateway.client.types import AspectRatio, CameraType, VideoAction, VideoMode, VideoModel
 from kling_gateway.domain.task import is_blank
+from kling_gateway.protocol.enums import (
+    ACTIONS,
+    ASPECT_RATIOS,
+    AUDIO_MODELS,
+    CAMERA_AXES,
+    CAMERA_TYPES,
+    MAX_PROMPT,
+    MODELS,
+    MODES,
+    V3_MODELS,
+)
 from kling_gateway.protocol.errors import ApiNotImplemented, BadRequest
+from kling_gateway.protocol.requests import CameraControl, VideoRequestBody
 
-# The enums of §2, from the SDK's Literal types: one list serves the server and its clients.
-ACTIONS: tuple[str, ...] = get_args(VideoAction)
-MODELS: tuple[str, ...] = get_args(VideoModel)
-V3_MODELS = frozenset({"kling-v3", "kling-v3-omni"})
-AUDIO_MODELS = frozenset({"kling-v2-6", *V3_MODELS})
-MODES: tuple[str, ...] = get_args(VideoMode)
-ASPECT_RATIOS: tuple[str, ...] = get_args(AspectRatio)
-CAMERA_TYPES: tuple[str, ...] = get_args(CameraType)
-CAMERA_AXES = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
-MAX_PROMPT = 2500
 # Keys a client might send that must never be stored in the task's `request`.
 SECRET_KEYS = frozenset({"token", "authorization", "api_key", "access_key", "secret_key"})
-
-
-class CameraConfig(msgspec.Struct):
-    horizontal: float = 0.0
-    vertical: float = 0.0
-    pan: float = 0.0
-    tilt: float = 0.0
-    roll: float = 0.0
-    zoom: float = 0.0
-
-
-class CameraControl(msgspec.Struct):
-    type: str
-    config: CameraConfig | None = None
-
-
-class VideoRequestBody(msgspec.Struct, rename={"async_": "async"}):
-    """The fields of §2 with their JSON types; unknown fields are ignored (§5)."""
-
-    action: str | None = None
-    model: str = "kling-v1"
-    prompt: str | None = None
-    negative_prompt: str | None = None
-    mode: str = "std"
-    duration: float = 5.0
-    aspect_ratio: str = "16:9"
-    cfg_scale: float | None = None
-    camera_control: CameraControl | None = None
-    generate_audio: bool | None = None
-    start_image_url: str | None = None
-    end_image_url: str | None = None
-    video_id: str | None = None
-    callback_url: str | None = None
-    callback_events: list[str] | None = None
-    async_: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +56,7 @@ def stored_request(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate(body: VideoRequestBody) -> VideoParams:
-    """Every rule of §2; each violation is a 400 naming the field."""
+    """Every rule of docs/contract.md §2; each violation is a 400 naming the field."""
     action = _action(body.action)
     _one_of("model", body.model, MODELS)
     _one_of("mode", body.mode, MODES)

@@ -1,6 +1,6 @@
 """The API error hierarchy: every failure a client can see is an ``ApiError``.
 
-Each subclass fixes the HTTP status and the ``code`` of the contract (§4); the server turns
+Each subclass fixes the HTTP status and the ``code`` of docs/contract.md (§4); the server turns
 any of them into the documented body in one place (``api/asgi.py``).
 """
 

@@ -6,68 +6,11 @@ those into data on the task (a retry later, or a failed task with the provider's
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
-from kling_gateway.domain.task import Task, TaskState
+from kling_gateway.domain.outcomes import ProviderError, Status, Submission
+from kling_gateway.domain.task import Task
 from kling_gateway.storage.base import Store
-
-
-class ProviderError(Exception):
-    """A provider call failed.
-
-    ``retryable`` errors are tried again later (after ``retry_after`` seconds when the upstream
-    said so); the others fail the task with ``code`` and ``message`` as its error.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        code: str = "provider_error",
-        retryable: bool = False,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.retryable = retryable
-        self.retry_after = retry_after
-
-
-@dataclass(slots=True, frozen=True)
-class VideoResult:
-    """A finished video: what goes into the success body (§3)."""
-
-    video_id: str
-    video_url: str
-    duration: str
-
-
-@dataclass(slots=True)
-class Submission:
-    """What a submit produced: the provider's job id and any scratch data to keep on the task."""
-
-    job_id: str
-    provider_data: dict[str, Any] = field(default_factory=dict)
-    # When to check first; None: the worker's first check interval.
-    next_check_in: float | None = None
-
-
-@dataclass(slots=True)
-class Status:
-    """What a check found.
-
-    ``state`` is PROCESSING (check again after ``next_check_in`` seconds, or the worker's own
-    backoff when None), SUCCEED with ``video``, or FAILED with ``error_code``/``error_message``.
-    """
-
-    state: TaskState
-    video: VideoResult | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    next_check_in: float | None = None
-    provider_data: dict[str, Any] | None = None
 
 
 async def require_own_video(store: Store, user_id: str, video_id: str) -> str:

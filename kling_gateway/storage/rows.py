@@ -7,7 +7,8 @@ from typing import Any
 
 import msgspec
 
-from kling_gateway.domain.task import Task, TaskState
+from kling_gateway.domain.task import Task
+from kling_gateway.protocol.task import TaskState
 from kling_gateway.storage.base import (
     CallbackDelivery,
     CredentialInfo,

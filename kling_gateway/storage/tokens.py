@@ -7,7 +7,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from kling_gateway.domain.task import API_TASKS, API_VIDEOS
+from kling_gateway.protocol.task import API_TASKS, API_VIDEOS
 from kling_gateway.storage.base import Store
 
 TOKEN_PREFIX = "kg-"

@@ -18,10 +18,12 @@ from typing import Any
 
 import msgspec
 
+from kling_gateway.domain.outcomes import Status
 from kling_gateway.domain.schedule import backoff
-from kling_gateway.domain.task import Task, TaskState
+from kling_gateway.domain.task import Task
 from kling_gateway.infra.notify import CALLBACK_WAKEUP, WORKER_WAKEUP, TaskEvents, relay
-from kling_gateway.providers.base import Provider, Status
+from kling_gateway.protocol.task import TaskState
+from kling_gateway.providers.base import Provider
 from kling_gateway.storage.base import Outcome, Store, StoredTask
 from kling_gateway.worker.steps import (
     FetchesResults,

@@ -11,15 +11,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from kling_gateway.domain.outcomes import ProviderError, Status, Submission
 from kling_gateway.domain.schedule import backoff
-from kling_gateway.domain.task import (
-    Task,
+from kling_gateway.domain.task import Task
+from kling_gateway.protocol.task import (
     TaskState,
     failure_response,
     progress_response,
     success_response,
 )
-from kling_gateway.providers.base import Provider, ProviderError, Status, Submission
+from kling_gateway.providers.base import Provider
 
 log = logging.getLogger("kling_gateway.worker")
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from _proc import EXE, clean_env, cli, free_port, running
 from kling_gateway.providers.local.render import probe_video
+from tests.e2e.proc import EXE, clean_env, cli, free_port, running
 
 
 @dataclass

@@ -27,8 +27,8 @@ import httpx
 import pytest
 import redis
 
-from _proc import EXE, clean_env, free_port, stop, wait_healthy
-from services import fresh_postgres_database, fresh_redis_url, run_sync
+from tests.e2e.proc import EXE, clean_env, free_port, stop, wait_healthy
+from tests.services import fresh_postgres_database, fresh_redis_url, run_sync
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from _proc import cli, free_port, running
-from harness import insert_finished, make_task
 from kling_gateway.storage.sqlite import SQLiteStore
+from tests.e2e.proc import cli, free_port, running
+from tests.harness import insert_finished, make_task
 
 SEED_ID = "20068983-0cc9-4c6a-aeb6-9c6a3c668be0"
 OTHER_ID = "e3a575aa-a4bd-49c8-9b12-cde38d5462e0"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import httpx
 
-from _proc import EXE, clean_env, cli, free_port, running, stop
+from tests.e2e.proc import EXE, clean_env, cli, free_port, running, stop
 
 TASKS = 30
 

@@ -24,8 +24,9 @@ from starlette.routing import BaseRoute, Route
 
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.waiting import RECHECK_SECONDS
-from kling_gateway.domain.task import API_TASKS, Task
+from kling_gateway.domain.task import Task
 from kling_gateway.protocol.errors import NoApi
+from kling_gateway.protocol.task import API_TASKS
 
 PING_SECONDS = 15.0
 PING = b": ping\n\n"

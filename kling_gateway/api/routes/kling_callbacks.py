@@ -40,10 +40,11 @@ from starlette.routing import BaseRoute, Route
 
 from kling_gateway.api.asgi import read_body
 from kling_gateway.api.context import AppContext
-from kling_gateway.domain.task import Task, TaskState
+from kling_gateway.domain.outcomes import ProviderError, Status, Submission
+from kling_gateway.domain.task import Task
 from kling_gateway.infra.notify import WORKER_WAKEUP
 from kling_gateway.protocol.errors import BadRequest, NoApi
-from kling_gateway.providers.base import ProviderError, Status, Submission
+from kling_gateway.protocol.task import TaskState
 from kling_gateway.providers.kling.factory import CALLBACK_PATH
 from kling_gateway.providers.kling.mapping import kind_for_request, status_from_callback
 from kling_gateway.storage.base import Outcome, StoredTask

@@ -1,4 +1,4 @@
-"""POST /kling/tasks: retrieve, retrieve_batch and delete (contract §1)."""
+"""POST /kling/tasks: retrieve, retrieve_batch and delete (docs/contract.md §1)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from kling_gateway.api.asgi import Receive, Reply, Scope
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.requests import decode_body
 from kling_gateway.api.waiting import is_finished, wait_until_finished
-from kling_gateway.domain.task import API_TASKS, is_blank
+from kling_gateway.domain.task import is_blank
 from kling_gateway.protocol.errors import ApiNotImplemented, BadRequest
+from kling_gateway.protocol.task import API_TASKS
 from kling_gateway.storage.base import Principal, TaskFilter
 
 MAX_WAIT_SECONDS = 60.0
@@ -22,7 +23,7 @@ LONG_POLL = (b"x-kling-gateway-long-poll", b"1")
 
 
 class TasksRequest(msgspec.Struct):
-    """The body of POST /kling/tasks; unknown fields are ignored (contract §5)."""
+    """The body of POST /kling/tasks; unknown fields are ignored (docs/contract.md §5)."""
 
     action: str = "retrieve"
     id: str | None = None

@@ -13,18 +13,21 @@ from kling_gateway.api.context import AppContext
 from kling_gateway.api.requests import decode_body
 from kling_gateway.api.waiting import is_finished, wait_until_finished
 from kling_gateway.domain.ids import new_object_id, new_task_id
-from kling_gateway.domain.task import API_VIDEOS, Task
-from kling_gateway.domain.videos import VideoParams, VideoRequestBody, stored_request, validate
+from kling_gateway.domain.task import Task
+from kling_gateway.domain.videos import VideoParams, stored_request, validate
 from kling_gateway.infra.egress import UnsafeTarget, check_callback_url
 from kling_gateway.infra.notify import WORKER_WAKEUP
 from kling_gateway.protocol.errors import BadRequest, GatewayTimeout, UsedUp
+from kling_gateway.protocol.requests import VideoRequestBody
+from kling_gateway.protocol.task import API_VIDEOS
 from kling_gateway.storage.base import IdempotencyConflict, Principal, QuotaUsedUp
 
 MAX_IDEMPOTENCY_KEY = 255
 
 
-# A finished-but-failed blocking call answers the failed body (§3). Failures caused by the
-# upstream rather than by the request are the gateway errors of §4, with their HTTP status.
+# A finished-but-failed blocking call answers the failed body (docs/contract.md §3). Failures
+# caused by the upstream rather than by the request are the gateway errors of §4, with their
+# HTTP status.
 def _failure_status(code: str) -> int:
     if code == "timeout":
         return 504

@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from kling_gateway.providers.base import ProviderError, Status
+from kling_gateway.domain.outcomes import ProviderError, Status
 
 log = logging.getLogger("kling_gateway.worker.kling")
 

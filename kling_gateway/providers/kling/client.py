@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from kling_gateway.providers.base import ProviderError
+from kling_gateway.domain.outcomes import ProviderError
 from kling_gateway.providers.kling.auth import KlingTokenSource
 from kling_gateway.providers.kling.mapping import (
     KINDS,

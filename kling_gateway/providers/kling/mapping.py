@@ -1,7 +1,7 @@
 """Pure translations between this project's requests and the official Kling API.
 
-* ``build_create`` turns a stored request body (contract §2) into the upstream path segment and
-  JSON body of a create call.
+* ``build_create`` turns a stored request body (docs/contract.md §2) into the upstream path
+  segment and JSON body of a create call.
 * ``status_from_task`` turns an upstream task object into a worker ``Status``.
 * ``error_from_response`` turns an upstream error (HTTP status, ``code``, ``message``) into a
   ``ProviderError`` following the error table of the upstream spec page.
@@ -12,10 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any, Final
 
-from kling_gateway.domain.task import TaskState
-from kling_gateway.domain.videos import AUDIO_MODELS, CAMERA_AXES
+from kling_gateway.domain.outcomes import ProviderError, Status, VideoResult
+from kling_gateway.protocol.enums import AUDIO_MODELS, CAMERA_AXES
 from kling_gateway.protocol.retry_after import parse_retry_after
-from kling_gateway.providers.base import ProviderError, Status, VideoResult
+from kling_gateway.protocol.task import TaskState
 
 KIND_TEXT2VIDEO: Final = "text2video"
 KIND_IMAGE2VIDEO: Final = "image2video"

@@ -23,15 +23,11 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from kling_gateway.domain.task import Task, TaskState
+from kling_gateway.domain.outcomes import ProviderError, Status, Submission, VideoResult
+from kling_gateway.domain.task import Task
 from kling_gateway.infra.files import VideoFiles
-from kling_gateway.providers.base import (
-    ProviderError,
-    Status,
-    Submission,
-    VideoResult,
-    require_own_video,
-)
+from kling_gateway.protocol.task import TaskState
+from kling_gateway.providers.base import require_own_video
 from kling_gateway.providers.kling.batch import BatchConfig, CheckBatcher
 from kling_gateway.providers.kling.client import (
     MAX_PAGE_NUM,

@@ -30,18 +30,14 @@ import httpx
 import msgspec
 
 from kling_gateway.callbacks.delivery import GuardedTransport
-from kling_gateway.domain.task import Task, TaskState, format_seconds
+from kling_gateway.domain.outcomes import ProviderError, Status, Submission, VideoResult
+from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import VideoParams, params_from_request
 from kling_gateway.infra.fetch import FetchError, fetch_bytes
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.errors import ApiError
-from kling_gateway.providers.base import (
-    ProviderError,
-    Status,
-    Submission,
-    VideoResult,
-    require_own_video,
-)
+from kling_gateway.protocol.task import TaskState, format_seconds
+from kling_gateway.providers.base import require_own_video
 from kling_gateway.providers.local.render import (
     AspectRatio,
     Mode,
