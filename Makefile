@@ -36,12 +36,12 @@ format: install
 bench: install
 	$(BIN)/python -m bench
 
-# Re-pin every dependency (runtime and dev) from pyproject.toml into requirements.lock.
+# Re-pin every dependency (the SDK, the server extra and dev) from pyproject.toml into the lock.
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet ".[dev]" setuptools wheel
+	.lock-venv/bin/python -m pip install --quiet ".[server,dev]" setuptools wheel
 	.lock-venv/bin/python -m pip freeze --all --exclude pip --exclude kling-gateway > requirements.lock
 	rm -rf .lock-venv
 

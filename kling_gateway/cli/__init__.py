@@ -163,6 +163,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"kling-gateway: {exc}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as exc:
+        from kling_gateway.cli.ops import server_extra_missing
+
+        message = server_extra_missing(exc, args.command)
+        if message is None:
+            raise
+        print(f"kling-gateway: {message}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

@@ -27,11 +27,10 @@ import httpx
 
 from kling_gateway.cli.tables import format_table
 from kling_gateway.client import Client, KlingError, Record, task_outcome, task_state
+from kling_gateway.protocol.enums import ACTIONS, ASPECT_RATIOS, MODELS, MODES
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_TASK_FAILED = 0, 1, 2, 3
-ACTIONS = ("text2video", "image2video", "extend")
-ASPECT_RATIOS = ("16:9", "9:16", "1:1")
 # A string: argparse's class is generic only to type checkers.
 SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 Handler = Callable[[Client, argparse.Namespace], int]
@@ -93,8 +92,12 @@ def _add_videos(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     create = actions.add_parser("create", parents=[common], help="create a video task")
     create.add_argument("prompt", metavar="PROMPT")
     create.add_argument("--action", choices=ACTIONS, default="text2video")
-    create.add_argument("--model", help="for example kling-v1 (the server's default otherwise)")
-    create.add_argument("--mode", choices=("std", "pro", "4k"))
+    # Choices from protocol/ (docs/contract.md §2), the server's own lists. The model stays
+    # free text: the hosted service, which the SDK also speaks to, may know newer ones.
+    create.add_argument(
+        "--model", help=f"the server's default otherwise; this gateway has {', '.join(MODELS)}"
+    )
+    create.add_argument("--mode", choices=MODES)
     create.add_argument("--duration", type=float, help="seconds")
     create.add_argument("--aspect-ratio", choices=ASPECT_RATIOS)
     create.add_argument("--start-image-url", help="image2video: the first frame")

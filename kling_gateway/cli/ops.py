@@ -1,23 +1,49 @@
-"""Operator commands beside the server: callbacks (list, redeliver, secret) and fake-upstream."""
+"""Operator commands beside the server: callbacks (list, redeliver, secret) and fake-upstream.
+
+Building the parser imports nothing of the server: `kling-gateway` must start in an install
+without the `server` extra (the SDK alone), where these commands answer with one line naming
+the extra (``server_extra_missing``) instead of an ImportError.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
+from typing import TYPE_CHECKING
 
 from kling_gateway.runtime.settings import add_settings_arguments, load_settings
-from kling_gateway.storage.base import Store
+
+if TYPE_CHECKING:
+    from kling_gateway.storage.base import Store
+
+
+# Importing any of these fails in an SDK-only install (see pyproject.toml's `server` extra).
+SERVER_MODULES = frozenset({"starlette", "uvicorn", "av", "numpy", "PIL", "asyncpg", "redis"})
+SERVER_EXTRA = "pip install 'kling-gateway[server]'"
+
+
+def server_extra_missing(exc: ModuleNotFoundError, command: str) -> str | None:
+    """The one line to print when ``command`` needs the server extra; ``None`` for any
+    other missing module (a real bug, left to raise)."""
+    missing = (exc.name or "").partition(".")[0]
+    if missing not in SERVER_MODULES:
+        return None
+    return f"`{command}` is a server command and needs {missing}: {SERVER_EXTRA}"
 
 
 def add_ops_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     _add_callbacks(commands)
+    # The fake's options belong to the fake (`python -m kling_gateway.fake_upstream` parses the
+    # same ones), and importing it imports Starlette: its own parser reads them at run time.
+    # No prefix character here makes every word, `--port` too, a word for that parser.
     fake = commands.add_parser(
-        "fake-upstream", help="run a faithful fake of the official Kling API (for trying `kling`)"
+        "fake-upstream",
+        help="run a faithful fake of the official Kling API (for trying `kling`)",
+        add_help=False,
+        prefix_chars="\0",
     )
-    from kling_gateway.fake_upstream.__main__ import add_arguments
-
-    add_arguments(fake)
+    fake.add_argument("fake_argv", nargs="*", metavar="OPTIONS")
     fake.set_defaults(handler=_fake_upstream)
 
 
@@ -90,7 +116,7 @@ def _callbacks_secret(args: argparse.Namespace) -> int:
 
 
 def _fake_upstream(args: argparse.Namespace) -> int:
-    from kling_gateway.fake_upstream.__main__ import run
+    from kling_gateway.fake_upstream.__main__ import parse_args, run
 
-    run(args)
+    run(parse_args(args.fake_argv))
     return 0
