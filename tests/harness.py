@@ -18,6 +18,7 @@ import httpx
 from kling_gateway.api.app import GatewayApp
 from kling_gateway.domain.ids import new_object_id, new_task_id
 from kling_gateway.domain.task import Task
+from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.protocol.task import TaskState
 from kling_gateway.runtime.serve import build_app
 from kling_gateway.runtime.settings import Settings, load_settings
@@ -57,7 +58,8 @@ def make_task(user_id: str, *, created_at: float | None = None, **request: Any) 
         application_id="app",
         credential_id="cred",
         trace_id=new_task_id(),
-        request={"action": "text2video", "prompt": "a mug", **request},
+        request=(body := {"action": "text2video", "prompt": "a mug", **request}),
+        params=params_from_stored(body),
         created_at=now,
     )
 

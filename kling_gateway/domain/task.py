@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from kling_gateway.domain.params import VideoParams
 from kling_gateway.protocol.task import TASK_TYPE_VIDEOS, VIDEOS_API_ID, TaskState
 
 _ASCII_SPACE = " \t\n\r\f\v"
@@ -38,6 +39,9 @@ class Task:
     trace_id: str
     request: dict[str, Any]
     created_at: float
+    # The validated request (``domain.videos.validate``); None only for a task whose stored
+    # request does not validate (an old row, see ``domain.videos.params_from_stored``).
+    params: VideoParams | None = None
     state: TaskState = TaskState.PENDING
     type: str = TASK_TYPE_VIDEOS
     api_id: str = VIDEOS_API_ID

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 
-from kling_gateway.domain.task import is_blank
+from kling_gateway.domain.outcomes import ProviderError
+from kling_gateway.domain.params import VideoParams
+from kling_gateway.domain.task import Task, is_blank
 from kling_gateway.protocol.enums import (
     ACTIONS,
     ASPECT_RATIOS,
@@ -21,33 +22,11 @@ from kling_gateway.protocol.enums import (
     MODES,
     V3_MODELS,
 )
-from kling_gateway.protocol.errors import ApiNotImplemented, BadRequest
+from kling_gateway.protocol.errors import ApiError, ApiNotImplemented, BadRequest
 from kling_gateway.protocol.requests import CameraControl, VideoRequestBody
 
 # Keys a client might send that must never be stored in the task's `request`.
 SECRET_KEYS = frozenset({"token", "authorization", "api_key", "access_key", "secret_key"})
-
-
-@dataclass(frozen=True, slots=True)
-class VideoParams:
-    """A validated request with every default applied: what providers work from."""
-
-    action: str
-    model: str
-    prompt: str
-    negative_prompt: str | None
-    mode: str
-    duration: int
-    aspect_ratio: str
-    cfg_scale: float | None
-    camera_control: dict[str, Any] | None
-    generate_audio: bool
-    start_image_url: str | None
-    end_image_url: str | None
-    video_id: str | None
-    callback_url: str | None
-    callback_events: tuple[str, ...]
-    asynchronous: bool
 
 
 def stored_request(raw: dict[str, Any]) -> dict[str, Any]:
@@ -90,9 +69,27 @@ def validate(body: VideoRequestBody) -> VideoParams:
     )
 
 
-def params_from_request(raw: dict[str, Any]) -> VideoParams:
-    """Re-validate a stored request (the worker's view of a task)."""
-    return validate(msgspec.convert(raw, VideoRequestBody))
+def params_from_stored(raw: dict[str, Any]) -> VideoParams | None:
+    """The validated request of a task stored before the ``params`` column (migration 0004).
+
+    The one fallback for such rows: the store calls it once when it loads a row without
+    ``params``. None when the stored request no longer validates (the task then fails with
+    ``invalid_request`` at the provider, see ``params_of``).
+    """
+    try:
+        return validate(msgspec.convert(raw, VideoRequestBody))
+    except (ApiError, msgspec.ValidationError):
+        return None
+
+
+def params_of(task: Task) -> VideoParams:
+    """``task.params``, or the provider failure of a task without a valid request."""
+    if task.params is None:
+        raise ProviderError(
+            "the stored request is invalid: it does not pass the request validation",
+            code="invalid_request",
+        )
+    return task.params
 
 
 def _action(action: str | None) -> str:

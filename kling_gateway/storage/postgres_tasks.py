@@ -43,7 +43,7 @@ Conn = Any
 
 _INSERT_TASK = (
     f"INSERT INTO tasks ({TASK_COLUMNS}, record, idempotency_key, request_hash) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, 25))}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, 26))}) "
     # A concurrent create with the same key wins; we then answer with its task.
     "ON CONFLICT (user_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING "
     "RETURNING id"

@@ -7,7 +7,9 @@ from typing import Any
 
 import msgspec
 
+from kling_gateway.domain.params import VideoParams
 from kling_gateway.domain.task import Task
+from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.protocol.task import TaskState
 from kling_gateway.storage.base import (
     CallbackDelivery,
@@ -23,8 +25,8 @@ IDEMPOTENCY_WINDOW = 24 * 3600.0
 
 TASK_COLUMNS = (
     "id, object_id, user_id, application_id, credential_id, type, state, trace_id, job_id, "
-    "request, response, provider_data, callback, created_at, started_at, finished_at, version, "
-    "attempts, next_check_at, deadline_at, lease_owner"
+    "request, params, response, provider_data, callback, created_at, started_at, finished_at, "
+    "version, attempts, next_check_at, deadline_at, lease_owner"
 )
 
 CALLBACK_COLUMNS = (
@@ -48,7 +50,7 @@ def load_json(value: Any) -> Any:
 
 
 def task_values(task: Task) -> tuple[object, ...]:
-    """The values of the first 17 of ``TASK_COLUMNS`` (up to ``version``), in order."""
+    """The values of the first 18 of ``TASK_COLUMNS`` (up to ``version``), in order."""
     return (
         task.id,
         task.object_id,
@@ -60,6 +62,7 @@ def task_values(task: Task) -> tuple[object, ...]:
         task.trace_id,
         task.job_id,
         dump_json(task.request),
+        dump_json(task.params),
         dump_json(task.response),
         dump_json(task.provider_data),
         dump_json(task.callback),
@@ -70,7 +73,15 @@ def task_values(task: Task) -> tuple[object, ...]:
     )
 
 
+def load_params(value: Any, request: dict[str, Any]) -> VideoParams | None:
+    """The ``params`` column; a row from before it (NULL) is validated from its request."""
+    if value is None:
+        return params_from_stored(request)
+    return msgspec.json.decode(value, type=VideoParams)
+
+
 def task_from_row(row: Mapping[str, Any]) -> StoredTask:
+    request = load_json(row["request"])
     task = Task(
         id=row["id"],
         object_id=row["object_id"],
@@ -81,7 +92,8 @@ def task_from_row(row: Mapping[str, Any]) -> StoredTask:
         state=TaskState(row["state"]),
         trace_id=row["trace_id"],
         job_id=row["job_id"],
-        request=load_json(row["request"]),
+        request=request,
+        params=load_params(row["params"], request),
         response=load_json(row["response"]),
         provider_data=load_json(row["provider_data"]) or {},
         callback=load_json(row["callback"]),

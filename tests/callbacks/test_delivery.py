@@ -38,6 +38,7 @@ from kling_gateway.callbacks.delivery import (
 from kling_gateway.callbacks.secrets_sqlite import SQLiteSecretStore
 from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.domain.task import Task
+from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.protocol.task import TaskState, success_response
 from kling_gateway.storage.base import CallbackDelivery, Outcome
 from kling_gateway.storage.sqlite import SQLiteStore
@@ -156,7 +157,8 @@ async def finished_task(store: SQLiteStore, user_id: str, url: str) -> tuple[Tas
         application_id="app-1",
         credential_id="cred-1",
         trace_id=new_trace_id(),
-        request={"action": "text2video", "prompt": "a cat", "callback_url": url},
+        request=(body := {"action": "text2video", "prompt": "a cat", "callback_url": url}),
+        params=params_from_stored(body),
         created_at=time.time(),
     )
     await store.insert_task(task, next_check_at=time.time(), deadline_at=time.time() + 3600)

@@ -14,7 +14,8 @@ import msgspec
 import pytest
 
 from kling_gateway.api.requests import describe_validation_error
-from kling_gateway.domain.videos import VideoParams, params_from_request, stored_request, validate
+from kling_gateway.domain.params import VideoParams
+from kling_gateway.domain.videos import params_from_stored, stored_request, validate
 from kling_gateway.protocol.enums import MODELS
 from kling_gateway.protocol.errors import ApiError, ApiNotImplemented, BadRequest
 from kling_gateway.protocol.requests import VideoRequestBody
@@ -507,7 +508,9 @@ def test_stored_request_drops_secrets_only() -> None:
     assert stored_request(raw) == {**TEXT, "timeout": 3}
 
 
-def test_params_from_request_revalidates() -> None:
-    assert params_from_request({**TEXT, "duration": 10}).duration == 10
-    with pytest.raises(BadRequest):
-        params_from_request({**TEXT, "duration": 7})
+def test_params_from_stored_revalidates_an_old_row() -> None:
+    params = params_from_stored({**TEXT, "duration": 10})
+    assert params == check({**TEXT, "duration": 10})
+    # No longer valid (or never typed right): no params, the provider fails the task.
+    assert params_from_stored({**TEXT, "duration": 7}) is None
+    assert params_from_stored({**TEXT, "duration": "five"}) is None

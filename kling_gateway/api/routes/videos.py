@@ -10,11 +10,12 @@ import msgspec
 
 from kling_gateway.api.asgi import Receive, Reply, Scope, header
 from kling_gateway.api.context import AppContext
-from kling_gateway.api.requests import decode_body
+from kling_gateway.api.requests import decode_body, describe_validation_error
 from kling_gateway.api.waiting import is_finished, wait_until_finished
 from kling_gateway.domain.ids import new_object_id, new_task_id
+from kling_gateway.domain.params import VideoParams
 from kling_gateway.domain.task import Task
-from kling_gateway.domain.videos import VideoParams, stored_request, validate
+from kling_gateway.domain.videos import stored_request, validate
 from kling_gateway.infra.egress import UnsafeTarget, check_callback_url
 from kling_gateway.infra.notify import WORKER_WAKEUP
 from kling_gateway.protocol.errors import BadRequest, GatewayTimeout, UsedUp
@@ -42,9 +43,7 @@ class VideosEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, trace_id: str) -> Reply:
         principal, body = await self.ctx.admit(scope, receive, API_VIDEOS)
-        # Typed first, so that any error names its field; then as sent, for the record.
-        params = validate(decode_body(body, VideoRequestBody))
-        raw: dict[str, Any] = msgspec.json.decode(body)
+        raw, params = _decode(body)
         await self._check_callback(params)
         task = await self._create(principal, raw, params, trace_id, _idempotency_key(scope))
         if params.asynchronous:
@@ -77,6 +76,7 @@ class VideosEndpoint:
             credential_id=principal.credential_id,
             trace_id=trace_id,
             request=stored_request(raw),
+            params=params,
             created_at=now,
         )
         try:
@@ -112,6 +112,22 @@ class VideosEndpoint:
         response: dict[str, Any] = msgspec.json.decode(record)["response"]
         code = response.get("error", {}).get("code", "")
         return _json(_failure_status(code), {**response, "trace_id": trace_id})
+
+
+def _decode(body: bytes) -> tuple[dict[str, Any], VideoParams]:
+    """The body parsed once: as sent (for the record) and validated (for everything else)."""
+    try:
+        raw = decode_body(body, dict[str, Any])
+    except BadRequest:
+        # An untyped parse cannot name the field of an error (a number out of range is "at
+        # `$[...]`"): the typed parse of the refused body says which field it is.
+        decode_body(body, VideoRequestBody)
+        raise
+    try:
+        typed = msgspec.convert(raw, VideoRequestBody)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(describe_validation_error(exc)) from exc
+    return raw, validate(typed)
 
 
 def _idempotency_key(scope: Scope) -> str | None:

@@ -27,15 +27,14 @@ from pathlib import Path
 from typing import Any, cast
 
 import httpx
-import msgspec
 
 from kling_gateway.callbacks.delivery import GuardedTransport
 from kling_gateway.domain.outcomes import ProviderError, Status, Submission, VideoResult
+from kling_gateway.domain.params import VideoParams
 from kling_gateway.domain.task import Task
-from kling_gateway.domain.videos import VideoParams, params_from_request
+from kling_gateway.domain.videos import params_of
 from kling_gateway.infra.fetch import FetchError, fetch_bytes
 from kling_gateway.infra.files import VideoFiles
-from kling_gateway.protocol.errors import ApiError
 from kling_gateway.protocol.task import TaskState, format_seconds
 from kling_gateway.providers.base import require_own_video
 from kling_gateway.providers.local.render import (
@@ -129,7 +128,7 @@ class LocalProvider:
             raise _unexpected("planning", exc) from exc
 
     def _submit(self, task: Task) -> Submission:
-        _params(task)
+        params_of(task)
         # A resubmission of a job whose plan was kept keeps its ready time.
         ready_at = _ready_at(task)
         if ready_at is None:
@@ -151,7 +150,7 @@ class LocalProvider:
             raise _unexpected("rendering", exc) from exc
 
     async def _check(self, task: Task) -> Status:
-        params = _params(task)
+        params = params_of(task)
         now = self._clock()
         # No plan (a task submitted elsewhere or scratch data lost): ready now.
         ready_at = _ready_at(task) or now
@@ -250,15 +249,6 @@ class LocalProvider:
         if not await asyncio.to_thread(path.is_file):
             raise _video_not_found(f"the file of video {video_id!r} is no longer stored here")
         return path
-
-
-def _params(task: Task) -> VideoParams:
-    try:
-        return params_from_request(task.request)
-    except (ApiError, msgspec.ValidationError) as exc:
-        raise ProviderError(
-            f"the stored request is invalid: {exc}", code="invalid_request"
-        ) from exc
 
 
 def _ready_at(task: Task) -> float | None:

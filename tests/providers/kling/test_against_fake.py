@@ -20,6 +20,7 @@ from starlette.routing import Route
 from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.domain.outcomes import ProviderError, Status
 from kling_gateway.domain.task import Task
+from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.fake_upstream import FakeUpstream, FakeUpstreamConfig, create_fake_upstream
 from kling_gateway.fake_upstream.config import SAFETY_MESSAGE
 from kling_gateway.infra.files import VideoFiles
@@ -89,6 +90,7 @@ def make_task(**request: Any) -> Task:
         credential_id="cred-1",
         trace_id=new_trace_id(),
         request=request,
+        params=params_from_stored(request),
         created_at=time.time(),
     )
 

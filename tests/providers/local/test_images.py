@@ -25,6 +25,7 @@ from kling_gateway.callbacks.delivery import GuardedTransport
 from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.domain.outcomes import ProviderError, Status
 from kling_gateway.domain.task import Task
+from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.infra import egress as safety
 from kling_gateway.infra.fetch import MAX_REDIRECTS, FetchError, fetch_bytes
 from kling_gateway.infra.files import VideoFiles
@@ -190,6 +191,7 @@ def image_task(start: str, end: str | None = None) -> Task:
         credential_id="cred-1",
         trace_id=new_trace_id(),
         request=request,
+        params=params_from_stored(request),
         created_at=0.0,
     )
 

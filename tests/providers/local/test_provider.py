@@ -15,6 +15,7 @@ import pytest
 from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.domain.outcomes import ProviderError, Status
 from kling_gateway.domain.task import Task
+from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.task import TaskState, success_response
 from kling_gateway.providers.local.provider import LocalProvider, job_id_for, video_id_for
@@ -52,6 +53,7 @@ def make_task(request: dict[str, Any], *, user_id: str = "user-1") -> Task:
         credential_id="cred-1",
         trace_id=new_trace_id(),
         request=request,
+        params=params_from_stored(request),
         created_at=T0,
     )
 
