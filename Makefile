@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint format bench lock clean
+.PHONY: install fonts run test test-fast lint format bench lock clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -13,7 +13,22 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) fonts
+
+# The local provider writes prompts over its videos and needs a font that covers CJK
+# (providers/local/caption.py). Debian's is installed where apt-get is present and we are
+# root; elsewhere captions fall back to Pillow's font (CJK as boxes) and this says so.
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+fonts:
+	@if [ -e $(CJK_FONT) ]; then :; \
+	elif command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+		echo "installing fonts-noto-cjk (CJK captions of the local provider)"; \
+		{ DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null 2>&1 || \
+		  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-noto-cjk >/dev/null; }; } || \
+		echo "note: could not install fonts-noto-cjk; CJK captions will show boxes"; \
+	else \
+		echo "note: no CJK font at $(CJK_FONT); CJK captions will show boxes (Debian: apt-get install fonts-noto-cjk)"; \
+	fi
 
 run: install
 	$(BIN)/kling-gateway serve

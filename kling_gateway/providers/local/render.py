@@ -24,6 +24,7 @@ import hashlib
 import io
 import os
 import struct
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -33,12 +34,13 @@ from typing import Literal, get_args
 import av
 import numpy as np
 import numpy.typing as npt
-from PIL import Image, ImageDraw, ImageFont, ImageOps
+from PIL import Image, ImageDraw, ImageOps
+
+from kling_gateway.providers.local.caption import caption_font, wrap_caption
 
 AspectRatio = Literal["16:9", "9:16", "1:1"]
 Mode = Literal["std", "pro", "4k"]
 Pixels = npt.NDArray[np.uint8]
-_Font = ImageFont.FreeTypeFont | ImageFont.ImageFont
 
 # The short side of each mode's resolution class (720p, 1080p, 2160p).
 _SHORT_SIDE: dict[str, int] = {"std": 720, "pro": 1080, "4k": 2160}
@@ -125,11 +127,14 @@ def frame_size(
 def render_video(path: Path, spec: RenderSpec) -> RenderedVideo:
     """Render ``spec`` into an H.264 MP4 at ``path`` and return what was written.
 
-    The file appears at ``path`` complete or not at all: it is written next to it as
-    ``.mp4.part`` and renamed into place, and the partial file is removed on any failure.
-    Raises RenderError for requests that cannot be rendered.
+    The file appears at ``path`` complete or not at all: it is written next to it under a
+    name of its own (``<name>.<random>.part``) and renamed into place, and the partial file is
+    removed on any failure. Two renders of the same path at once (two workers, one of which
+    lost its lease mid-render) each write their own file, so neither can publish the other's
+    half-written one: the last complete rename wins. Raises RenderError for requests that
+    cannot be rendered.
     """
-    part = path.with_suffix(".mp4.part")
+    part = path.with_name(f"{path.name}.{uuid.uuid4().hex}.part")
     try:
         width, height, rate, frames = _plan(spec)
         _encode(part, width, height, rate, frames)
@@ -371,13 +376,13 @@ def _caption(prompt: str, width: int, height: int) -> _Caption | None:
     text = " ".join(prompt.split())
     if not text:
         return None
-    # Without FreeType, Pillow falls back to a fixed-size bitmap font; both work here.
-    font: _Font = ImageFont.load_default(size=max(8, height // 24))
+    font = caption_font(max(8, height // 24))
     pad = max(2, height // 60)
     bbox = font.getbbox("Ag")
     line_height = max(1, round((bbox[3] - bbox[1]) * 1.3))
     max_lines = max(1, int(height * 0.6) // line_height)
-    lines = _wrap(text, font, width * 0.8 - 2 * pad, max_lines=max_lines)
+    lines = wrap_caption(text, font, width * 0.8 - 2 * pad, max_lines=max_lines)
+    # One real measure per shown line: the sums of advances behind the wrap leave out kerning.
     box_w = min(width, round(max(font.getlength(line) for line in lines)) + 2 * pad)
     box_h = min(height, line_height * len(lines) + 2 * pad)
     canvas = Image.new("L", (box_w, box_h), 0)
@@ -386,41 +391,6 @@ def _caption(prompt: str, width: int, height: int) -> _Caption | None:
         draw.text((pad, pad + row * line_height), line, fill=255, font=font)
     mask = np.asarray(canvas) > 127
     return _Caption(top=(height - box_h) // 2, left=(width - box_w) // 2, mask=mask)
-
-
-def _wrap(text: str, font: _Font, limit: float, *, max_lines: int) -> list[str]:
-    """Greedy word wrap by measured width; over-long words break anywhere, excess is cut."""
-    lines: list[str] = []
-    line = ""
-    for word in text.split(" "):
-        candidate = f"{line} {word}" if line else word
-        if font.getlength(candidate) <= limit:
-            line = candidate
-            continue
-        if line:
-            lines.append(line)
-        line = word
-        while font.getlength(line) > limit and len(line) > 1:
-            cut = _fitting_prefix(line, font, limit)
-            lines.append(line[:cut])
-            line = line[cut:]
-    lines.append(line)
-    if len(lines) > max_lines:
-        lines = [*lines[: max_lines - 1], _ellipsize(lines[max_lines - 1], font, limit)]
-    return lines
-
-
-def _fitting_prefix(word: str, font: _Font, limit: float) -> int:
-    cut = len(word)
-    while cut > 1 and font.getlength(word[:cut]) > limit:
-        cut -= 1
-    return cut
-
-
-def _ellipsize(line: str, font: _Font, limit: float) -> str:
-    while line and font.getlength(line + "...") > limit:
-        line = line[:-1]
-    return line + "..."
 
 
 # -- encoding ---------------------------------------------------------------------------------

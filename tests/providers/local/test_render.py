@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -261,11 +264,12 @@ def test_failure_while_rendering_cleans_up_and_keeps_the_old_file(
 def test_failure_after_encoding_removes_the_written_part_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    part = tmp_path / "v.mp4.part"
     seen: list[int] = []
 
     def failing_probe(path: Path) -> render.RenderedVideo:
-        assert path == part
+        # The part file of this render: beside the target, under a name of its own.
+        assert path.parent == tmp_path
+        assert path.name.startswith("v.mp4.") and path.name.endswith(".part")
         seen.append(len(decode(path)))  # the encoder really did write a complete file
         raise RenderError("probe failed")
 
@@ -301,3 +305,43 @@ def test_invalid_specs_are_render_errors(kwargs: dict[str, object]) -> None:
     arguments: dict[str, object] = {"prompt": "x", "duration": 1.0, **kwargs}
     with pytest.raises(RenderError):
         RenderSpec(**arguments)  # type: ignore[arg-type]
+
+
+def test_two_renders_of_one_video_at_once_publish_one_whole_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers rendering the same video (one of them lost its lease mid-render): each
+    writes its own part file, so the file that lands is one whole render, never a mix."""
+    specs = [
+        RenderSpec("the first worker", 2.0, fps=8, max_side=SMALL),
+        RenderSpec("the second worker", 1.0, fps=8, max_side=SMALL),
+    ]
+    references = []
+    for index, spec in enumerate(specs):
+        alone = tmp_path / f"alone-{index}.mp4"
+        render_video(alone, spec)
+        references.append(decode(alone))
+
+    real = render._encode
+    side_by_side = threading.Barrier(2, timeout=30)
+
+    def encode_together(path: Path, *args: Any) -> None:
+        side_by_side.wait()  # both renders write at the same time
+        real(path, *args)
+        side_by_side.wait()  # and both have written all before either renames
+
+    monkeypatch.setattr(render, "_encode", encode_together)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    out = shared / "v.mp4"
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda spec: render_video(out, spec), specs))
+
+    landed = decode(out)
+    assert probe_video(out) in results
+    assert any(
+        len(landed) == len(ref)
+        and all(np.array_equal(a, b) for a, b in zip(landed, ref, strict=True))
+        for ref in references
+    )
+    assert leftovers(shared) == []
