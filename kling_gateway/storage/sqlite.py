@@ -318,10 +318,10 @@ class SQLiteStore:
         return await self._write(run)
 
     async def find_user_video(self, user_id: str, video_id: str) -> str | None:
-        # tasks_user_created index narrows to the user's tasks; rare (extend requests only).
+        # A point lookup in the tasks_user_video index (migration 0005), so it stays on the
+        # loop like the other point lookups; video_id is set only on succeeded tasks.
         row = self._read.execute(
-            "SELECT id FROM tasks WHERE user_id = ? AND state = 'succeed' "
-            "AND json_extract(response, '$.video_id') = ? LIMIT 1",
+            "SELECT id FROM tasks WHERE user_id = ? AND video_id = ? LIMIT 1",
             (user_id, video_id),
         ).fetchone()
         return None if row is None else str(row[0])
