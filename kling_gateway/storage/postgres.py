@@ -262,10 +262,10 @@ class PostgresStore:
         return rowcount(status) > 0
 
     async def find_user_video(self, user_id: str, video_id: str) -> str | None:
-        # tasks_user_created index narrows to the user's tasks; rare (extend requests only).
+        # A point lookup in the tasks_user_video index (migration 0005); video_id is set only
+        # on succeeded tasks.
         task_id: str | None = await self.pool.fetchval(
-            "SELECT id FROM tasks WHERE user_id = $1 AND state = 'succeed' "
-            "AND response->>'video_id' = $2 LIMIT 1",
+            "SELECT id FROM tasks WHERE user_id = $1 AND video_id = $2 LIMIT 1",
             user_id,
             video_id,
         )

@@ -97,11 +97,15 @@ class SQLiteStore:
         self.path = url.removeprefix("sqlite:///") or ":memory:"
         self._reader: sqlite3.Connection | None = None
         self._writer_conn: sqlite3.Connection | None = None
+        self._pool_lock = threading.Lock()
+        self._threads()
+
+    def _threads(self) -> None:
+        """Fresh writer thread and reader pool (a closed store has shut its own down)."""
         self._writer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
         self._readers = ThreadPoolExecutor(2, thread_name_prefix="sqlite-reader")
         self._local = threading.local()
         self._pool_conns: list[sqlite3.Connection] = []
-        self._pool_lock = threading.Lock()
 
     # -- connections
     async def open(self) -> None:
@@ -112,6 +116,8 @@ class SQLiteStore:
         self._reader = _connect(self.path)
 
     async def close(self) -> None:
+        if self._reader is None and self._writer_conn is None:
+            return
         conns = [c for c in (self._reader, self._writer_conn) if c is not None]
         conns += self._pool_conns
         self._writer.shutdown(wait=True)
@@ -119,6 +125,7 @@ class SQLiteStore:
         for conn in conns:
             conn.close()
         self._reader = self._writer_conn = None
+        self._threads()  # so that open() can start it again
 
     async def _on_writer_thread(self, fn: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._writer, fn)
@@ -318,10 +325,10 @@ class SQLiteStore:
         return await self._write(run)
 
     async def find_user_video(self, user_id: str, video_id: str) -> str | None:
-        # tasks_user_created index narrows to the user's tasks; rare (extend requests only).
+        # A point lookup in the tasks_user_video index (migration 0005), so it stays on the
+        # loop like the other point lookups; video_id is set only on succeeded tasks.
         row = self._read.execute(
-            "SELECT id FROM tasks WHERE user_id = ? AND state = 'succeed' "
-            "AND json_extract(response, '$.video_id') = ? LIMIT 1",
+            "SELECT id FROM tasks WHERE user_id = ? AND video_id = ? LIMIT 1",
             (user_id, video_id),
         ).fetchone()
         return None if row is None else str(row[0])
