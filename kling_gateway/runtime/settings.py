@@ -194,9 +194,7 @@ def _check_bounds(settings: Settings) -> None:
         value = getattr(settings, name)
         # `not low <= value` also refuses NaN, which every comparison answers False.
         if not low <= value <= high:
-            raise SettingsError(
-                f"{flag_of(name)} must be from {low:g} to {high:g}, not {value!r}"
-            )
+            raise SettingsError(f"{flag_of(name)} must be from {low:g} to {high:g}, not {value!r}")
 
 
 def _parse_schedule(text: str) -> tuple[float, ...]:
