@@ -4,9 +4,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install fonts run test test-fast lint format bench lock clean
+.PHONY: install fonts run test test-fast lint format bench lock clean check-python
 
-$(STAMP): pyproject.toml requirements.lock
+# Before any venv exists: an older Python would fail deep inside pip and leave a broken .venv.
+# Reads `$(PYTHON) --version` ("Python 3.11.7"), so it needs nothing but a shell.
+check-python:
+	@v=$$($(PYTHON) --version 2>&1 | sed -n 's/^Python \([0-9][0-9]*\)\.\([0-9][0-9]*\).*/\1 \2/p'); \
+	set -- $$v; \
+	if [ -z "$$v" ] || [ "$$1" -lt 3 ] || { [ "$$1" -eq 3 ] && [ "$$2" -lt 11 ]; }; then \
+		echo "kling-gateway needs Python 3.11 or newer, and PYTHON=$(PYTHON) is:" \
+			"$$($(PYTHON) --version 2>&1 || echo 'not runnable')." \
+			"Run make with PYTHON=python3.11 (or newer)." >&2; \
+		exit 1; \
+	fi
+
+$(STAMP): pyproject.toml requirements.lock | check-python
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
@@ -52,11 +64,13 @@ bench: install
 	$(BIN)/python -m bench
 
 # Re-pin every dependency (the SDK, the server extra and dev) from pyproject.toml into the lock.
-lock:
+# --upgrade: a new venv comes with an old setuptools, and without it the lock would pin that one
+# rather than what the build needs ([build-system] in pyproject.toml).
+lock: check-python
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet --upgrade pip
-	.lock-venv/bin/python -m pip install --quiet ".[server,dev]" setuptools wheel
+	.lock-venv/bin/python -m pip install --quiet --upgrade ".[server,dev]" "setuptools>=77" wheel
 	.lock-venv/bin/python -m pip freeze --all --exclude pip --exclude kling-gateway > requirements.lock
 	rm -rf .lock-venv
 

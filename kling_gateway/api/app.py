@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from typing import cast
 
 from starlette.applications import Starlette
@@ -29,6 +29,7 @@ from kling_gateway.api.context import AppContext
 from kling_gateway.api.pages import build_pages
 from kling_gateway.api.routes.tasks import TasksEndpoint
 from kling_gateway.api.routes.videos import VideosEndpoint
+from kling_gateway.api.waiting import ClientGone
 from kling_gateway.domain.ids import new_trace_id
 from kling_gateway.infra.notify import LocalTaskEvents, TaskEvents
 from kling_gateway.infra.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
@@ -70,6 +71,8 @@ class GatewayApp:
         trace_id = new_trace_id()
         try:
             reply = await handler(scope, receive, trace_id)
+        except ClientGone:
+            return  # nobody to answer; the server closes the connection
         except ApiError as exc:
             reply = error_reply(exc, trace_id)
         except Exception as exc:  # noqa: BLE001 - the one translation to 500/503, logged there
@@ -111,17 +114,19 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await store.open()
-        await ctx.events.start()
-        stoppers = [await start(ctx) for start in services or []]
-        try:
+        # Each part is closed again if a later one fails to start (nothing leaks), and all in
+        # reverse order at shutdown.
+        async with AsyncExitStack() as stack:
+            await store.open()
+            stack.push_async_callback(store.close)
+            stack.push_async_callback(ctx.limiter.aclose)
+            await ctx.events.start()
+            stack.push_async_callback(ctx.events.aclose)
+            for start in services or []:
+                stack.push_async_callback(await start(ctx))
+            # First at shutdown: waiting requests are answered, then the services stop.
+            stack.callback(ctx.waiters.close)
             yield
-        finally:
-            for stop in reversed(stoppers):
-                await stop()
-            await ctx.events.aclose()
-            await ctx.limiter.aclose()
-            await store.close()
 
     tasks, videos = TasksEndpoint(ctx), VideosEndpoint(ctx)
     handlers: dict[str, Handler] = {"/kling/tasks": tasks, "/kling/videos": videos}

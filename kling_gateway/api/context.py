@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kling_gateway.api.asgi import Receive, Scope, headers, read_body
 from kling_gateway.api.auth import Authenticator
+from kling_gateway.api.waiting import Waiters
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.infra.ratelimit import RateLimiter
 from kling_gateway.protocol.errors import TooManyRequests
@@ -20,6 +21,7 @@ class AppContext:
     auth: Authenticator
     limiter: RateLimiter
     events: TaskEvents
+    waiters: Waiters = field(default_factory=Waiters)
 
     async def admit(self, scope: Scope, receive: Receive, api: str) -> tuple[Principal, bytes]:
         """Authenticate, count against the rate limit, then read the capped body."""

@@ -13,13 +13,20 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
 
 from kling_gateway.api.asgi import error_body, unexpected_error
 from kling_gateway.api.context import AppContext
+from kling_gateway.api.files import VideoFiles
 from kling_gateway.api.routes.events import event_routes
 from kling_gateway.api.routes.kling_callbacks import kling_callback_routes
-from kling_gateway.protocol.errors import ApiError, NoApi
+from kling_gateway.protocol.errors import (
+    ApiError,
+    BadRequest,
+    InternalError,
+    InvalidToken,
+    NoApi,
+    ServiceUnavailable,
+)
 
 log = logging.getLogger("kling_gateway.api")
 
@@ -73,7 +80,7 @@ def build_pages(ctx: AppContext, lifespan: Lifespan) -> Starlette:
         Route("/healthz", health),
         Mount(
             "/files/videos",
-            StaticFiles(directory=ctx.settings.videos_dir, check_dir=False),
+            VideoFiles(directory=ctx.settings.videos_dir, check_dir=False),
             name="videos",
         ),
         *kling_callback_routes(ctx),
@@ -93,4 +100,21 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     if exc.status_code in (404, 405):
         return await _not_found(request, exc)
-    return error_response(request, ApiError(exc.detail))
+    return error_response(request, http_error(exc.status_code, exc.detail))
+
+
+def http_error(status: int, detail: str) -> ApiError:
+    """A Starlette ``HTTPException`` as the API error of its status (it keeps the status): a
+    4xx is the client's fault (``bad_request``), a 5xx is ours."""
+    kind: type[ApiError]
+    if status == 401:
+        kind = InvalidToken
+    elif status == 503:
+        return ServiceUnavailable(detail)
+    elif 400 <= status < 500:
+        kind = BadRequest
+    else:
+        kind = InternalError
+    error = kind(detail)
+    error.status = status
+    return error

@@ -1,16 +1,106 @@
-"""Waiting for a task to finish, woken by task notifications rather than a sleep loop."""
+"""Waiting for a task to finish, woken by task notifications rather than a sleep loop.
+
+Every waiting request (a blocking create, a long-poll ``wait``, an events stream) is held by
+``Waiters``, which ends the wait at once when the client disconnects (it watches for
+``http.disconnect``) or when the server shuts down (the request is then answered 503).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
+from kling_gateway.api.asgi import Receive
 from kling_gateway.infra.notify import TaskEvents
+from kling_gateway.protocol.errors import ServiceUnavailable
 from kling_gateway.storage.base import Store
+
+T = TypeVar("T")
 
 # A waiter re-reads the store at least this often, so a lost notification (or a worker in
 # another process with no shared notifier) costs latency, never a wrong answer.
 RECHECK_SECONDS = 2.0
 _FINISHED_AT = b',"finished_at":'
+SHUTDOWN_RETRY_AFTER = 5
+
+
+class ClientGone(Exception):
+    """The client disconnected while its request waited: there is nobody to answer."""
+
+
+def shutting_down() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "the gateway is shutting down; retry shortly", retry_after=SHUTDOWN_RETRY_AFTER
+    )
+
+
+class Waiters:
+    """The waiting requests of one app: how many there are, and their end at shutdown."""
+
+    def __init__(self) -> None:
+        self.active = 0  # requests waiting now (blocking creates, long-polls)
+        self.streams = 0  # open events streams
+        self._closing = asyncio.Event()
+
+    @property
+    def closing(self) -> bool:
+        return self._closing.is_set()
+
+    def close(self) -> None:
+        """Shut down: every waiting request ends now, and no new one starts to wait."""
+        self._closing.set()
+
+    async def closed(self) -> None:
+        await self._closing.wait()
+
+    async def hold(self, receive: Receive, wait: Coroutine[Any, Any, T]) -> T:
+        """``wait``'s result; ``ClientGone`` when the client leaves first, 503 at shutdown.
+
+        ``receive`` must have delivered the whole request body already: what it gives next
+        is ``http.disconnect``.
+        """
+        if self.closing:
+            wait.close()
+            raise shutting_down()
+        work = asyncio.ensure_future(wait)
+        gone = asyncio.ensure_future(_disconnected(receive))
+        closing = asyncio.ensure_future(self._closing.wait())
+        self.active += 1
+        try:
+            await asyncio.wait((work, gone, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.active -= 1
+            for task in (work, gone, closing):
+                task.cancel()
+            await asyncio.gather(work, gone, closing, return_exceptions=True)
+        if work.done() and not work.cancelled():
+            return work.result()
+        if gone.done() and not gone.cancelled():
+            raise ClientGone()
+        raise shutting_down()
+
+
+    async def unless_closing(self, wait: Coroutine[Any, Any, object]) -> bool:
+        """Run ``wait`` to its end, or until shutdown; False when the server shuts down."""
+        if self.closing:
+            wait.close()
+            return False
+        work = asyncio.ensure_future(wait)
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait((work, closing), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (work, closing):
+                task.cancel()
+            await asyncio.gather(work, closing, return_exceptions=True)
+        return not self.closing
+
+
+async def _disconnected(receive: Receive) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass  # a request with its body read has nothing else to say
 
 
 def is_finished(record: bytes) -> bool:
@@ -30,16 +120,20 @@ async def wait_until_finished(
     user_id: str,
     task_id: str,
     timeout: float,
-    record: bytes | None = None,
 ) -> bytes | None:
-    """The task's record once finished, or as it stands when ``timeout`` runs out."""
+    """The task's record once finished, or as it stands when ``timeout`` runs out; None for a
+    missing (or foreign) task.
+
+    Subscribes before it reads: a task that finishes between the read and the wait still
+    wakes it (reading first would lose that notification until the next re-read).
+    """
     deadline = time.monotonic() + timeout
-    if record is None:
+    with events.subscribe(task_id) as changes:
         record = await store.get_task_record(user_id, task_id)
-    while record is not None and not is_finished(record):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            break
-        await events.wait(task_id, min(remaining, RECHECK_SECONDS))
-        record = await store.get_task_record(user_id, task_id)
+        while record is not None and not is_finished(record):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            await changes.wait(min(remaining, RECHECK_SECONDS))
+            record = await store.get_task_record(user_id, task_id)
     return record

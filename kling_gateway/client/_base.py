@@ -26,6 +26,7 @@ import httpx
 from kling_gateway import __version__
 from kling_gateway.client.errors import (
     KlingError,
+    TaskNotFoundError,
     TransportError,
     UnknownError,
     WaitTimeoutError,
@@ -378,6 +379,8 @@ class Core:
             started = self.clock()
             response = yield from self.exchange(self._retrieve_request(task_id, window))
             record = decode(response)
+            if not record:  # the server answers {} for an id it does not know for this token
+                raise TaskNotFoundError(task_id)
             state = task_state(record)
             changed = state != last_state
             last_state = state
@@ -486,7 +489,8 @@ class Tasks(Generic[R_co, It_co]):
 
         Long-polls where the server supports it, else polls from ``poll_interval`` seconds up
         with backoff and jitter. ``on_update(record)`` runs whenever the state changes.
-        Raises ``WaitTimeoutError`` after ``timeout`` seconds.
+        Raises ``WaitTimeoutError`` after ``timeout`` seconds, and ``TaskNotFoundError`` at
+        once when the server does not know the id (missing, deleted or another user's).
         """
         return self._runner._run(self._core.wait(id, timeout, poll_interval, on_update))
 

@@ -73,6 +73,22 @@ class NoApiError(KlingError):
     code, status = _wire.NoApi.code, _wire.NoApi.status
 
 
+class NotFoundError(KlingError):
+    """404 ``not_found``: e.g. a video file that does not exist."""
+
+    code, status = _wire.NotFound.code, _wire.NotFound.status
+
+
+class TaskNotFoundError(NotFoundError):
+    """``tasks.wait`` on an id the server does not know for this token (it answered ``{}``:
+    the task is missing, deleted or another user's). Not an HTTP error: ``status`` is None."""
+
+    def __init__(self, task_id: str) -> None:
+        super().__init__(f"task {task_id} not found", status=None)
+        self.status = None
+        self.task_id = task_id
+
+
 class RateLimitError(KlingError):
     """429: ``retry_after`` is the server's ``Retry-After`` in seconds, when it sent one."""
 
@@ -99,6 +115,10 @@ class ServiceUnavailableError(KlingError):
 
 class GatewayTimeoutError(KlingError):
     code, status = _wire.GatewayTimeout.code, _wire.GatewayTimeout.status
+
+
+class StorageFullError(KlingError):
+    code, status = _wire.StorageFull.code, _wire.StorageFull.status
 
 
 class UnknownError(KlingError):
@@ -130,11 +150,13 @@ _DOCUMENTED: tuple[type[KlingError], ...] = (
     TokenExpiredError,
     UsedUpError,
     NoApiError,
+    NotFoundError,
     RateLimitError,
     ApiError,
     BadGatewayError,
     ServiceUnavailableError,
     GatewayTimeoutError,
+    StorageFullError,
 )
 ERRORS_BY_CODE: dict[str, type[KlingError]] = {cls.code: cls for cls in _DOCUMENTED}
 # For a status with several codes (400, 401) the first documented one stands for the status.

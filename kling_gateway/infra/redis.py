@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from kling_gateway.infra.notify import LocalTaskEvents
+from kling_gateway.infra.notify import LocalTaskEvents, Subscription
 
 log = logging.getLogger("kling_gateway.redis")
 
@@ -171,6 +171,9 @@ class RedisTaskEvents:
             await self._redis.publish(self.channel, task_id)
         except (RedisError, OSError) as exc:
             self._failures.warning("task events: cannot publish to Redis: %s", exc)
+
+    def subscribe(self, task_id: str) -> Subscription:
+        return self._local.subscribe(task_id)
 
     async def wait(self, task_id: str, timeout: float) -> bool:
         return await self._local.wait(task_id, timeout)

@@ -54,6 +54,10 @@ class NoApi(ApiError):
     status, code, default_message = 404, "no_api", "no API at this path"
 
 
+class NotFound(ApiError):
+    status, code, default_message = 404, "not_found", "not found"
+
+
 class TooManyRequests(ApiError):
     status, code = 429, "too_many_requests"
     default_message = "too many requests, the rate limit is exceeded"
@@ -72,12 +76,22 @@ class BadGateway(ApiError):
 
 
 class ServiceUnavailable(ApiError):
+    """Always with ``Retry-After`` (the SDK honours it): a 503 is worth retrying, soon."""
+
     status, code, default_message = 503, "service_unavailable", "service unavailable"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1):
+        super().__init__(message, headers={"retry-after": str(max(1, retry_after))})
 
 
 class GatewayTimeout(ApiError):
     status, code = 504, "timeout"
     default_message = "the task did not finish in time; it goes on, retrieve it later"
+
+
+class StorageFull(ApiError):
+    status, code = 507, "storage_full"
+    default_message = "the gateway's storage is full; retry later"
 
 
 # Every code a client can see, by code: the OpenAPI document is checked against it.
@@ -92,10 +106,12 @@ ERRORS_BY_CODE: dict[str, type[ApiError]] = {
         TokenExpired,
         UsedUp,
         NoApi,
+        NotFound,
         TooManyRequests,
         InternalError,
         BadGateway,
         ServiceUnavailable,
         GatewayTimeout,
+        StorageFull,
     )
 }

@@ -128,13 +128,11 @@ class Settings:
         return _parse_schedule(self.callback_retry_schedule)
 
     def validate(self) -> Settings:
-        _check_positive(self, ("port", "max_body_bytes", "batch_max_ids", "worker_concurrency"))
-        _check_positive(
-            self, ("lease_seconds", "provider_timeout", "callback_timeout", "processes")
-        )
-        _check_positive(self, ("kling_download_timeout",))
-        if self.rate_limit_per_minute < 0:
-            raise SettingsError("rate_limit_per_minute must be 0 or more")
+        _check_bounds(self)
+        if self.check_max_interval < self.check_interval:
+            raise SettingsError(
+                f"{flag_of('check_max_interval')} must be at least {flag_of('check_interval')}"
+            )
         if self.lease_seconds <= self.provider_timeout:
             raise SettingsError("lease_seconds must be longer than provider_timeout")
         if self.provider not in ("local", "kling"):
@@ -160,10 +158,43 @@ class Settings:
         return self
 
 
-def _check_positive(settings: Settings, names: Iterable[str]) -> None:
-    for name in names:
-        if getattr(settings, name) <= 0:
-            raise SettingsError(f"{name} must be greater than 0")
+def flag_of(name: str) -> str:
+    """How an error names a setting: its field name and its flag (``x_y (--x-y)``)."""
+    return f"{name} (--{name.replace('_', '-')})"
+
+
+_DAY = 86_400.0
+# (smallest, largest) of every numeric setting. Intervals have a floor well above 0: an
+# interval of 0 (or 1e-9) is a hot loop against the store or the upstream.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "port": (1, 65_535),
+    "processes": (1, 256),
+    "max_body_bytes": (1_024, 1 << 30),
+    "rate_limit_per_minute": (0, 10_000_000),
+    "auth_cache_seconds": (0, 3_600),
+    "batch_max_ids": (1, 100_000),
+    "blocking_wait_seconds": (0.1, _DAY),
+    "local_delay": (0, _DAY),
+    "local_max_side": (0, 8_192),
+    "worker_concurrency": (1, 10_000),
+    "lease_seconds": (1, _DAY),
+    "idle_poll_seconds": (0.01, 3_600),
+    "check_interval": (0.01, _DAY),
+    "check_max_interval": (0.01, 7 * _DAY),
+    "provider_timeout": (0.1, _DAY),
+    "task_deadline_seconds": (1, 30 * _DAY),
+    "image_max_bytes": (1, 1 << 30),
+    "kling_download_timeout": (0.1, _DAY),
+    "callback_timeout": (0.1, 3_600),
+}
+
+
+def _check_bounds(settings: Settings) -> None:
+    for name, (low, high) in BOUNDS.items():
+        value = getattr(settings, name)
+        # `not low <= value` also refuses NaN, which every comparison answers False.
+        if not low <= value <= high:
+            raise SettingsError(f"{flag_of(name)} must be from {low:g} to {high:g}, not {value!r}")
 
 
 def _parse_schedule(text: str) -> tuple[float, ...]:

@@ -72,14 +72,14 @@ def _error_response(doc: dict[str, Any], status: int) -> dict[str, Any]:
     raise AssertionError(f"no error response for HTTP {status}")
 
 
-def test_every_response_has_trace_id_and_429_has_retry_after(doc: dict[str, Any]) -> None:
+def test_every_response_has_trace_id_and_429_and_503_have_retry_after(doc: dict[str, Any]) -> None:
     for item in doc["paths"].values():
         for op in item.values():
             for status, response in op["responses"].items():
                 if "$ref" in response:
                     response = doc["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
                 assert "x-trace-id" in response["headers"], status
-                assert ("Retry-After" in response["headers"]) == (status == "429")
+                assert ("Retry-After" in response["headers"]) == (status in ("429", "503"))
 
 
 def test_bearer_auth_is_required_everywhere(doc: dict[str, Any]) -> None:

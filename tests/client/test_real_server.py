@@ -32,6 +32,7 @@ from kling_gateway.client import (
     KlingError,
     NoApiError,
     RateLimitError,
+    TaskNotFoundError,
     TokenExpiredError,
     TokenMismatchedError,
     UsedUpError,
@@ -197,6 +198,35 @@ def test_wait_long_polls_against_the_gateway(server: RealGateway) -> None:
     retrieves = [b for b in transport.bodies if b.get("action") == "retrieve"]
     assert retrieves and all("wait" in body for body in retrieves)
     assert sleeps.seconds == []  # the server held each call: no pause between them
+
+
+@pytest.mark.parametrize("whose", ["unknown", "deleted", "foreign"])
+def test_wait_on_a_task_the_server_does_not_know_raises_at_once(
+    server: RealGateway, whose: str
+) -> None:
+    transport, sleeps = Recorder(), Sleeps()
+    with client_for(server, transport=transport, sleep=sleeps) as client:
+        task_id = str(uuid.uuid4())
+        if whose != "unknown":
+            owner = client_for(server, "mallory") if whose == "foreign" else client
+            task_id = owner.videos.create(PROMPT, async_=True)["task_id"]
+            if whose == "deleted":
+                client.tasks.delete(task_id)
+        with pytest.raises(TaskNotFoundError) as caught:
+            client.tasks.wait(task_id, timeout=600)
+    assert caught.value.task_id == task_id and caught.value.code == "not_found"
+    retrieves = [b for b in transport.bodies if b.get("action") == "retrieve"]
+    assert len(retrieves) == 1 and sleeps.seconds == []
+
+
+@pytest.mark.parametrize("hosted", [True])
+def test_wait_on_an_unknown_task_raises_against_a_server_without_long_poll(
+    hosted_like: RealGateway, hosted: bool
+) -> None:
+    sleeps = Sleeps()
+    with client_for(hosted_like, sleep=sleeps) as client, pytest.raises(TaskNotFoundError):
+        client.tasks.wait(str(uuid.uuid4()), timeout=600)
+    assert sleeps.seconds == []
 
 
 def test_wait_polls_a_server_without_long_poll(hosted_like: RealGateway) -> None:

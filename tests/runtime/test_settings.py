@@ -347,3 +347,52 @@ def test_database_url_defaults_to_sqlite_in_the_data_dir(tmp_path: Path) -> None
     assert settings.videos_dir == tmp_path / "videos"
     given = Settings(data_dir=str(tmp_path), database_url="postgresql://h/db")
     assert given.resolved_database_url == "postgresql://h/db"
+
+
+# -- every numeric setting has bounds (a 0 interval is a hot loop against the upstream) ---------
+
+HOT_LOOP_FIELDS = [
+    "check_interval",
+    "check_max_interval",
+    "idle_poll_seconds",
+    "blocking_wait_seconds",
+]
+
+
+@pytest.mark.parametrize("name", HOT_LOOP_FIELDS)
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "1e-9"])
+def test_intervals_must_be_positive_and_not_tiny(name: str, value: str) -> None:
+    flag = "--" + name.replace("_", "-")
+    with pytest.raises(SettingsError, match=f"{name} \\({flag}\\)") as caught:
+        load([flag, value])
+    assert "\n" not in str(caught.value)
+
+
+def test_every_numeric_setting_has_bounds() -> None:
+    from kling_gateway.runtime.settings import BOUNDS
+
+    assert set(BOUNDS) == set(INT_FIELDS) | set(FLOAT_FIELDS)
+    for name, (low, high) in BOUNDS.items():
+        default = getattr(Settings(), name)
+        assert low <= default <= high, name
+        with pytest.raises(SettingsError, match=name):
+            Settings(**{name: high * 2 + 1}).validate()
+
+
+def test_check_max_interval_may_not_be_below_check_interval() -> None:
+    with pytest.raises(SettingsError, match="check_max_interval"):
+        Settings(check_interval=10.0, check_max_interval=5.0).validate()
+
+
+@pytest.mark.parametrize("name", HOT_LOOP_FIELDS)
+def test_the_command_refuses_a_zero_interval_in_one_line_with_exit_2(name: str) -> None:
+    import subprocess
+
+    from tests.e2e.proc import EXE, clean_env
+
+    flag = "--" + name.replace("_", "-")
+    done = subprocess.run(
+        [EXE, "serve", flag, "0"], capture_output=True, text=True, timeout=60, env=clean_env()
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and flag in done.stderr, done.stderr

@@ -25,6 +25,7 @@ from starlette.routing import BaseRoute, Route
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.waiting import RECHECK_SECONDS
 from kling_gateway.domain.task import Task
+from kling_gateway.infra.notify import Subscription
 from kling_gateway.protocol.errors import NoApi
 from kling_gateway.protocol.task import API_TASKS
 
@@ -83,15 +84,28 @@ class TaskStream:
         self._quiet_since = time.monotonic()
 
     async def events(self, task: Task | None) -> AsyncIterator[bytes]:
-        while task is not None:
-            event = self._event_for(task)
-            if event is not None:
-                yield event
-            if task.state.is_terminal:
-                return
-            if await self._wait(task.id):
-                yield PING
-            task = await _own_task(self._ctx, self._user_id, task.id)
+        if task is None:
+            return
+        waiters = self._ctx.waiters
+        waiters.streams += 1
+        try:
+            with self._ctx.events.subscribe(task.id) as changes:
+                # Read again once subscribed: a change since the handler's read is not missed.
+                current = await _own_task(self._ctx, self._user_id, task.id)
+                while current is not None:
+                    event = self._event_for(current)
+                    if event is not None:
+                        yield event
+                    if current.state.is_terminal:
+                        return
+                    ping = await self._wait(changes)
+                    if waiters.closing:
+                        return  # shutdown: the stream ends cleanly; the client reconnects
+                    if ping:
+                        yield PING
+                    current = await _own_task(self._ctx, self._user_id, task.id)
+        finally:
+            waiters.streams -= 1
         # A task deleted while streamed: nothing more will come, so the stream ends.
 
     def _event_for(self, task: Task) -> bytes | None:
@@ -104,11 +118,13 @@ class TaskStream:
         self._quiet_since = time.monotonic()
         return format_event(task.version, record)
 
-    async def _wait(self, task_id: str) -> bool:
-        """Wait for a change (or the next re-read); True when a ping is due."""
+    async def _wait(self, changes: Subscription) -> bool:
+        """Wait for a change (or the next re-read, or shutdown); True when a ping is due."""
         ping_in = self._quiet_since + PING_SECONDS - time.monotonic()
         if ping_in > 0:
-            await self._ctx.events.wait(task_id, min(RECHECK_SECONDS, ping_in))
+            await self._ctx.waiters.unless_closing(
+                changes.wait(min(RECHECK_SECONDS, ping_in))
+            )
         if time.monotonic() - self._quiet_since < PING_SECONDS:
             return False
         self._quiet_since = time.monotonic()

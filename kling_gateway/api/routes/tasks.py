@@ -44,24 +44,25 @@ class TasksEndpoint:
         principal, body = await self.ctx.admit(scope, receive, API_TASKS)
         request = decode_body(body, TasksRequest)
         if request.action == "retrieve":
-            return await self.retrieve(principal, request)
+            return await self.retrieve(principal, request, receive)
         if request.action == "retrieve_batch":
             return await self.retrieve_batch(principal, request)
         if request.action == "delete":
             return await self.delete(principal, request)
         raise ApiNotImplemented(f"action `{request.action}` is not implemented")
 
-    async def retrieve(self, principal: Principal, request: TasksRequest) -> Reply:
+    async def retrieve(self, principal: Principal, request: TasksRequest, receive: Receive) -> Reply:
         task_id = _required_id(request.id)
-        store = self.ctx.store
-        record = await store.get_task_record(principal.user_id, task_id)
+        ctx = self.ctx
         if request.wait is None:
+            record = await ctx.store.get_task_record(principal.user_id, task_id)
             return Reply(200, record or EMPTY_RECORD, _retry_hint(record))
         wait = _bounded("wait", request.wait, 0, MAX_WAIT_SECONDS)
-        if record is not None:  # a missing or foreign task answers {} at once
-            record = await wait_until_finished(
-                store, self.ctx.events, principal.user_id, task_id, wait, record
-            )
+        # A missing or foreign task answers {} at once (its first read finds nothing).
+        record = await ctx.waiters.hold(
+            receive,
+            wait_until_finished(ctx.store, ctx.events, principal.user_id, task_id, wait),
+        )
         # The SDK decides from this header whether `wait` was honoured, so it goes with every
         # answer to a `wait`, also when the task finished during it (and has no retry hint).
         return Reply(200, record or EMPTY_RECORD, [*_retry_hint(record), LONG_POLL])

@@ -48,7 +48,7 @@ class VideosEndpoint:
         task = await self._create(principal, raw, params, trace_id, _idempotency_key(scope))
         if params.asynchronous:
             return _json(200, {"task_id": task.id, "trace_id": trace_id})
-        return await self._wait(principal, task.id, trace_id)
+        return await self._wait(principal, task.id, trace_id, receive)
 
     async def _check_callback(self, params: VideoParams) -> None:
         if params.callback_url is None:
@@ -95,15 +95,21 @@ class VideosEndpoint:
         await self.ctx.events.publish(WORKER_WAKEUP)
         return stored
 
-    async def _wait(self, principal: Principal, task_id: str, trace_id: str) -> Reply:
-        # The task lives on whatever happens to this request: a client that disconnects, or
-        # a wait that runs out, leaves it to the worker.
-        record = await wait_until_finished(
-            self.ctx.store,
-            self.ctx.events,
-            principal.user_id,
-            task_id,
-            self.ctx.settings.blocking_wait_seconds,
+    async def _wait(
+        self, principal: Principal, task_id: str, trace_id: str, receive: Receive
+    ) -> Reply:
+        # The task lives on whatever happens to this request: a client that disconnects (the
+        # wait ends at once), a shutdown (503) or a wait that runs out leave it to the worker.
+        ctx = self.ctx
+        record = await ctx.waiters.hold(
+            receive,
+            wait_until_finished(
+                ctx.store,
+                ctx.events,
+                principal.user_id,
+                task_id,
+                ctx.settings.blocking_wait_seconds,
+            ),
         )
         if record is None or not is_finished(record):
             raise GatewayTimeout(
