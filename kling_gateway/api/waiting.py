@@ -81,7 +81,6 @@ class Waiters:
             raise ClientGone()
         raise shutting_down()
 
-
     async def unless_closing(self, wait: Coroutine[Any, Any, object]) -> bool:
         """Run ``wait`` to its end, or until shutdown; False when the server shuts down."""
         if self.closing:

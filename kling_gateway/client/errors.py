@@ -76,16 +76,18 @@ class NoApiError(KlingError):
 class NotFoundError(KlingError):
     """404 ``not_found``: e.g. a video file that does not exist."""
 
-    code, status = _wire.NotFound.code, _wire.NotFound.status
+    code = _wire.NotFound.code
+    status: int | None = _wire.NotFound.status
 
 
 class TaskNotFoundError(NotFoundError):
     """``tasks.wait`` on an id the server does not know for this token (it answered ``{}``:
     the task is missing, deleted or another user's). Not an HTTP error: ``status`` is None."""
 
+    status = None
+
     def __init__(self, task_id: str) -> None:
         super().__init__(f"task {task_id} not found", status=None)
-        self.status = None
         self.task_id = task_id
 
 

@@ -122,9 +122,7 @@ class TaskStream:
         """Wait for a change (or the next re-read, or shutdown); True when a ping is due."""
         ping_in = self._quiet_since + PING_SECONDS - time.monotonic()
         if ping_in > 0:
-            await self._ctx.waiters.unless_closing(
-                changes.wait(min(RECHECK_SECONDS, ping_in))
-            )
+            await self._ctx.waiters.unless_closing(changes.wait(min(RECHECK_SECONDS, ping_in)))
         if time.monotonic() - self._quiet_since < PING_SECONDS:
             return False
         self._quiet_since = time.monotonic()

@@ -51,7 +51,9 @@ class TasksEndpoint:
             return await self.delete(principal, request)
         raise ApiNotImplemented(f"action `{request.action}` is not implemented")
 
-    async def retrieve(self, principal: Principal, request: TasksRequest, receive: Receive) -> Reply:
+    async def retrieve(
+        self, principal: Principal, request: TasksRequest, receive: Receive
+    ) -> Reply:
         task_id = _required_id(request.id)
         ctx = self.ctx
         if request.wait is None:
