@@ -1,5 +1,6 @@
-"""The request enums of docs/contract.md §2, once: the server, the SDK, the CLI, the OpenAPI
-document, the renderer and the Kling mapping all take them from here."""
+"""The request enums of docs/contract.md §1 and §2, once: the server, the SDK, the CLI, the
+OpenAPI document (checked by tests/api/test_openapi_protocol.py), the renderer and the Kling
+mapping all take them from here."""
 
 from __future__ import annotations
 
@@ -20,13 +21,30 @@ VideoModel = Literal[
 VideoMode = Literal["std", "pro", "4k"]
 AspectRatio = Literal["16:9", "9:16", "1:1"]
 CameraType = Literal["simple", "down_back", "forward_up", "left_turn_forward", "right_turn_forward"]
+# The state changes a client may ask a callback for (the final state is always sent, §2).
+CallbackEvent = Literal["processing", "succeed", "failed"]
+# The actions of POST /kling/tasks (§1); `retrieve` when the body names none.
+TaskAction = Literal["retrieve", "retrieve_batch", "delete"]
 
 ACTIONS: tuple[str, ...] = get_args(VideoAction)
 MODELS: tuple[str, ...] = get_args(VideoModel)
 V3_MODELS = frozenset({"kling-v3", "kling-v3-omni"})
 AUDIO_MODELS = frozenset({"kling-v2-6", *V3_MODELS})
+AUDIO_PRO_ONLY_MODELS = frozenset({"kling-v2-6"})  # generate_audio there needs mode `pro`
 MODES: tuple[str, ...] = get_args(VideoMode)
 ASPECT_RATIOS: tuple[str, ...] = get_args(AspectRatio)
 CAMERA_TYPES: tuple[str, ...] = get_args(CameraType)
 CAMERA_AXES = ("horizontal", "vertical", "pan", "tilt", "roll", "zoom")
+CALLBACK_EVENTS: tuple[str, ...] = get_args(CallbackEvent)
+TASK_ACTIONS: tuple[str, ...] = get_args(TaskAction)
 MAX_PROMPT = 2500
+# Whole seconds: these on every model but the v3 ones, which take any in V3_DURATION_RANGE.
+DURATIONS: tuple[int, ...] = (5, 10)
+V3_DURATION_RANGE = (3, 15)  # inclusive
+CFG_SCALE_RANGE = (0.0, 1.0)
+CAMERA_RANGE = (-1.0, 1.0)  # every axis of camera_control.config
+# POST /kling/tasks (§1): the long-poll bound and the pages of a filtered retrieve_batch.
+MAX_WAIT_SECONDS = 60.0
+DEFAULT_PAGE_SIZE = 20
+MAX_PAGE_SIZE = 100
+MAX_OFFSET = 10**9

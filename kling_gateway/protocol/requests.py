@@ -1,5 +1,8 @@
-"""The request bodies as JSON types (docs/contract.md §2): decoded once, validated by
-``kling_gateway.domain``. Unknown fields are ignored (§5)."""
+"""The request bodies as JSON types (docs/contract.md §1, §2): decoded once, validated by
+``kling_gateway.domain`` (videos) and the tasks route. Unknown fields are ignored (§5).
+
+The OpenAPI document's request schemas have exactly these fields, these JSON types and these
+defaults (tests/api/test_openapi_protocol.py)."""
 
 from __future__ import annotations
 
@@ -39,3 +42,18 @@ class VideoRequestBody(msgspec.Struct, rename={"async_": "async"}):
     callback_url: str | None = None
     callback_events: list[str] | None = None
     async_: bool | None = None
+
+
+class TasksRequestBody(msgspec.Struct):
+    """The body of POST /kling/tasks, every action's fields at once (§1). ``limit`` and
+    ``offset`` are any number here: the route checks that they are whole and in range."""
+
+    action: str = "retrieve"
+    id: str | None = None
+    ids: list[str] | None = None
+    type: str | None = None
+    created_at_min: float | None = None
+    created_at_max: float | None = None
+    limit: float | None = None
+    offset: float | None = None
+    wait: float | None = None
