@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from kling_gateway.protocol.errors import ERRORS_BY_CODE
+
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACT = ROOT / "docs" / "contract.md"
 CITATION = re.compile(r"§(\d+(?:\.\d+)?)")
@@ -48,3 +50,17 @@ def test_the_sections_keep_the_specs_numbers() -> None:
 def test_the_citations_are_found() -> None:
     # The code cites at least the five implemented sections; an empty scan would pass above.
     assert {"1", "2", "3", "4", "5"} <= set(_cited())
+
+
+def _section(number: str) -> str:
+    text = CONTRACT.read_text("utf-8")
+    start = re.search(rf"^## {number}\. .*$", text, re.MULTILINE)
+    assert start is not None, number
+    end = re.search(r"^## \d+\. ", text[start.end() :], re.MULTILINE)
+    return text[start.end() : start.end() + end.start() if end else None]
+
+
+def test_section_4_lists_every_error_code_with_its_status() -> None:
+    rows = re.findall(r"^\| (\d{3}) \| `([a-z_]+)` \|", _section("4"), re.MULTILINE)
+    documented = {code: int(status) for status, code in rows}
+    assert documented == {code: cls.status for code, cls in ERRORS_BY_CODE.items()}
