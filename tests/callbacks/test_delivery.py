@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from kling_gateway.callbacks import admin, delivery
+from kling_gateway.infra import egress
 from kling_gateway.callbacks.delivery import (
     AttemptResult,
     CallbackDeliverer,
@@ -501,7 +502,7 @@ async def test_connects_to_the_checked_address_keeping_the_host_name(
         lookups.append(host)
         return next(answers)
 
-    monkeypatch.setattr(delivery, "resolve", rebinding)
+    monkeypatch.setattr(egress, "resolve", rebinding)
     clock = Clock()
     backend = RecordingBackend()
     transport = GuardedTransport(allow_private=True, backend=backend)
@@ -521,7 +522,7 @@ async def test_a_rebinding_name_answering_private_is_refused(
     async def rebinding(host: str, port: int) -> list[str]:
         return ["93.184.216.34", "169.254.169.254"]
 
-    monkeypatch.setattr(delivery, "resolve", rebinding)
+    monkeypatch.setattr(egress, "resolve", rebinding)
     backend = RecordingBackend()
     transport = GuardedTransport(allow_private=False, backend=backend)
     task, _ = await finished_task(store, user_id, "https://rebind.test/hook")
