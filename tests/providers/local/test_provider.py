@@ -686,7 +686,9 @@ async def test_a_full_render_pool_leaves_dns_lookups_free(
     prov = provider(files, store, clock, renderer=renderer, render_threads=2)
     # More renders in flight than the default executor has threads.
     default_threads = min(32, (os.cpu_count() or 1) + 4)
-    tasks = [make_task(text_request(model="kling-v3", duration=3)) for _ in range(default_threads + 2)]
+    tasks = [
+        make_task(text_request(model="kling-v3", duration=3)) for _ in range(default_threads + 2)
+    ]
     for task in tasks:
         await taken(prov, task)
     checks = [asyncio.create_task(prov.check(task)) for task in tasks]
