@@ -26,7 +26,11 @@ from kling_gateway.fake_upstream.config import SAFETY_MESSAGE
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.task import TaskState
 from kling_gateway.providers.base import Provider
-from kling_gateway.providers.kling.client import KlingClient, KlingClientConfig
+from kling_gateway.providers.kling.client import (
+    MAX_RESPONSE_BYTES,
+    KlingClient,
+    KlingClientConfig,
+)
 from kling_gateway.providers.kling.provider import KlingProvider, KlingProviderConfig
 from kling_gateway.storage.base import Store
 from kling_gateway.worker.steps import mark_submit
@@ -408,6 +412,37 @@ async def test_malformed_json_is_retryable(
         await provider.check(task)
     assert (info.value.code, info.value.retryable) == ("upstream_bad_response", True)
     assert (await finish(provider, task)).state is TaskState.SUCCEED
+
+
+async def test_a_huge_answer_is_cut_off_at_the_cap(
+    provider: KlingProvider, admin: httpx.AsyncClient
+) -> None:
+    """A 64 MB answer (streamed, no Content-Length) is read only up to the 4 MB cap."""
+    task = make_task(action="text2video", prompt="p")
+    await submit(provider, task)
+    huge = {"count": 1, "routes": ["get"], "size": 64 * 1024 * 1024}
+    await set_faults(admin, {"huge_body": huge})
+    with pytest.raises(ProviderError) as info:
+        await provider.check(task)
+    assert (info.value.code, info.value.retryable) == ("upstream_bad_response", True)
+    assert f"over {MAX_RESPONSE_BYTES} bytes" in info.value.message
+    assert (await counters(admin))["faults_injected"] == {"huge_body": 1}
+    assert (await finish(provider, task)).state is TaskState.SUCCEED
+
+
+async def test_an_announced_huge_answer_is_refused_before_reading(
+    upstream: str, tmp_path: Path, store: Store
+) -> None:
+    # A cap below one ordinary answer: the Content-Length alone says it is too big.
+    config = client_config(upstream, max_response_bytes=10)
+    provider = make_provider(upstream, tmp_path, store, client=config)
+    try:
+        with pytest.raises(ProviderError) as info:
+            await provider.submit(make_task(action="text2video", prompt="p"))
+    finally:
+        await provider.aclose()
+    assert (info.value.code, info.value.retryable) == ("upstream_bad_response", True)
+    assert "over 10 bytes" in info.value.message
 
 
 async def test_hung_response_times_out(
