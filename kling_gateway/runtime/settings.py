@@ -101,7 +101,9 @@ class Settings:
         10.0, "deadline of one callback attempt, in seconds", "callbacks"
     )
     callback_allow_private: bool = _opt(
-        False, "allow callback and image URLs on loopback/private networks", "callbacks"
+        False,
+        "allow callback, image and result-download URLs on loopback/private networks",
+        "callbacks",
     )
     callback_retry_schedule: str = _opt(
         "5,30,120,600,1800,3600,7200,14400,28800,43200",
