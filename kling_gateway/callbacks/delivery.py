@@ -11,10 +11,8 @@ other status, a redirect (never followed), a timeout or a connection error is re
 next interval of the schedule (jittered ±10%, or the receiver's Retry-After when that is longer)
 until the schedule runs out, and then the delivery is marked failed.
 
-The SSRF guard runs on the connection itself: ``GuardedBackend`` resolves the host once, refuses
-unless every address is public, and connects to the checked address, while the Host header and
-TLS SNI stay the URL's name. A DNS answer that changes between the check and the connection
-(rebinding) therefore never reaches a private network.
+The SSRF guard runs on the connection itself (``infra.egress.GuardedTransport``): a DNS answer
+that changes between the check and the connection (rebinding) never reaches a private network.
 """
 
 from __future__ import annotations
@@ -25,18 +23,22 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Literal
 
-import httpcore
 import httpx
 
 from kling_gateway import __version__
 from kling_gateway.callbacks.secrets import SecretStore
 from kling_gateway.callbacks.signing import webhook_headers
-from kling_gateway.infra.egress import UnsafeTarget, check_address, check_callback_url, resolve
+from kling_gateway.infra.egress import (  # noqa: F401 - GuardedBackend: re-exported
+    GuardedBackend,
+    GuardedTransport,
+    UnsafeTarget,
+    check_callback_url,
+)
 from kling_gateway.protocol.retry_after import parse_retry_after
 from kling_gateway.storage.base import CallbackDelivery, Store
 
@@ -47,87 +49,6 @@ JITTER = 0.1
 LEASE_MARGIN = 30.0
 
 Verdict = Literal["delivered", "stop", "retry"]
-
-
-# -- the guarded connection ----------------------------------------------------------------
-
-
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """Resolve once, check every address, connect to a checked address (never the name)."""
-
-    def __init__(
-        self, allow_private: bool, inner: httpcore.AsyncNetworkBackend | None = None
-    ) -> None:
-        self._allow_private = allow_private
-        self._inner = inner if inner is not None else httpcore.AnyIOBackend()
-
-    async def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        addresses = await self._resolve(host, port, timeout)
-        for address in addresses:
-            check_address(address, self._allow_private)
-        failure: Exception | None = None
-        for address in addresses:
-            try:
-                return await self._inner.connect_tcp(
-                    address,
-                    port,
-                    timeout=timeout,
-                    local_address=local_address,
-                    socket_options=socket_options,
-                )
-            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
-                failure = exc
-        assert failure is not None  # resolve() never returns an empty list
-        raise failure
-
-    async def _resolve(self, host: str, port: int, timeout: float | None) -> list[str]:
-        try:
-            async with asyncio.timeout(timeout):
-                addresses = await resolve(host, port)
-        except TimeoutError as exc:
-            raise httpcore.ConnectTimeout(f"resolving {host} timed out") from exc
-        except UnsafeTarget as exc:
-            # A name that does not resolve (now) is a connection failure, retried later.
-            raise httpcore.ConnectError(str(exc)) from exc
-        if not addresses:
-            raise httpcore.ConnectError(f"callback host {host} has no address")
-        return addresses
-
-    async def connect_unix_socket(
-        self,
-        path: str,
-        timeout: float | None = None,
-        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        raise UnsafeTarget("callbacks never use unix sockets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self._inner.sleep(seconds)
-
-
-class GuardedTransport(httpx.AsyncHTTPTransport):
-    """An httpx transport whose every connection goes through ``GuardedBackend``.
-
-    No proxies (``trust_env`` off: a proxy would connect on our behalf, unchecked), no retries.
-    """
-
-    def __init__(
-        self, allow_private: bool, *, backend: httpcore.AsyncNetworkBackend | None = None
-    ) -> None:
-        super().__init__(trust_env=False)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(trust_env=False),
-            max_connections=100,
-            keepalive_expiry=5.0,
-            network_backend=GuardedBackend(allow_private, backend),
-        )
 
 
 # -- one attempt's result and what it makes of the delivery -----------------------------------
@@ -284,8 +205,12 @@ class CallbackDeliverer:
         return len(batch)
 
     async def deliver(self, delivery: CallbackDelivery) -> None:
-        """One attempt at a claimed delivery, recorded in the store."""
-        result = await self.attempt(delivery)
+        """One attempt at a claimed delivery, recorded in the store. The callbacks of a task
+        deleted since are dropped, unsent: a deleted task tells no one about itself."""
+        if await self._store.load_task(delivery.task_id) is None:
+            result = AttemptResult("stop", None, "the task was deleted; callback dropped")
+        else:
+            result = await self.attempt(delivery)
         apply_result(delivery, result, self._clock(), self._schedule, self._rng)
         if delivery.state == "failed":
             log.warning("callback %s to %s failed: %s", delivery.id, delivery.url, result.error)

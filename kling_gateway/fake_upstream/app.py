@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from kling_gateway.fake_upstream.config import (
@@ -48,6 +48,18 @@ from kling_gateway.providers.kling.auth import JwtError, verify_jwt
 
 Action = Callable[[Request, bytes, str], Awaitable[Any]]
 MALFORMED_BODY = b'{"code": 0, "message": "SUCCEED", "data": {"task_id": '
+HUGE_CHUNK = 64 * 1024
+
+
+async def _huge_body(size: int) -> AsyncIterator[bytes]:
+    """``size`` bytes of one endless JSON string, streamed without a Content-Length."""
+    yield b'{"code": 0, "message": "'
+    left = size
+    while left > 0:
+        chunk = min(left, HUGE_CHUNK)
+        left -= chunk
+        yield b"x" * chunk
+    yield b'", "data": {}}'
 
 
 def _envelope(data: Any, *, code: int = 0, message: str = "SUCCEED") -> dict[str, Any]:
@@ -159,6 +171,8 @@ class FakeUpstream:
             return _error(exc)
         if self.state.fault("malformed_json", route) is not None:
             return Response(MALFORMED_BODY, media_type="application/json")
+        if (huge := self.state.fault("huge_body", route)) is not None:
+            return StreamingResponse(_huge_body(huge.size), media_type="application/json")
         return JSONResponse(_envelope(data))
 
     # --- task lifecycle and callbacks ----------------------------------------------------

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # Faults that change how one API request is answered.
-REQUEST_FAULTS = ("hang", "slow", "server_error", "rate_limit", "malformed_json")
+REQUEST_FAULTS = ("hang", "slow", "server_error", "rate_limit", "malformed_json", "huge_body")
 # Faults decided when a task is created (on the create route only).
 CREATE_FAULTS = ("create_safety", "task_safety", "task_failure")
 FAULT_KINDS = REQUEST_FAULTS + CREATE_FAULTS
@@ -33,7 +33,7 @@ class FaultRule:
     The next ``count`` matching requests get it; after that each gets it with ``probability``.
     ``routes`` limits it to some of ``create``/``get``/``list``/``media`` (None: the three API
     routes; create-time faults always apply to ``create`` only; ``media`` takes the request
-    faults but malformed_json). ``after``: hang/slow/server_error happen after the
+    faults but malformed_json and huge_body). ``after``: hang/slow/server_error happen after the
     request took effect (a create that made a task, then no proper answer).
     """
 
@@ -44,6 +44,8 @@ class FaultRule:
     delay: float = 1.0
     retry_after: float = 1.0
     message: str | None = None
+    # huge_body: bytes of the streamed answer (no Content-Length, so only counting stops it).
+    size: int = 200 * 1024 * 1024
 
     def matches(self, route: str) -> bool:
         return route in (API_ROUTES if self.routes is None else self.routes)
@@ -100,6 +102,7 @@ def rule_from_json(doc: Any) -> FaultRule:
         delay=_number(doc, "delay", 1.0, 0.0, 3600.0),
         retry_after=_number(doc, "retry_after", 1.0, 0.0, 3600.0),
         message=message,
+        size=int(_number(doc, "size", 200 * 1024 * 1024, 0, 2**34)),
     )
 
 

@@ -6,8 +6,9 @@ runs under one deadline so a server dripping bytes cannot hold a worker, and red
 followed by hand so that every hop is checked to stay on http or https.
 
 Where the client may connect is the client's business: the local provider gives it the
-callbacks' guarded transport, whose refusal of a non-public address (``UnsafeTarget``, raised
-while connecting, so on every hop) ends up here as a FetchError like any other.
+egress guard's transport (``egress.GuardedTransport``), whose refusal of a non-public address
+(``UnsafeTarget``, raised while connecting, so on every hop) ends up here as a FetchError like
+any other.
 """
 
 from __future__ import annotations

@@ -68,6 +68,9 @@ class Settings:
     local_max_side: int = _opt(
         0, "local provider: cap on the longer frame side (0: true size)", "worker"
     )
+    local_render_threads: int = _opt(
+        0, "local provider: renders run at once, in a pool of their own (0: CPU count)", "worker"
+    )
     worker_concurrency: int = _opt(64, "tasks driven at once by one worker", "worker")
     lease_seconds: float = _opt(120.0, "how long a claimed task stays with its worker", "worker")
     idle_poll_seconds: float = _opt(
@@ -98,7 +101,9 @@ class Settings:
         10.0, "deadline of one callback attempt, in seconds", "callbacks"
     )
     callback_allow_private: bool = _opt(
-        False, "allow callback and image URLs on loopback/private networks", "callbacks"
+        False,
+        "allow callback, image and result-download URLs on loopback/private networks",
+        "callbacks",
     )
     callback_retry_schedule: str = _opt(
         "5,30,120,600,1800,3600,7200,14400,28800,43200",
@@ -176,6 +181,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "blocking_wait_seconds": (0.1, _DAY),
     "local_delay": (0, _DAY),
     "local_max_side": (0, 8_192),
+    "local_render_threads": (0, 1_024),
     "worker_concurrency": (1, 10_000),
     "lease_seconds": (1, _DAY),
     "idle_poll_seconds": (0.01, 3_600),

@@ -40,6 +40,7 @@ def build_provider(settings: Settings, store: Store) -> Provider:
         image_max_bytes=settings.image_max_bytes,
         fetch_timeout=min(settings.provider_timeout, 30.0),
         allow_private=settings.callback_allow_private,
+        render_threads=settings.local_render_threads,
     )
 
 

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from kling_gateway.callbacks import admin, delivery
+from kling_gateway.callbacks import admin
 from kling_gateway.callbacks.delivery import (
     AttemptResult,
     CallbackDeliverer,
@@ -39,6 +39,7 @@ from kling_gateway.callbacks.secrets_sqlite import SQLiteSecretStore
 from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import params_from_stored
+from kling_gateway.infra import egress
 from kling_gateway.protocol.task import TaskState, success_response
 from kling_gateway.storage.base import CallbackDelivery, Outcome
 from kling_gateway.storage.sqlite import SQLiteStore
@@ -213,6 +214,20 @@ def verify_hit(hit: Hit, secrets: Iterable[str]) -> None:
 
 
 # -- retries and outcomes ------------------------------------------------------------------
+
+
+async def test_callbacks_of_a_deleted_task_are_dropped_unsent(
+    store: SQLiteStore, user_id: str, receiver: Receiver
+) -> None:
+    task, _ = await finished_task(store, user_id, f"{receiver.base}/ok")
+    assert await store.delete_task(user_id, task.id)
+    async with deliverer(store, Clock()) as d:
+        assert await d.deliver_due() == 1
+        assert await d.deliver_due() == 0  # dropped for good, not retried
+    assert receiver.to("/ok") == []
+    row = await only_delivery(store, task.id)
+    assert (row.state, row.attempts) == ("failed", 1)
+    assert row.last_error == "the task was deleted; callback dropped"
 
 
 async def test_fails_three_times_then_succeeds(
@@ -501,7 +516,7 @@ async def test_connects_to_the_checked_address_keeping_the_host_name(
         lookups.append(host)
         return next(answers)
 
-    monkeypatch.setattr(delivery, "resolve", rebinding)
+    monkeypatch.setattr(egress, "resolve", rebinding)
     clock = Clock()
     backend = RecordingBackend()
     transport = GuardedTransport(allow_private=True, backend=backend)
@@ -521,7 +536,7 @@ async def test_a_rebinding_name_answering_private_is_refused(
     async def rebinding(host: str, port: int) -> list[str]:
         return ["93.184.216.34", "169.254.169.254"]
 
-    monkeypatch.setattr(delivery, "resolve", rebinding)
+    monkeypatch.setattr(egress, "resolve", rebinding)
     backend = RecordingBackend()
     transport = GuardedTransport(allow_private=False, backend=backend)
     task, _ = await finished_task(store, user_id, "https://rebind.test/hook")

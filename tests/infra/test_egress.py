@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from kling_gateway.infra import egress
 from kling_gateway.infra.egress import UnsafeTarget, check_address, check_callback_url
 
 REFUSED = {
@@ -118,3 +119,21 @@ async def test_a_name_that_does_not_resolve_is_refused(monkeypatch: pytest.Monke
     monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", nxdomain)
     with pytest.raises(UnsafeTarget, match="does not resolve"):
         await check_callback_url("https://nowhere.example.test/x", allow_private=False)
+
+
+async def test_a_hanging_resolver_is_given_up_on_at_the_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """getaddrinfo waits in a thread pool: a resolver that never answers (or a full pool)
+    must cost a create a bounded wait, then a refusal, never a hang."""
+    never = asyncio.Event()
+
+    async def hanging_getaddrinfo(*args: Any, **kwargs: Any) -> Any:
+        await never.wait()
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", hanging_getaddrinfo)
+    with pytest.raises(UnsafeTarget, match=r"did not resolve within 0\.05 s"):
+        await egress.resolve("hook.example", 443, timeout=0.05)
+    monkeypatch.setattr(egress, "DNS_TIMEOUT", 0.05)
+    with pytest.raises(UnsafeTarget, match="did not resolve"):
+        await check_callback_url("https://hook.example/x", allow_private=False)

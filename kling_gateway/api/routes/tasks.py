@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import msgspec
 
 from kling_gateway.api.asgi import Receive, Reply, Scope
@@ -9,6 +11,7 @@ from kling_gateway.api.context import AppContext
 from kling_gateway.api.requests import decode_body
 from kling_gateway.api.waiting import is_finished, wait_until_finished
 from kling_gateway.domain.task import is_blank
+from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.errors import ApiNotImplemented, BadRequest
 from kling_gateway.protocol.task import API_TASKS
 from kling_gateway.storage.base import Principal, TaskFilter
@@ -91,7 +94,14 @@ class TasksEndpoint:
 
     async def delete(self, principal: Principal, request: TasksRequest) -> Reply:
         task_id = _required_id(request.id)
-        deleted = await self.ctx.store.delete_task(principal.user_id, task_id)
+        store = self.ctx.store
+        # Read first: the row names the video file(s), which must not stay public after it.
+        stored = await store.load_task(task_id)
+        deleted = await store.delete_task(principal.user_id, task_id)
+        if deleted and stored is not None:
+            settings = self.ctx.settings
+            files = VideoFiles(settings.videos_dir, settings.resolved_public_url)
+            await asyncio.to_thread(files.remove_task_videos, stored.task)
         return Reply(200, msgspec.json.encode({"id": task_id, "deleted": deleted}))
 
 

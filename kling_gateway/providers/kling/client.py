@@ -1,13 +1,16 @@
 """A thin async client of the official Kling API over one shared ``httpx.AsyncClient``.
 
 Every call has a deadline; every failure is a ``ProviderError`` (transport failures, timeouts
-and unreadable bodies are retryable). The ``{code, message, request_id, data}`` envelope is
-unwrapped here, so callers see only ``data``.
+and unreadable bodies are retryable). Answers are read as a stream and capped
+(``max_response_bytes``): an upstream (or a proxy before it) that answers hundreds of
+megabytes costs the worker that much in memory otherwise. The ``{code, message, request_id,
+data}`` envelope is unwrapped here, so callers see only ``data``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import urllib.parse
@@ -31,6 +34,8 @@ log = logging.getLogger("kling_gateway.worker.kling")
 DEFAULT_BASE_URL = "https://api-singapore.klingai.com"
 MAX_PAGE_SIZE = 500
 MAX_PAGE_NUM = 1000
+# A list page of 500 tasks is some 500 KB; nothing the API answers comes near this.
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,8 @@ class KlingClientConfig:
     # them are kept for checks (get, list), so a burst of creates never holds up the checks.
     max_connections: int = 16
     check_connections: int = 6
+    # The largest answer body read (see the module docstring).
+    max_response_bytes: int = MAX_RESPONSE_BYTES
 
     def timeout(self) -> httpx.Timeout:
         return httpx.Timeout(
@@ -180,14 +187,15 @@ class KlingClient:
         url = self._config.base_url.rstrip("/") + path
         headers = {"Authorization": self._tokens.authorization(), "Accept": "application/json"}
         try:
-            response = await self._http.request(
+            async with self._http.stream(
                 method,
                 url,
                 json=json_body,
                 params=params,
                 headers=headers,
                 timeout=self._config.timeout(),
-            )
+            ) as response:
+                body = await _read_capped(response, self._config.max_response_bytes)
         except httpx.TimeoutException as exc:
             raise ProviderError(
                 f"the upstream did not answer {method} {path} in time",
@@ -204,7 +212,7 @@ class KlingClient:
             raise ProviderError(
                 f"the upstream URL is not valid: {exc}", code="upstream_misconfigured"
             ) from exc
-        return _parse(response)
+        return _parse(response, body)
 
     def _checked(self, answer: _Answer) -> Any:
         if answer.code != 0 or answer.status >= 400:
@@ -230,6 +238,32 @@ def _segment(value: str) -> str:
     return urllib.parse.quote(value, safe="")
 
 
+async def _read_capped(response: httpx.Response, limit: int) -> bytes:
+    """The body of ``response``, or a retryable ProviderError once it passes ``limit`` bytes
+    (announced or counted while streaming; counted after decoding, so a gzip bomb stops too)."""
+    length = response.headers.get("content-length", "").strip()
+    if length.isdigit() and int(length) > limit:
+        raise _too_large(response, limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(response, limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _too_large(response: httpx.Response, limit: int) -> ProviderError:
+    # Retryable: a misbehaving proxy or a passing upstream fault; the task's deadline bounds
+    # how long that is tried, and memory stays bounded by the cap meanwhile.
+    return ProviderError(
+        f"the upstream answered HTTP {response.status_code} with a body over {limit} bytes",
+        code="upstream_bad_response",
+        retryable=True,
+    )
+
+
 def _bad_body(response: httpx.Response, what: str) -> ProviderError:
     return ProviderError(
         f"the upstream answered HTTP {response.status_code} with {what}",
@@ -238,10 +272,10 @@ def _bad_body(response: httpx.Response, what: str) -> ProviderError:
     )
 
 
-def _parse(response: httpx.Response) -> _Answer:
+def _parse(response: httpx.Response, body: bytes) -> _Answer:
     retry_after = response.headers.get("retry-after")
     try:
-        envelope = response.json()
+        envelope = json.loads(body)
     except ValueError as exc:
         if response.status_code >= 400:
             # A proxy's HTML error page: classify by the HTTP status alone.

@@ -46,6 +46,7 @@ def kling_provider(settings: Settings, files: VideoFiles, store: Store) -> Kling
         callback_url=callback_url(settings),
         download_results=settings.kling_download_results,
         download_timeout=settings.kling_download_timeout,
+        download_allow_private=settings.callback_allow_private,
         batch=BatchConfig(window=batch_window(settings), max_pages=LIST_MAX_PAGES),
     )
     files_if_kept = files if settings.kling_download_results else None

@@ -5,11 +5,17 @@
 * ``status_from_task`` turns an upstream task object into a worker ``Status``.
 * ``error_from_response`` turns an upstream error (HTTP status, ``code``, ``message``) into a
   ``ProviderError`` following the error table of the upstream spec page.
+
+Upstream words that end up in records (error messages, ``task_status_msg``) go through
+``clean_message``: markup stripped and at most ``MAX_MESSAGE_CHARS`` characters, since an
+upstream (or a proxy before it) may answer with a whole HTML page.
 """
 
 from __future__ import annotations
 
+import html
 import math
+import re
 from typing import Any, Final
 
 from kling_gateway.domain.outcomes import ProviderError, Status, VideoResult
@@ -32,6 +38,24 @@ _PASSTHROUGH: Final = ("prompt", "negative_prompt", "mode", "aspect_ratio")
 
 ERROR_GENERATION_FAILED: Final = "generation_failed"
 ERROR_PROTOCOL: Final = "upstream_protocol_error"
+
+MAX_MESSAGE_CHARS: Final = 500
+# Markup is stripped from a bounded prefix only, so a huge message costs bounded work.
+_MESSAGE_SCAN: Final = 16 * MAX_MESSAGE_CHARS
+_HIDDEN: Final = re.compile(r"<(script|style)\b[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG: Final = re.compile(r"<!--.*?-->|<[A-Za-z/!?][^<>]*>", re.DOTALL)
+_SPACE: Final = re.compile(r"\s+")
+
+
+def clean_message(text: str) -> str:
+    """``text`` as plain words for a record: tags, scripts and styles removed, entities
+    decoded, white space collapsed, cut to ``MAX_MESSAGE_CHARS`` (ending in "…" when cut)."""
+    scanned = text[:_MESSAGE_SCAN]
+    plain = _TAG.sub(" ", _HIDDEN.sub(" ", scanned))
+    plain = "".join(c if c.isprintable() else " " for c in html.unescape(plain))
+    plain = _SPACE.sub(" ", plain).strip()
+    cut = len(text) > _MESSAGE_SCAN or len(plain) > MAX_MESSAGE_CHARS
+    return plain[: MAX_MESSAGE_CHARS - 1].rstrip() + "…" if cut else plain
 
 
 # --- request -> upstream create ------------------------------------------------------------
@@ -206,11 +230,11 @@ def status_from_task(task: dict[str, Any]) -> Status:
     if word == "succeed":
         return Status(state=TaskState.SUCCEED, video=video_of(task), provider_data=extra)
     if word == "failed":
-        message = task.get("task_status_msg")
+        message = clean_message(str(task.get("task_status_msg") or ""))
         return Status(
             state=TaskState.FAILED,
             error_code=ERROR_GENERATION_FAILED,
-            error_message=str(message) if message else "the upstream generation failed",
+            error_message=message or "the upstream generation failed",
             provider_data=extra,
         )
     raise ProviderError(f"unknown upstream task_status {word!r}", code=ERROR_PROTOCOL)
@@ -269,7 +293,8 @@ def error_from_response(
 ) -> ProviderError:
     """The ``ProviderError`` for an upstream error answer, per the spec's error table."""
     ours, retryable, description = _classify(http_status, code)
-    text = message.strip() if isinstance(message, str) and message.strip() else description
+    text = clean_message(message) if isinstance(message, str) else ""
+    text = text or description
     if code is not None and ours not in ("invalid_request", "content_policy_violation"):
         text = f"{text} (kling code {code})"
     return ProviderError(

@@ -8,6 +8,12 @@ video and creation time instead. ``check`` maps the upstream task to a ``Status`
 checks are coalesced by a ``CheckBatcher``: many waiting at once are answered from the list
 endpoint. ``materialize`` copies a finished MP4 into ``VideoFiles`` (upstream result URLs are
 deleted after 30 days); the worker runs it outside the per-call deadline.
+
+Result URLs come from the upstream, and the copy lands in public ``/files``: downloads go
+through the egress guard, so a result URL on a loopback or private address is refused (its
+content would otherwise be published). The origin of ``--kling-base-url`` is trusted (a
+loopback fake upstream serves its own results), and ``download_allow_private`` (the operator's
+``--callback-allow-private``) lets private addresses through.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import httpx
 
 from kling_gateway.domain.outcomes import ProviderError, Status, Submission, VideoResult
 from kling_gateway.domain.task import Task
+from kling_gateway.infra.egress import GuardedTransport, UnsafeTarget, origin_of
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.task import TaskState
 from kling_gateway.providers.base import require_own_video
@@ -64,6 +71,8 @@ class KlingProviderConfig:
     max_download_bytes: int = 512 * 1024 * 1024
     # Seconds one result copy may take in all (the worker holds the task's lease for it).
     download_timeout: float = 300.0
+    # Let result downloads reach loopback/private addresses other than the API's own.
+    download_allow_private: bool = False
     # ``Status.next_check_in`` for tasks still in progress (None: the worker's own backoff).
     poll_interval: float | None = None
     # How concurrent checks are coalesced (its ``max_pages`` caps the batched sweeps).
@@ -91,6 +100,16 @@ class KlingProvider:
         self._files = files
         self._client = client if client is not None else KlingClient(config.client, clock=clock)
         self._batcher = CheckBatcher(self._get_status, self._list_statuses, config.batch)
+        guard = GuardedTransport(
+            config.download_allow_private,
+            trusted=[origin_of(config.client.base_url)],
+            max_connections=config.client.max_connections,
+        )
+        # No redirects followed: a hop could lead anywhere (each one would be checked, but a
+        # result URL that redirects is not what the upstream sends).
+        self._downloads = httpx.AsyncClient(
+            transport=guard, follow_redirects=False, trust_env=False
+        )
 
     @property
     def client(self) -> KlingClient:
@@ -103,6 +122,7 @@ class KlingProvider:
     async def aclose(self) -> None:
         await self._batcher.aclose()
         await self._client.aclose()
+        await self._downloads.aclose()
 
     # --- submit --------------------------------------------------------------------------
 
@@ -270,7 +290,7 @@ class KlingProvider:
     async def _stream_to(self, url: str, part: Path) -> None:
         timeout = httpx.Timeout(self._config.download_timeout, connect=10.0)
         try:
-            async with self._client.http.stream("GET", url, timeout=timeout) as response:
+            async with self._downloads.stream("GET", url, timeout=timeout) as response:
                 _check_download(response, self._config.max_download_bytes)
                 await asyncio.to_thread(part.parent.mkdir, parents=True, exist_ok=True)
                 sink = await asyncio.to_thread(_open_binary, part)
@@ -278,6 +298,12 @@ class KlingProvider:
                     await self._copy(response, sink)
                 finally:
                     await asyncio.to_thread(sink.close)
+        except UnsafeTarget as exc:
+            # The guard's words are about callbacks; the address they name is what matters.
+            where = str(exc).removeprefix("callback ")
+            raise ProviderError(
+                f"the result video URL was refused: {where}", code="download_refused"
+            ) from exc
         except httpx.TimeoutException as exc:
             raise ProviderError(
                 "downloading the result video timed out", code="download_timeout", retryable=True

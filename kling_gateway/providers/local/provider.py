@@ -1,38 +1,51 @@
 """The ``local`` provider, the default: renders each task into a real MP4 on this machine.
 
-No upstream and no cost: ``submit`` only plans the job (when it becomes ready and which video id
-it will produce, both derived from the task so a resubmission is the same job), and the first
-``check`` after ``ready_at`` renders the video with ``render.render_video`` in a thread. The
-``delay`` stands in for the time a real generation takes. With ``render=False`` no file is
+No upstream and no cost: ``submit`` only plans the job (when it becomes ready, and the video id
+it will produce: random, since the id is the public file name and must not follow from the task
+id; the plan is kept on the task, so a resubmission is the same job). The first check reports
+``processing`` at once (so ``callback_events: ["processing"]`` fires offline too), and the
+first check after that and after ``ready_at`` renders the video with ``render.render_video``.
+The ``delay`` stands in for the time a real generation takes. With ``render=False`` no file is
 written at all; that mode exists to bench the task machinery, not to serve videos.
+
+Renders run in a bounded thread pool of their own (``render_threads``, default the CPU count),
+never in the loop's default executor: that one also runs ``getaddrinfo``, and a burst of
+renders there would hold every DNS lookup (the SSRF check of a create) behind them.
+
+A task deleted while its video renders gets no file: the render looks the task up after its
+file landed and removes the file when the task is gone (the delete removes the file it knows).
 
 Renders are single-flight per video id: the worker runs each check under a deadline, and a
 4K or long render can outlive it. The render is an asyncio task of its own, shielded from the
 caller's cancellation, so the thread keeps going and the next check awaits that same render
-instead of starting a second one into the same ``.part`` file.
+instead of starting a second one (two workers rendering one video each write a part file of
+their own, so a lost lease cannot publish a corrupt MP4).
 
-Images are fetched through the callbacks' guarded transport: unless ``allow_private``, a URL
-whose host resolves to a loopback, private or link-local address is refused, on the address
-actually connected to (so DNS rebinding cannot get around it).
+Images are fetched through the egress guard (``infra.egress.GuardedTransport``): unless
+``allow_private``, a URL whose host resolves to a loopback, private or link-local address is
+refused, on the address actually connected to (so DNS rebinding cannot get around it).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
+import os
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, ParamSpec, TypeVar, cast
 
 import httpx
 
-from kling_gateway.callbacks.delivery import GuardedTransport
 from kling_gateway.domain.outcomes import ProviderError, Status, Submission, VideoResult
 from kling_gateway.domain.params import VideoParams
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import params_of
+from kling_gateway.infra.egress import GuardedTransport
 from kling_gateway.infra.fetch import FetchError, fetch_bytes
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.task import TaskState, format_seconds
@@ -48,7 +61,10 @@ from kling_gateway.providers.local.render import (
 )
 from kling_gateway.storage.base import Store
 
-# Fixed forever: job and video ids of existing tasks are derived from it.
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+# Fixed forever: job ids of existing tasks are derived from it.
 NAMESPACE = uuid.UUID("6f0f4a0e-2c55-5a43-9a35-7d1c0e5b8f21")
 JOB_PREFIX = "local-"
 
@@ -57,8 +73,9 @@ def job_id_for(task_id: str) -> str:
     return JOB_PREFIX + str(uuid.uuid5(NAMESPACE, f"job:{task_id}"))
 
 
-def video_id_for(task_id: str) -> str:
-    return str(uuid.uuid5(NAMESPACE, f"video:{task_id}"))
+def new_video_id() -> str:
+    """A fresh, unguessable video id (it names the public file /files/videos/<id>.mp4)."""
+    return str(uuid.uuid4())
 
 
 class LocalProvider:
@@ -79,16 +96,21 @@ class LocalProvider:
         fetch_timeout: float = 10.0,
         http: httpx.AsyncClient | None = None,
         allow_private: bool = False,
+        render_threads: int = 0,
         renderer: Callable[[Path, RenderSpec], RenderedVideo] = render_video,
         clock: Callable[[], float] = time.time,
     ) -> None:
         """``allow_private`` lets image URLs reach loopback/private addresses (it only shapes
-        the client built here, not a given ``http``); ``renderer`` replaces render_video
-        (tests)."""
+        the client built here, not a given ``http``); ``render_threads`` bounds the renders
+        run at once (0: the CPU count); ``renderer`` replaces render_video (tests)."""
         if not (math.isfinite(delay) and delay >= 0):
             raise ValueError(f"delay must be a non-negative number of seconds, not {delay}")
         if image_max_bytes < 1 or not fetch_timeout > 0:
             raise ValueError("image_max_bytes and fetch_timeout must be positive")
+        if render_threads < 0:
+            raise ValueError(
+                f"render_threads must be 0 (the CPU count) or more, not {render_threads}"
+            )
         self._files = files
         self._store = store
         self._delay = delay
@@ -101,6 +123,9 @@ class LocalProvider:
         self._clock = clock
         # The renders in progress, by video id (see the module docstring).
         self._renders: dict[str, asyncio.Task[float]] = {}
+        self._pool = ThreadPoolExecutor(
+            render_threads or os.cpu_count() or 1, thread_name_prefix="local-render"
+        )
         self._owns_http = http is None
         # trust_env=False: settings come from the caller, never from proxy variables.
         self._http = http or httpx.AsyncClient(
@@ -114,6 +139,7 @@ class LocalProvider:
         for render in renders:
             render.cancel()
         await asyncio.gather(*renders, return_exceptions=True)
+        self._pool.shutdown(wait=False, cancel_futures=True)
         if self._owns_http:
             await self._http.aclose()
 
@@ -129,14 +155,14 @@ class LocalProvider:
 
     def _submit(self, task: Task) -> Submission:
         params_of(task)
-        # A resubmission of a job whose plan was kept keeps its ready time.
+        # A resubmission of a job whose plan was kept keeps its ready time and video id.
         ready_at = _ready_at(task)
         if ready_at is None:
             ready_at = self._clock() + self._delay
-        data = {"ready_at": ready_at, "video_id": video_id_for(task.id)}
-        # The worker's first check comes when the video is due, not after its usual interval.
-        wait = max(0.0, ready_at - self._clock())
-        return Submission(job_id=job_id_for(task.id), provider_data=data, next_check_in=wait)
+        data = {"ready_at": ready_at, "video_id": _video_id(task) or new_video_id()}
+        # The first check comes at once, not after the worker's usual interval: it reports
+        # `processing` and asks for the next one when the video is due.
+        return Submission(job_id=job_id_for(task.id), provider_data=data, next_check_in=0.0)
 
     # --- check ---------------------------------------------------------------------------
 
@@ -152,11 +178,15 @@ class LocalProvider:
     async def _check(self, task: Task) -> Status:
         params = params_of(task)
         now = self._clock()
-        # No plan (a task submitted elsewhere or scratch data lost): ready now.
-        ready_at = _ready_at(task) or now
-        if now < ready_at:
-            return Status(TaskState.PROCESSING, next_check_in=ready_at - now)
-        video_id = video_id_for(task.id)
+        ready_at, video_id = _ready_at(task), _video_id(task)
+        if ready_at is None or video_id is None:
+            # No plan (a task submitted elsewhere, or its scratch data lost): one now, ready now.
+            plan = {"ready_at": now, "video_id": video_id or new_video_id()}
+            return Status(TaskState.PROCESSING, next_check_in=0.0, provider_data=plan)
+        # `processing` is reported before anything else happens, and stays until the video is
+        # there: through the simulated delay and the render.
+        if task.state is TaskState.PENDING or now < ready_at:
+            return Status(TaskState.PROCESSING, next_check_in=max(0.0, ready_at - now))
         if not self._render:
             return self._succeeded(video_id, float(params.duration))
         seconds = await self._produce(task, params, video_id)
@@ -193,15 +223,24 @@ class LocalProvider:
     async def _render_once(self, task: Task, params: VideoParams, video_id: str) -> float:
         """Render the video of ``task`` (or find it rendered already); its measured seconds."""
         path = self._files.path_for(video_id)
-        existing = await asyncio.to_thread(_probe_existing, self._files, path)
+        existing = await self._in_pool(_probe_existing, self._files, path)
         if existing is not None:
             return existing
         try:
             spec = await self._spec(task, params)
-            result = await asyncio.to_thread(self._renderer, path, spec)
+            result = await self._in_pool(self._renderer, path, spec)
         except RenderError as exc:
             raise ProviderError(str(exc), code="render_failed") from exc
+        if await self._store.load_task(task.id) is None:
+            # Deleted while rendering: its delete found no file to remove, so remove it here.
+            await self._in_pool(self._files.remove, video_id)
+            raise ProviderError("the task was deleted while its video rendered", code="deleted")
         return result.duration
+
+    async def _in_pool(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        """Run ``fn`` in the render pool (see the module docstring)."""
+        call = functools.partial(fn, *args, **kwargs)
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
     async def _spec(self, task: Task, params: VideoParams) -> RenderSpec:
         source: Path | None = None
@@ -249,6 +288,11 @@ class LocalProvider:
         if not await asyncio.to_thread(path.is_file):
             raise _video_not_found(f"the file of video {video_id!r} is no longer stored here")
         return path
+
+
+def _video_id(task: Task) -> str | None:
+    value: Any = task.provider_data.get("video_id")
+    return value if isinstance(value, str) and value else None
 
 
 def _ready_at(task: Task) -> float | None:

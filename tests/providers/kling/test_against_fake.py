@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,12 @@ from kling_gateway.fake_upstream.config import SAFETY_MESSAGE
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.task import TaskState
 from kling_gateway.providers.base import Provider
-from kling_gateway.providers.kling.client import KlingClient, KlingClientConfig
+from kling_gateway.providers.kling.client import (
+    MAX_RESPONSE_BYTES,
+    KlingClient,
+    KlingClientConfig,
+)
+from kling_gateway.providers.kling.mapping import MAX_MESSAGE_CHARS
 from kling_gateway.providers.kling.provider import KlingProvider, KlingProviderConfig
 from kling_gateway.storage.base import Store
 from kling_gateway.worker.steps import mark_submit
@@ -410,6 +416,37 @@ async def test_malformed_json_is_retryable(
     assert (await finish(provider, task)).state is TaskState.SUCCEED
 
 
+async def test_a_huge_answer_is_cut_off_at_the_cap(
+    provider: KlingProvider, admin: httpx.AsyncClient
+) -> None:
+    """A 64 MB answer (streamed, no Content-Length) is read only up to the 4 MB cap."""
+    task = make_task(action="text2video", prompt="p")
+    await submit(provider, task)
+    huge = {"count": 1, "routes": ["get"], "size": 64 * 1024 * 1024}
+    await set_faults(admin, {"huge_body": huge})
+    with pytest.raises(ProviderError) as info:
+        await provider.check(task)
+    assert (info.value.code, info.value.retryable) == ("upstream_bad_response", True)
+    assert f"over {MAX_RESPONSE_BYTES} bytes" in info.value.message
+    assert (await counters(admin))["faults_injected"] == {"huge_body": 1}
+    assert (await finish(provider, task)).state is TaskState.SUCCEED
+
+
+async def test_an_announced_huge_answer_is_refused_before_reading(
+    upstream: str, tmp_path: Path, store: Store
+) -> None:
+    # A cap below one ordinary answer: the Content-Length alone says it is too big.
+    config = client_config(upstream, max_response_bytes=10)
+    provider = make_provider(upstream, tmp_path, store, client=config)
+    try:
+        with pytest.raises(ProviderError) as info:
+            await provider.submit(make_task(action="text2video", prompt="p"))
+    finally:
+        await provider.aclose()
+    assert (info.value.code, info.value.retryable) == ("upstream_bad_response", True)
+    assert "over 10 bytes" in info.value.message
+
+
 async def test_hung_response_times_out(
     upstream: str, admin: httpx.AsyncClient, tmp_path: Path, store: Store
 ) -> None:
@@ -574,3 +611,99 @@ async def test_unreachable_upstream_is_retryable(tmp_path: Path, store: Store) -
     finally:
         await provider.aclose()
     assert (info.value.code, info.value.retryable) == ("upstream_unreachable", True)
+
+
+# --- what the upstream may not do ------------------------------------------------------------
+
+HTML_PAGE = (
+    "<html><head><title>502 Bad Gateway</title><style>body { color: red }</style>"
+    "<script>var secret = 1;</script></head><body><h1>Bad &amp; broken</h1>"
+    + "<p>upstream detail</p>" * 250
+    + "</body></html>"
+)
+
+
+async def test_upstream_error_messages_are_stripped_of_markup_and_cut(
+    provider: KlingProvider, admin: httpx.AsyncClient
+) -> None:
+    assert len(HTML_PAGE) > 5000
+    await set_faults(admin, {"create_safety": {"count": 1, "message": HTML_PAGE}})
+    with pytest.raises(ProviderError) as info:
+        await provider.submit(make_task(action="text2video", prompt="p"))
+    message = info.value.message
+    assert info.value.code == "content_policy_violation"
+    assert message.startswith("502 Bad Gateway Bad & broken upstream detail")
+    assert len(message) <= MAX_MESSAGE_CHARS and message.endswith("…")
+    assert "<" not in message and "secret" not in message and "color" not in message
+
+
+async def test_a_failed_tasks_message_is_stripped_and_cut(
+    provider: KlingProvider, admin: httpx.AsyncClient
+) -> None:
+    await set_faults(admin, {"task_failure": {"count": 1, "message": HTML_PAGE}})
+    task = make_task(action="text2video", prompt="p")
+    await submit(provider, task)
+    status = await finish(provider, task)
+    assert status.state is TaskState.FAILED
+    message = status.error_message or ""
+    assert message.startswith("502 Bad Gateway Bad & broken")
+    assert len(message) <= MAX_MESSAGE_CHARS and "<" not in message
+
+
+@dataclass
+class Internal:
+    """A service on another loopback port, which result downloads must not reach."""
+
+    url: str = ""
+    hits: int = 0
+
+
+INTERNAL_CONTENT = b"internal: not for the public"
+
+
+@pytest.fixture
+def internal() -> Iterator[Internal]:
+    seen = Internal()
+
+    async def anything(request: Request) -> Response:
+        seen.hits += 1
+        return Response(INTERNAL_CONTENT, media_type="video/mp4")
+
+    app = Starlette(routes=[Route("/{path:path}", anything)])
+    with serve_asgi(app) as url:
+        seen.url = url
+        yield seen
+
+
+@pytest.mark.parametrize("allow_private", [False, True])
+async def test_a_result_url_on_another_loopback_port_is_refused(
+    tmp_path: Path, store: Store, internal: Internal, allow_private: bool
+) -> None:
+    """The upstream (trusted: it is --kling-base-url) answers with result links that point at
+    another local service: its content must not be copied into public /files."""
+    config = FakeUpstreamConfig(
+        access_key=AK,
+        secret_key=SK,
+        processing_after=0.01,
+        finish_after=(0.05, 0.1),
+        public_url=internal.url,
+    )
+    with serve_asgi(create_fake_upstream(config)) as upstream:
+        provider = make_provider(upstream, tmp_path, store, download_allow_private=allow_private)
+        task = make_task(action="text2video", prompt="p")
+        try:
+            await submit(provider, task)
+            if allow_private:  # the operator allowed private addresses: copied as asked
+                status = await finish(provider, task)
+                assert status.video is not None
+                copied = tmp_path / "videos" / f"{status.video.video_id}.mp4"
+                assert copied.read_bytes() == INTERNAL_CONTENT
+                return
+            with pytest.raises(ProviderError) as info:
+                await finish(provider, task)
+        finally:
+            await provider.aclose()
+    assert (info.value.code, info.value.retryable) == ("download_refused", False)
+    assert "127.0.0.1 is not public" in info.value.message
+    assert internal.hits == 0
+    assert not (tmp_path / "videos").exists() or list((tmp_path / "videos").iterdir()) == []

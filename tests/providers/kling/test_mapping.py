@@ -7,8 +7,10 @@ import pytest
 from kling_gateway.domain.outcomes import ProviderError
 from kling_gateway.protocol.task import TaskState
 from kling_gateway.providers.kling.mapping import (
+    MAX_MESSAGE_CHARS,
     build_create,
     camera_control_upstream,
+    clean_message,
     created_at_ms,
     duration_string,
     error_from_response,
@@ -255,3 +257,32 @@ def test_parent_video_and_created_at() -> None:
     assert (parent_video_id(extend), created_at_ms(extend)) == ("v-9", 1_700_000.0)
     for odd in ({}, {"task_info": {"parent_video": {"id": ""}}, "created_at": True}):
         assert (parent_video_id(odd), created_at_ms(odd)) == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        ("plain words stay", "plain words stay"),
+        ("duration < 5 and > 1", "duration < 5 and > 1"),  # no tags in it
+        ("<!-- note --><div class='x'>Hi &lt;there&gt;</div>", "Hi <there>"),
+        ("<script>steal()</script><style>p{}</style>\n  spaced \t out  ", "spaced out"),
+        ("tab\there\x00nul", "tab here nul"),
+    ],
+)
+def test_clean_message_keeps_the_words_only(raw: str, clean: str) -> None:
+    assert clean_message(raw) == clean
+
+
+def test_clean_message_cuts_long_text_and_huge_markup() -> None:
+    long = clean_message("word " * 1000)
+    assert len(long) == MAX_MESSAGE_CHARS and long.endswith("…")
+    # Unclosed markup of any size: bounded work, bounded answer.
+    huge = clean_message("<script>" + "x" * 1_000_000)
+    assert len(huge) <= MAX_MESSAGE_CHARS
+
+
+def test_error_messages_of_the_upstream_are_cleaned() -> None:
+    error = error_from_response(502, 5000, "<h1>Bad</h1>" * 1000)
+    assert error.message.startswith("Bad Bad") and "<" not in error.message
+    assert len(error.message) <= MAX_MESSAGE_CHARS + len(" (kling code 5000)")
+    assert error_from_response(500, None, "<br>").message == "the upstream answered HTTP 500"

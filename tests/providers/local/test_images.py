@@ -20,13 +20,12 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from kling_gateway.callbacks import delivery
-from kling_gateway.callbacks.delivery import GuardedTransport
 from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.domain.outcomes import ProviderError, Status
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.infra import egress as safety
+from kling_gateway.infra.egress import GuardedTransport
 from kling_gateway.infra.fetch import MAX_REDIRECTS, FetchError, fetch_bytes
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.task import TaskState
@@ -197,8 +196,13 @@ def image_task(start: str, end: str | None = None) -> Task:
 
 
 async def run(prov: LocalProvider, task: Task) -> Status:
+    """Submit and check as the worker does (the task stored first, `processing` recorded)."""
+    await prov._store.insert_task(task, next_check_at=0.0, deadline_at=3600.0)
     submission = await prov.submit(task)
     task.job_id, task.provider_data = submission.job_id, submission.provider_data
+    first = await prov.check(task)
+    assert first.state is TaskState.PROCESSING
+    task.state = TaskState.PROCESSING
     return await prov.check(task)
 
 
@@ -321,7 +325,7 @@ def fake_dns(monkeypatch: pytest.MonkeyPatch, names: dict[str, list[list[str]]])
         lookups.append(host)
         return next(answers[host]) if host in answers else await real(host, port)
 
-    monkeypatch.setattr(delivery, "resolve", resolve)
+    monkeypatch.setattr(safety, "resolve", resolve)
     return lookups
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -16,9 +17,10 @@ from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.domain.outcomes import ProviderError, Status
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import params_from_stored
+from kling_gateway.infra.egress import UnsafeTarget, check_callback_url
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.task import TaskState, success_response
-from kling_gateway.providers.local.provider import LocalProvider, job_id_for, video_id_for
+from kling_gateway.providers.local.provider import LocalProvider, job_id_for, new_video_id
 from kling_gateway.providers.local.render import (
     RenderedVideo,
     RenderError,
@@ -26,7 +28,7 @@ from kling_gateway.providers.local.render import (
     probe_video,
     render_video,
 )
-from kling_gateway.storage.base import Store
+from kling_gateway.storage.base import Outcome, Store
 from kling_gateway.storage.sqlite import SQLiteStore
 from kling_gateway.worker.steps import StepPolicy, advance
 
@@ -86,17 +88,49 @@ def provider(files: VideoFiles, store: Store, clock: Clock, **kwargs: Any) -> Lo
     return LocalProvider(files=files, store=store, clock=clock, **settings)
 
 
-async def submit_and_check(prov: LocalProvider, task: Task) -> Status:
-    """What the worker does: keep the submission on the task, then check it."""
+async def keep(store: Store, task: Task) -> None:
+    """Store ``task``, as the API does before any provider sees it."""
+    if await store.load_task(task.id) is None:
+        await store.insert_task(task, next_check_at=T0, deadline_at=T0 + 3600)
+
+
+async def submit(prov: LocalProvider, task: Task) -> None:
+    """Submit ``task`` (stored first) and keep the submission on it, as the worker does."""
+    await keep(prov._store, task)
     submission = await prov.submit(task)
     task.job_id = submission.job_id
     task.provider_data = submission.provider_data
-    return await prov.check(task)
+
+
+async def check_until_done(prov: LocalProvider, task: Task) -> Status:
+    """Check as the worker does: record each ``processing`` answer and check again (the
+    tests' clock stands still and their delay is 0, so the video is due at once)."""
+    for _ in range(3):
+        status = await prov.check(task)
+        if status.state is not TaskState.PROCESSING:
+            return status
+        task.state = TaskState.PROCESSING
+        task.provider_data.update(status.provider_data or {})
+    raise AssertionError("still processing after three checks")
+
+
+async def taken(prov: LocalProvider, task: Task) -> None:
+    """Submit ``task`` and record its first check, which reports ``processing``."""
+    await submit(prov, task)
+    first = await prov.check(task)
+    assert first.state is TaskState.PROCESSING
+    task.state = TaskState.PROCESSING
+
+
+async def submit_and_check(prov: LocalProvider, task: Task) -> Status:
+    await submit(prov, task)
+    return await check_until_done(prov, task)
 
 
 async def record_success(db: SQLiteStore, task: Task, status: Status) -> None:
     """Store ``task`` as succeeded with ``status``'s video, as the worker would."""
     assert status.video is not None
+    await keep(db, task)
     task.state = TaskState.SUCCEED
     task.response = success_response(
         task.id,
@@ -104,7 +138,9 @@ async def record_success(db: SQLiteStore, task: Task, status: Status) -> None:
         video_url=status.video.video_url,
         duration=status.video.duration,
     )
-    await db.insert_task(task, next_check_at=T0, deadline_at=T0 + 3600)
+    outcome = Outcome(next_check_at=None)
+    saved = await db.save_task(task, expected_version=task.version, worker_id=None, outcome=outcome)
+    assert saved
 
 
 # --- submit ----------------------------------------------------------------------------------
@@ -117,18 +153,35 @@ async def test_submit_is_idempotent_per_task(
     task = make_task(text_request())
 
     first = await prov.submit(task)
+    task.provider_data = first.provider_data  # the worker keeps the plan on the task
     clock.now += 100  # a crash and a resubmission later
     second = await prov.submit(task)
     other = await prov.submit(make_task(text_request()))
 
     assert first.job_id == second.job_id == job_id_for(task.id)
     assert first.job_id.startswith("local-")
-    assert first.provider_data == {"ready_at": T0 + 2.5, "video_id": video_id_for(task.id)}
-    assert first.next_check_in == pytest.approx(2.5)
-    assert second.provider_data["video_id"] == first.provider_data["video_id"]
-    assert uuid.UUID(first.provider_data["video_id"]).version == 5
+    video_id = first.provider_data["video_id"]
+    assert first.provider_data == {"ready_at": T0 + 2.5, "video_id": video_id}
+    assert first.next_check_in == 0  # the first check comes at once and reports processing
+    assert second.provider_data == first.provider_data
     assert other.job_id != first.job_id
-    assert other.provider_data["video_id"] != first.provider_data["video_id"]
+    assert other.provider_data["video_id"] != video_id
+    await prov.aclose()
+
+
+async def test_video_ids_are_random_not_derived_from_the_task_id(
+    files: VideoFiles, store: SQLiteStore, clock: Clock
+) -> None:
+    """The video id names the public file: knowing a task id must not give away its URL."""
+    prov = provider(files, store, clock)
+    task = make_task(text_request())
+
+    planned = [(await prov.submit(task)).provider_data["video_id"] for _ in range(2)]
+
+    # Two plans of the same task (none kept in between) share nothing but the format.
+    assert planned[0] != planned[1]
+    assert all(uuid.UUID(video_id).version == 4 for video_id in planned)
+    assert new_video_id() != new_video_id()
     await prov.aclose()
 
 
@@ -142,10 +195,14 @@ async def test_resubmission_keeps_a_kept_ready_time(
     clock.now += 4
     again = await prov.submit(task)
 
+    assert again.provider_data == task.provider_data  # ready time and video id kept
     assert again.provider_data["ready_at"] == T0 + 10
-    assert again.next_check_in == pytest.approx(6)  # first checked when due, not later
+    task.provider_data = again.provider_data
+    early = await prov.check(task)
+    assert early.state is TaskState.PROCESSING
+    assert early.next_check_in == pytest.approx(6)  # checked again when due, not later
     clock.now += 20
-    late = await prov.submit(task)
+    late = await prov.check(task)
     assert late.next_check_in == 0  # overdue: check at once, never a negative wait
     await prov.aclose()
 
@@ -153,16 +210,21 @@ async def test_resubmission_keeps_a_kept_ready_time(
 async def test_submit_asks_for_the_first_check_when_the_video_is_due(
     files: VideoFiles, store: SQLiteStore, clock: Clock
 ) -> None:
-    """The worker's submit step schedules the first check at ``next_check_in``."""
+    """Through the worker's steps: the first check comes at once and makes the task
+    ``processing``; it asks for the next one when the video is due."""
     policy = StepPolicy(check_interval=30.0, check_max_interval=60.0, deadline_seconds=3600)
     for delay, due in [(7.5, T0 + 7.5), (0.0, T0)]:
         prov = provider(files, store, clock, delay=delay, render=False)
         task = make_task(text_request())
 
-        step = await advance(prov, task, 0, T0 + 3600, clock(), policy)
-
+        submitted = await advance(prov, task, 0, T0 + 3600, clock(), policy)
         assert task.job_id == job_id_for(task.id)
-        assert step.next_check_at == pytest.approx(due)  # not T0 + 30, the generic interval
+        assert submitted.next_check_at == T0  # not T0 + 30, the generic interval
+        checked = await advance(prov, task, 0, T0 + 3600, clock(), policy)
+
+        assert task.state is TaskState.PROCESSING
+        assert checked.changed
+        assert checked.next_check_at == pytest.approx(due)
         await prov.aclose()
 
 
@@ -211,6 +273,7 @@ async def test_check_reports_processing_until_ready_at(
 
     clock.now += 1.5
     early = await prov.check(task)
+    task.state = early.state  # the worker records it
     clock.now += 3.5
     ready = await prov.check(task)
 
@@ -233,7 +296,7 @@ async def test_without_rendering_no_file_is_written(
 
     status = await submit_and_check(prov, task)
 
-    video_id = video_id_for(task.id)
+    video_id = task.provider_data["video_id"]
     assert status.state is TaskState.SUCCEED
     assert status.video is not None
     assert status.video.video_id == video_id
@@ -256,14 +319,23 @@ async def test_without_rendering_extend_does_not_need_its_source(
     await prov.aclose()
 
 
-async def test_a_task_without_a_plan_is_ready_at_once(
+async def test_a_task_without_a_plan_gets_one_and_is_ready_at_once(
     files: VideoFiles, store: SQLiteStore, clock: Clock
 ) -> None:
     prov = provider(files, store, clock, delay=60, render=False)
+    task = make_task(text_request())
 
-    status = await prov.check(make_task(text_request()))
+    first = await prov.check(task)
+    assert first.state is TaskState.PROCESSING
+    assert first.next_check_in == 0
+    assert first.provider_data is not None
+    assert first.provider_data["ready_at"] == T0
+    task.state, task.provider_data = first.state, dict(first.provider_data)  # kept by the worker
+    status = await check_until_done(prov, task)
 
     assert status.state is TaskState.SUCCEED
+    assert status.video is not None
+    assert status.video.video_id == first.provider_data["video_id"]
     await prov.aclose()
 
 
@@ -321,10 +393,11 @@ async def test_a_damaged_file_is_rendered_again(
 ) -> None:
     prov = provider(files, store, clock)
     task = make_task(text_request(model="kling-v3", duration=3))
+    await submit(prov, task)
     files.ensure_root()
-    files.path_for(video_id_for(task.id)).write_bytes(b"not a video")
+    files.path_for(task.provider_data["video_id"]).write_bytes(b"not a video")
 
-    status = await submit_and_check(prov, task)
+    status = await check_until_done(prov, task)
 
     assert status.video is not None
     assert probe_video(files.path_for(status.video.video_id)).frames == 3 * FPS
@@ -405,8 +478,7 @@ async def test_a_recheck_awaits_the_render_a_cancelled_check_left_running(
     renderer = GatedRenderer()
     prov = provider(files, store, clock, renderer=renderer)
     task = make_task(text_request(model="kling-v3", duration=3))
-    submission = await prov.submit(task)
-    task.job_id, task.provider_data = submission.job_id, submission.provider_data
+    await taken(prov, task)
 
     await check_cut_off(prov, task, renderer)
     # The render goes on; two more checks arrive while it runs (a re-check, and a second
@@ -437,8 +509,7 @@ async def test_a_failed_render_nobody_awaited_is_not_kept(
     renderer = GatedRenderer(fail_first=True)
     prov = provider(files, store, clock, renderer=renderer)
     task = make_task(text_request(model="kling-v3", duration=3))
-    submission = await prov.submit(task)
-    task.job_id, task.provider_data = submission.job_id, submission.provider_data
+    await taken(prov, task)
 
     await check_cut_off(prov, task, renderer)
     (abandoned,) = prov._renders.values()
@@ -474,8 +545,7 @@ async def test_aclose_lets_go_of_renders_in_progress(
     renderer = GatedRenderer()
     prov = provider(files, store, clock, renderer=renderer)
     task = make_task(text_request(model="kling-v3", duration=3))
-    submission = await prov.submit(task)
-    task.job_id, task.provider_data = submission.job_id, submission.provider_data
+    await taken(prov, task)
     await check_cut_off(prov, task, renderer)
     (running,) = prov._renders.values()
 
@@ -517,8 +587,10 @@ async def test_extend_of_an_unknown_or_foreign_video_fails_clearly(
 ) -> None:
     prov = provider(files, store, clock)
     source_task = make_task(text_request(), user_id="owner")
-    await record_success(store, source_task, await submit_and_check(prov, source_task))
-    video_id = video_id_for(source_task.id)
+    source = await submit_and_check(prov, source_task)
+    await record_success(store, source_task, source)
+    assert source.video is not None
+    video_id = source.video.video_id
 
     for user_id, wanted in [("owner", "no-such-video"), ("someone-else", video_id)]:
         task = make_task({"action": "extend", "video_id": wanted}, user_id=user_id)
@@ -561,9 +633,11 @@ async def test_extend_of_an_id_that_cannot_name_a_file(
     anything: Any = AnyVideo()
     prov = LocalProvider(files=files, store=anything, delay=0, clock=clock)
     task = make_task({"action": "extend", "video_id": "../../etc/passwd"})
+    submission = await prov.submit(task)
+    task.provider_data, task.state = submission.provider_data, TaskState.PROCESSING
 
     with pytest.raises(ProviderError) as info:
-        await submit_and_check(prov, task)
+        await prov.check(task)
 
     assert info.value.code == "video_not_found"
     assert not (tmp_path / "etc").exists()
@@ -587,8 +661,78 @@ async def test_aclose_closes_only_a_client_it_made(
     await given.aclose()
 
 
-def test_ids_are_a_function_of_the_task_id() -> None:
+def test_job_ids_are_a_function_of_the_task_id() -> None:
     assert job_id_for("t") == job_id_for("t") != job_id_for("u")
-    assert video_id_for("t") == video_id_for("t") != video_id_for("u")
-    # Distinct names under the namespace: a job id never doubles as a video id.
-    assert job_id_for("t").removeprefix("local-") != video_id_for("t")
+
+
+# --- the render pool -------------------------------------------------------------------------
+
+
+async def wait_for_renders(renderer: GatedRenderer, count: int) -> None:
+    """Until ``count`` renders are running (polled: the default executor may be full)."""
+    for _ in range(1000):
+        if renderer.calls >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"only {renderer.calls} of {count} renders started")
+
+
+async def test_a_full_render_pool_leaves_dns_lookups_free(
+    files: VideoFiles, store: SQLiteStore, clock: Clock
+) -> None:
+    """Renders run in a bounded pool of their own, never in the loop's default executor, which
+    getaddrinfo needs: the SSRF check of a create must not queue behind renders."""
+    renderer = GatedRenderer()
+    prov = provider(files, store, clock, renderer=renderer, render_threads=2)
+    # More renders in flight than the default executor has threads.
+    default_threads = min(32, (os.cpu_count() or 1) + 4)
+    tasks = [
+        make_task(text_request(model="kling-v3", duration=3)) for _ in range(default_threads + 2)
+    ]
+    for task in tasks:
+        await taken(prov, task)
+    checks = [asyncio.create_task(prov.check(task)) for task in tasks]
+    try:
+        await wait_for_renders(renderer, 2)
+        # Held only against a hang of the whole test; the point is that it completes at all
+        # while every render is blocked.
+        async with asyncio.timeout(60):
+            with pytest.raises(UnsafeTarget, match="not public"):
+                await check_callback_url("http://localhost:9/hook", allow_private=False)
+        assert not any(check.done() for check in checks)
+        assert renderer.calls == 2  # the pool's bound: the others wait their turn
+    finally:
+        renderer.gate.set()
+    statuses = await asyncio.gather(*checks)
+    assert all(status.state is TaskState.SUCCEED for status in statuses)
+    assert renderer.calls == len(tasks)
+    await prov.aclose()
+
+
+def test_render_threads_must_not_be_negative(files: VideoFiles, store: SQLiteStore) -> None:
+    with pytest.raises(ValueError, match="render_threads"):
+        LocalProvider(files=files, store=store, delay=0, render_threads=-1)
+
+
+# --- deleted tasks ---------------------------------------------------------------------------
+
+
+async def test_a_task_deleted_while_its_video_renders_leaves_no_file(
+    files: VideoFiles, store: SQLiteStore, clock: Clock
+) -> None:
+    renderer = GatedRenderer()
+    prov = provider(files, store, clock, renderer=renderer)
+    task = make_task(text_request(model="kling-v3", duration=3))
+    await taken(prov, task)
+    check = asyncio.create_task(prov.check(task))
+    await wait_for_renders(renderer, 1)
+
+    assert await store.delete_task(task.user_id, task.id)
+    assert files.remove_task_videos(task) == []  # what the delete does: no file there yet
+    renderer.gate.set()
+
+    with pytest.raises(ProviderError) as info:
+        await check
+    assert info.value.code == "deleted"
+    assert list(files.root.iterdir()) == []
+    await prov.aclose()
