@@ -194,14 +194,9 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # formats the rows itself).
     ("kling_gateway.callbacks.runner", "kling_gateway.runtime.settings"): "callbacks owner",
     ("kling_gateway.callbacks.admin", "kling_gateway.cli.tables"): "callbacks owner",
-    # Providers reaching up: the Kling provider uses the worker's `earlier_submit_at`, the local
-    # provider the callbacks' SSRF-guarded transport (its home is infra/egress), the factory
-    # the Settings: the providers helper removes all three.
+    # Providers reaching up: the Kling provider uses the worker's `earlier_submit_at`, the
+    # factory the Settings: the providers helper removes both.
     ("kling_gateway.providers.kling.provider", "kling_gateway.worker.steps"): "providers helper",
-    (
-        "kling_gateway.providers.local.provider",
-        "kling_gateway.callbacks.delivery",
-    ): "providers helper",
     ("kling_gateway.providers.kling.factory", "kling_gateway.runtime.settings"): "providers helper",
     # The fake upstream checks JWTs with the gateway's own verifier: a bug in it would pass on
     # both sides. The providers helper (owner of the fake) gives the fake its own check.
