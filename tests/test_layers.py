@@ -189,11 +189,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # the worker helper leaves composing them to runtime/serve.py.
     ("kling_gateway.worker.service", "kling_gateway.callbacks.runner"): "worker helper",
     ("kling_gateway.worker.service", "kling_gateway.runtime.settings"): "worker helper",
-    # The callback runner reads Settings; admin borrows the CLI's table printer: the owner of
-    # callbacks/ passes the values in and takes the printer from a layer below (or the CLI
-    # formats the rows itself).
-    ("kling_gateway.callbacks.runner", "kling_gateway.runtime.settings"): "callbacks owner",
-    ("kling_gateway.callbacks.admin", "kling_gateway.cli.tables"): "callbacks owner",
     # Providers reaching up: the Kling provider uses the worker's `earlier_submit_at`, the
     # factory the Settings: the providers helper removes both.
     ("kling_gateway.providers.kling.provider", "kling_gateway.worker.steps"): "providers helper",

@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from kling_gateway.callbacks.delivery import CallbackDeliverer
 from kling_gateway.callbacks.secrets import secret_store_for
 from kling_gateway.infra.notify import CALLBACK_WAKEUP, TaskEvents, relay
-from kling_gateway.runtime.settings import Settings
 from kling_gateway.storage.base import Store
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """What the deliverer needs of the settings (the composition root fills it in)."""
+
+    retry_schedule: Sequence[float]
+    timeout: float
+    allow_private: bool
+    idle_poll_seconds: float
+
+
 async def run_deliverer(
-    settings: Settings, store: Store, events: TaskEvents, worker_id: str, stop: asyncio.Event
+    config: DeliveryConfig,
+    store: Store,
+    events: TaskEvents,
+    worker_id: str,
+    stop: asyncio.Event,
 ) -> None:
     """Deliver due callbacks until ``stop`` is set, woken when the worker enqueues one."""
     wake = asyncio.Event()
@@ -21,7 +36,7 @@ async def run_deliverer(
         asyncio.create_task(_set_on(stop, wake)),
     ]
     try:
-        await _deliver(settings, store, worker_id, stop, wake)
+        await _deliver(config, store, worker_id, stop, wake)
     finally:
         for task in relays:
             task.cancel()
@@ -33,14 +48,14 @@ async def _set_on(stop: asyncio.Event, wake: asyncio.Event) -> None:
 
 
 async def _deliver(
-    settings: Settings, store: Store, worker_id: str, stop: asyncio.Event, wake: asyncio.Event
+    config: DeliveryConfig, store: Store, worker_id: str, stop: asyncio.Event, wake: asyncio.Event
 ) -> None:
     async with CallbackDeliverer(
         store,
         secret_store_for(store),
-        schedule=settings.retry_schedule,
-        timeout=settings.callback_timeout,
-        allow_private=settings.callback_allow_private,
+        schedule=config.retry_schedule,
+        timeout=config.timeout,
+        allow_private=config.allow_private,
         worker_id=worker_id,
     ) as deliverer:
-        await deliverer.run(stop, settings.idle_poll_seconds, wake)
+        await deliverer.run(stop, config.idle_poll_seconds, wake)

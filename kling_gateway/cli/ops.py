@@ -75,29 +75,32 @@ def _add_callbacks(commands: argparse._SubParsersAction[argparse.ArgumentParser]
 
 def _callbacks_list(args: argparse.Namespace) -> int:
     from kling_gateway.callbacks import admin
+    from kling_gateway.cli import callbacks as printing
     from kling_gateway.runtime.serve import with_store
 
     rows = asyncio.run(
         with_store(load_settings(args), lambda s: admin.list_deliveries(s, args.task, args.failed))
     )
-    print(admin.format_json(rows) if args.json else admin.format_table(rows))
+    print(printing.format_json(rows) if args.json else printing.format_table(rows))
     return 0
 
 
 def _callbacks_redeliver(args: argparse.Namespace) -> int:
     from kling_gateway.callbacks import admin
+    from kling_gateway.cli import callbacks as printing
     from kling_gateway.runtime.serve import with_store
 
     queued = asyncio.run(
         with_store(load_settings(args), lambda s: admin.redeliver(s, args.delivery_id))
     )
-    print(admin.format_redeliver(args.delivery_id, queued))
+    print(printing.format_redeliver(args.delivery_id, queued))
     return 0 if queued else 1
 
 
 def _callbacks_secret(args: argparse.Namespace) -> int:
     from kling_gateway.callbacks import admin
     from kling_gateway.callbacks.secrets import secret_store_for
+    from kling_gateway.cli import callbacks as printing
     from kling_gateway.runtime.serve import with_store
 
     async def run(store: Store) -> admin.UserSecrets:
@@ -111,7 +114,7 @@ def _callbacks_secret(args: argparse.Namespace) -> int:
     except admin.UnknownUser as exc:
         print(f"kling-gateway: {exc}", file=sys.stderr)
         return 1
-    print(admin.format_secrets(found, args.grace))
+    print(printing.format_secrets(found, args.grace))
     return 0
 
 

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
-from kling_gateway.callbacks.runner import run_deliverer
+from kling_gateway.callbacks.runner import DeliveryConfig, run_deliverer
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.providers.base import Provider
@@ -66,7 +66,9 @@ async def start_worker(settings: Settings, store: Store, events: TaskEvents) -> 
     deliverer_stop = asyncio.Event()
     loops.append(
         asyncio.create_task(
-            run_deliverer(settings, store, events, worker.worker_id, deliverer_stop)
+            run_deliverer(
+                delivery_config(settings), store, events, worker.worker_id, deliverer_stop
+            )
         )
     )
     log.info("worker %s started with the %s provider", worker.worker_id, provider.name)
@@ -78,3 +80,12 @@ async def start_worker(settings: Settings, store: Store, events: TaskEvents) -> 
         await provider.aclose()
 
     return stop
+
+
+def delivery_config(settings: Settings) -> DeliveryConfig:
+    return DeliveryConfig(
+        retry_schedule=settings.retry_schedule,
+        timeout=settings.callback_timeout,
+        allow_private=settings.callback_allow_private,
+        idle_poll_seconds=settings.idle_poll_seconds,
+    )

@@ -36,6 +36,7 @@ from kling_gateway.callbacks.delivery import (
     retry_delay,
 )
 from kling_gateway.callbacks.secrets_sqlite import SQLiteSecretStore
+from kling_gateway.cli import callbacks as printing
 from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import params_from_stored
@@ -420,10 +421,10 @@ async def test_admin_secret_commands(store: SQLiteStore, user_id: str) -> None:
     first = await admin.user_secrets(secrets, "alice")
     again = await admin.user_secrets(secrets, "alice")
     assert first.current == again.current and first.user_id == user_id
-    assert admin.format_secrets(first).splitlines() == [first.current]
+    assert printing.format_secrets(first).splitlines() == [first.current]
     rotated = await admin.user_secrets(secrets, "alice", rotate=True, grace_seconds=60)
     assert rotated.current != first.current and rotated.previous == (first.current,)
-    assert "rotated" in admin.format_secrets(rotated, 60)
+    assert "rotated" in printing.format_secrets(rotated, 60)
     with pytest.raises(admin.UnknownUser):
         await admin.user_secrets(secrets, "nobody")
 
@@ -596,9 +597,9 @@ async def test_operator_lists_and_redelivers(
             "failed",
             410,
         )
-        table = admin.format_table([failed])
+        table = printing.format_table([failed])
         assert failed["id"] in table and "410 Gone" in table
-        assert msgspec.json.decode(admin.format_json([failed]))[0]["id"] == failed["id"]
+        assert msgspec.json.decode(printing.format_json([failed]))[0]["id"] == failed["id"]
 
         assert await admin.redeliver(store, failed["id"], now=clock.now)
         assert not await admin.redeliver(store, str(uuid.uuid4()), now=clock.now)
@@ -607,7 +608,7 @@ async def test_operator_lists_and_redelivers(
     (row,) = await admin.list_deliveries(store, task_id=task.id)
     assert (row["state"], row["attempts"], row["last_status"]) == ("delivered", 2, 204)
     assert (await callback_field(store, user_id, task.id))["state"] == "delivered"
-    assert admin.format_table([]) == "no callback deliveries"
+    assert printing.format_table([]) == "no callback deliveries"
 
 
 async def test_run_delivers_until_stopped(
