@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kling_gateway.callbacks.delivery import CallbackDeliverer
@@ -16,7 +15,7 @@ from kling_gateway.storage.base import Store
 class DeliveryConfig:
     """What the deliverer needs of the settings (the composition root fills it in)."""
 
-    retry_schedule: Sequence[float]
+    retry_schedule: tuple[float, ...]
     timeout: float
     allow_private: bool
     idle_poll_seconds: float
