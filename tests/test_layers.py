@@ -189,13 +189,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # the worker helper leaves composing them to runtime/serve.py.
     ("kling_gateway.worker.service", "kling_gateway.callbacks.runner"): "worker helper",
     ("kling_gateway.worker.service", "kling_gateway.runtime.settings"): "worker helper",
-    # Providers reaching up: the Kling provider uses the worker's `earlier_submit_at`, the
-    # factory the Settings: the providers helper removes both.
-    ("kling_gateway.providers.kling.provider", "kling_gateway.worker.steps"): "providers helper",
-    ("kling_gateway.providers.kling.factory", "kling_gateway.runtime.settings"): "providers helper",
-    # The fake upstream checks JWTs with the gateway's own verifier: a bug in it would pass on
-    # both sides. The providers helper (owner of the fake) gives the fake its own check.
-    ("kling_gateway.fake_upstream.app", "kling_gateway.providers.kling.auth"): "providers helper",
 }
 
 

@@ -43,8 +43,8 @@ from kling_gateway.fake_upstream.config import (
 )
 from kling_gateway.fake_upstream.media import make_tiny_mp4
 from kling_gateway.fake_upstream.state import FakeState, FakeTask
+from kling_gateway.fake_upstream.tokens import JwtError, verify_jwt
 from kling_gateway.fake_upstream.validation import FIELDS_BY_KIND, FakeApiError, validate_create
-from kling_gateway.providers.kling.auth import JwtError, verify_jwt
 
 Action = Callable[[Request, bytes, str], Awaitable[Any]]
 MALFORMED_BODY = b'{"code": 0, "message": "SUCCEED", "data": {"task_id": '

@@ -20,13 +20,16 @@ from kling_gateway.protocol.task import (
     progress_response,
     success_response,
 )
+
+# The submit marker lives with the providers, which read it (``earlier_submit_at``); its
+# names stay importable from here.
+from kling_gateway.providers.base import SUBMIT_STARTED_AT as SUBMIT_STARTED_AT
+from kling_gateway.providers.base import SUBMIT_TRIES as SUBMIT_TRIES
 from kling_gateway.providers.base import Provider
+from kling_gateway.providers.base import earlier_submit_at as earlier_submit_at
+from kling_gateway.providers.base import mark_submit as mark_submit
 
 log = logging.getLogger("kling_gateway.worker")
-
-# ``provider_data`` keys of the submit marker (see ``MarksSubmits``).
-SUBMIT_STARTED_AT = "submit_started_at"
-SUBMIT_TRIES = "submit_tries"
 
 
 @runtime_checkable
@@ -136,23 +139,6 @@ def needs_submit_marker(provider: Provider, task: Task) -> bool:
         and isinstance(provider, MarksSubmits)
         and provider.needs_submit_marker(task)
     )
-
-
-def mark_submit(task: Task, now: float) -> None:
-    """Note one more submit of ``task`` as started; the first one's time is kept."""
-    data = task.provider_data
-    data.setdefault(SUBMIT_STARTED_AT, now)
-    tries = data.get(SUBMIT_TRIES)
-    data[SUBMIT_TRIES] = (tries if isinstance(tries, int) else 0) + 1
-
-
-def earlier_submit_at(task: Task) -> float | None:
-    """When the first submit of ``task`` started, if an earlier submit than the current one
-    may have created a job upstream; None on the first submit."""
-    started, tries = task.provider_data.get(SUBMIT_STARTED_AT), task.provider_data.get(SUBMIT_TRIES)
-    if not isinstance(tries, int) or tries < 2 or not isinstance(started, int | float):
-        return None
-    return float(started)
 
 
 async def _submit(provider: Provider, task: Task, now: float, policy: StepPolicy) -> StepResult:

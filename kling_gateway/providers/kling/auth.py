@@ -2,7 +2,8 @@
 
 The token carries ``iss`` (the access key), ``exp`` (now + 1800 s) and ``nbf`` (now - 5 s) and is
 signed with the secret key. ``KlingTokenSource`` reuses one token until shortly before it
-expires; ``verify_jwt`` is the other side of the exchange (used by the fake upstream).
+expires. The other side of the exchange is the fake upstream's own
+(``fake_upstream.tokens``): a bug here must not pass because the same code checks it.
 """
 
 from __future__ import annotations
@@ -21,22 +22,8 @@ REFRESH_MARGIN = 60.0
 _HEADER = {"alg": "HS256", "typ": "JWT"}
 
 
-class JwtError(Exception):
-    """A token failed verification; ``code`` is the upstream's 1000-series error code."""
-
-    def __init__(self, message: str, *, code: int) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-
-
 def _b64url_encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _b64url_decode(text: str) -> bytes:
-    padded = text + "=" * (-len(text) % 4)
-    return base64.urlsafe_b64decode(padded.encode("ascii"))
 
 
 def _json_segment(value: dict[str, Any]) -> str:
@@ -60,59 +47,6 @@ def make_kling_jwt(access_key: str, secret_key: str, now: float) -> str:
     issued = int(now)
     claims = {"iss": access_key, "exp": issued + TOKEN_LIFETIME, "nbf": issued - NOT_BEFORE_SKEW}
     return encode_jwt(claims, secret_key)
-
-
-def _decode_segment(segment: str, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(_b64url_decode(segment))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise JwtError(f"malformed token {what}", code=1002) from exc
-    if not isinstance(value, dict):
-        raise JwtError(f"malformed token {what}", code=1002)
-    return value
-
-
-def _split(token: str) -> tuple[str, str, str]:
-    parts = token.split(".")
-    if len(parts) != 3:
-        raise JwtError("malformed token: expected three segments", code=1002)
-    return parts[0], parts[1], parts[2]
-
-
-def _check_times(claims: dict[str, Any], now: float) -> None:
-    exp, nbf = claims.get("exp"), claims.get("nbf")
-    if not isinstance(exp, int | float) or isinstance(exp, bool):
-        raise JwtError("token has no numeric exp claim", code=1002)
-    if nbf is not None and (not isinstance(nbf, int | float) or isinstance(nbf, bool)):
-        raise JwtError("token nbf claim is not numeric", code=1002)
-    if now >= exp:
-        raise JwtError("token has expired", code=1004)
-    if nbf is not None and now < nbf:
-        raise JwtError("token is not yet valid", code=1003)
-
-
-def verify_jwt(token: str, secret_key: str, now: float) -> dict[str, Any]:
-    """Check an HS256 token's header, signature, ``exp`` and ``nbf``; return its claims.
-
-    Raises ``JwtError`` with code 1001 (empty), 1002 (invalid), 1003 (not yet valid) or
-    1004 (expired).
-    """
-    if not token:
-        raise JwtError("empty token", code=1001)
-    header_seg, claims_seg, signature_seg = _split(token)
-    header = _decode_segment(header_seg, "header")
-    if header.get("alg") != "HS256":
-        raise JwtError("unsupported token algorithm", code=1002)
-    try:
-        signature = _b64url_decode(signature_seg)
-    except ValueError as exc:
-        raise JwtError("malformed token signature", code=1002) from exc
-    expected = _sign(f"{header_seg}.{claims_seg}", secret_key)
-    if not hmac.compare_digest(signature, expected):
-        raise JwtError("token signature does not match", code=1002)
-    claims = _decode_segment(claims_seg, "claims")
-    _check_times(claims, now)
-    return claims
 
 
 class KlingTokenSource:

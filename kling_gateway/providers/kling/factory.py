@@ -1,12 +1,17 @@
-"""Building the ``kling`` provider from settings (what ``worker.service.build_provider`` calls)."""
+"""Building the ``kling`` provider from settings (what ``worker.service.build_provider`` calls).
+
+The settings are any object with the values read here (``KlingSettings``; the runtime's
+``Settings`` is one): providers sit below ``runtime`` and do not import it.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.providers.kling.batch import BatchConfig
 from kling_gateway.providers.kling.client import KlingClientConfig
 from kling_gateway.providers.kling.provider import KlingProvider, KlingProviderConfig
-from kling_gateway.runtime.settings import Settings
 from kling_gateway.storage.base import Store
 
 CALLBACK_PATH = "/kling/upstream-callback"
@@ -14,14 +19,39 @@ CALLBACK_PATH = "/kling/upstream-callback"
 LIST_MAX_PAGES = 20
 
 
-def callback_url(settings: Settings) -> str | None:
+class KlingSettings(Protocol):
+    """The settings the ``kling`` provider is built from (see ``runtime.settings``)."""
+
+    @property
+    def kling_access_key(self) -> str: ...
+    @property
+    def kling_secret_key(self) -> str: ...
+    @property
+    def kling_base_url(self) -> str: ...
+    @property
+    def kling_callback_secret(self) -> str: ...
+    @property
+    def kling_download_results(self) -> bool: ...
+    @property
+    def kling_download_timeout(self) -> float: ...
+    @property
+    def callback_allow_private(self) -> bool: ...
+    @property
+    def provider_timeout(self) -> float: ...
+    @property
+    def check_interval(self) -> float: ...
+    @property
+    def resolved_public_url(self) -> str: ...
+
+
+def callback_url(settings: KlingSettings) -> str | None:
     """The gateway's own URL for Kling's status callbacks; None when callbacks are off."""
     if not settings.kling_callback_secret:
         return None
     return f"{settings.resolved_public_url}{CALLBACK_PATH}/{settings.kling_callback_secret}"
 
 
-def client_config(settings: Settings) -> KlingClientConfig:
+def client_config(settings: KlingSettings) -> KlingClientConfig:
     """Every upstream call ends within ``provider_timeout`` (connect and pool in less)."""
     timeout = settings.provider_timeout
     return KlingClientConfig(
@@ -35,12 +65,12 @@ def client_config(settings: Settings) -> KlingClientConfig:
     )
 
 
-def batch_window(settings: Settings) -> float:
+def batch_window(settings: KlingSettings) -> float:
     """How long checks are collected before a sweep: a small part of the check interval."""
     return min(0.25, max(0.01, 0.05 * settings.check_interval))
 
 
-def kling_provider(settings: Settings, files: VideoFiles, store: Store) -> KlingProvider:
+def kling_provider(settings: KlingSettings, files: VideoFiles, store: Store) -> KlingProvider:
     config = KlingProviderConfig(
         client=client_config(settings),
         callback_url=callback_url(settings),

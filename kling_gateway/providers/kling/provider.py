@@ -34,7 +34,7 @@ from kling_gateway.domain.task import Task
 from kling_gateway.infra.egress import GuardedTransport, UnsafeTarget, origin_of
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.task import TaskState
-from kling_gateway.providers.base import require_own_video
+from kling_gateway.providers.base import earlier_submit_at, require_own_video
 from kling_gateway.providers.kling.batch import BatchConfig, CheckBatcher
 from kling_gateway.providers.kling.client import (
     MAX_PAGE_NUM,
@@ -54,7 +54,6 @@ from kling_gateway.providers.kling.mapping import (
     status_from_task,
 )
 from kling_gateway.storage.base import Store
-from kling_gateway.worker.steps import earlier_submit_at
 
 _LOOKUP_AFTER_CREATE_ERROR = frozenset({"invalid_request"})
 # How far Kling's clock (created_at) may lag ours when an interrupted video-extend's job is

@@ -26,7 +26,7 @@ from kling_gateway.fake_upstream import FakeUpstream, FakeUpstreamConfig, create
 from kling_gateway.fake_upstream.config import SAFETY_MESSAGE
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.task import TaskState
-from kling_gateway.providers.base import Provider
+from kling_gateway.providers.base import Provider, mark_submit
 from kling_gateway.providers.kling.client import (
     MAX_RESPONSE_BYTES,
     KlingClient,
@@ -35,7 +35,6 @@ from kling_gateway.providers.kling.client import (
 from kling_gateway.providers.kling.mapping import MAX_MESSAGE_CHARS
 from kling_gateway.providers.kling.provider import KlingProvider, KlingProviderConfig
 from kling_gateway.storage.base import Store
-from kling_gateway.worker.steps import mark_submit
 from tests.harness import insert_finished, open_sqlite_store
 from tests.servers import serve_asgi
 

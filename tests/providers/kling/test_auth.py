@@ -5,15 +5,11 @@ import hashlib
 import hmac
 import json
 
+import jwt
 import pytest
 
-from kling_gateway.providers.kling.auth import (
-    JwtError,
-    KlingTokenSource,
-    encode_jwt,
-    make_kling_jwt,
-    verify_jwt,
-)
+from kling_gateway.fake_upstream.tokens import JwtError, verify_jwt
+from kling_gateway.providers.kling.auth import KlingTokenSource, encode_jwt, make_kling_jwt
 
 AK, SK = "access-key-1", "secret-key-0123456789abcdef0123456789"
 NOW = 1_700_000_000.0
@@ -103,3 +99,20 @@ def test_token_source_invalidate_mints_new() -> None:
     now[0] += 3
     source.invalidate()
     assert source.token() != first
+
+
+def test_tokens_decode_with_an_independent_jwt_library() -> None:
+    """The signer and the fake's check are separate code; PyJWT agrees with both."""
+    token = make_kling_jwt(AK, SK, NOW)
+    claims = jwt.decode(token, SK, algorithms=["HS256"], options={"verify_exp": False})
+    assert claims["iss"] == AK and claims["exp"] == int(NOW) + 1800
+    theirs = jwt.encode({"iss": AK, "exp": int(NOW) + 60}, SK, algorithm="HS256")
+    assert verify_jwt(theirs, SK, NOW)["iss"] == AK
+    with pytest.raises(JwtError):
+        verify_jwt(
+            jwt.encode(
+                {"iss": AK, "exp": int(NOW) + 60}, "another-secret-key-0123456789abcdef", "HS256"
+            ),
+            SK,
+            NOW,
+        )
