@@ -13,7 +13,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import callbacks_bench, longpoll, machinery, postgres_group, results, tasks_api
+from bench import (
+    callbacks_bench,
+    caption_layout,
+    longpoll,
+    machinery,
+    postgres_group,
+    results,
+    tasks_api,
+)
 from bench.common import ensure_wrk, log
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -37,6 +45,10 @@ EXTRA: dict[str, tuple[Callable[[argparse.Namespace], object], Path]] = {
     "kling_lag": (_kling, BENCH_DIR / "kling_lag_results.md"),
     "callbacks": (lambda _: callbacks_bench.main([]), BENCH_DIR / "callbacks_results.md"),
     "longpoll": (lambda _: longpoll.main([]), BENCH_DIR / "longpoll_results.md"),
+    "caption_layout": (
+        lambda _: caption_layout.main([]),
+        BENCH_DIR / "caption_layout_results.md",
+    ),
 }
 
 

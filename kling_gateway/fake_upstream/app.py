@@ -11,7 +11,8 @@ Unauthenticated extras:
 
 * ``GET /fake-media/{task_id}.mp4``: the result video (one tiny real MP4 for every task);
   faults whose ``routes`` name ``media`` delay, hang or fail it.
-* ``GET|POST|DELETE /fake-admin/faults``: read, replace or clear the injected faults.
+* ``GET|POST|DELETE /fake-admin/faults``: read, replace or clear the injected faults (among
+  them ``huge_body``: an API answer of ``size`` bytes, streamed without a Content-Length).
 * ``GET|DELETE /fake-admin/counters``: read or reset the request and create counters.
 * ``GET /fake-admin/tasks``: every task as the API would show it.
 * ``GET /fake-admin/finished?since=EPOCH``: tasks finished after ``since``, with the time they
