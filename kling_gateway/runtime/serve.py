@@ -11,7 +11,7 @@ from typing import TypeVar
 
 import uvicorn
 
-from kling_gateway.api.app import GatewayApp, create_app
+from kling_gateway.api.app import GatewayApp, Service, create_app
 from kling_gateway.api.context import AppContext
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.runtime.settings import Settings, env_name, load_settings
@@ -84,10 +84,18 @@ def build_app(settings: Settings) -> GatewayApp:
         from kling_gateway.infra.redis import RedisRateLimiter
 
         limiter = RedisRateLimiter(settings.redis_url, settings.rate_limit_per_minute)
-    services = [_worker_service(settings)] if settings.worker else []
+    services: list[Service] = [_answer_waiters_at_exit_signals]
+    if settings.worker:
+        services.append(_worker_service(settings))
     return create_app(
         settings, store, events=build_events(settings), limiter=limiter, services=services
     )
+
+
+async def _answer_waiters_at_exit_signals(ctx: AppContext) -> Callable[[], Awaitable[None]]:
+    from kling_gateway.runtime.signals import chain_exit_signals
+
+    return chain_exit_signals(ctx.waiters.close)
 
 
 def _worker_service(

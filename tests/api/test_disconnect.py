@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from kling_gateway.api.waiting import Waiters
@@ -47,10 +48,12 @@ def post(server: RealGateway, path: str, body: dict[str, object]) -> socket.sock
 
 
 def create_async(server: RealGateway) -> str:
-    sock = post(server, "/kling/videos", {"action": "text2video", "prompt": "a mug", "async": True})
-    with sock:
-        reply = sock.recv(65536).split(b"\r\n\r\n", 1)[1]
-    return str(json.loads(reply)["task_id"])
+    response = httpx.post(
+        f"{server.url}/kling/videos",
+        json={"action": "text2video", "prompt": "a mug", "async": True},
+        headers={"authorization": f"Bearer {server.tokens['alice']}"},
+    )
+    return str(response.json()["task_id"])
 
 
 def waiters(server: RealGateway) -> Waiters:
@@ -58,7 +61,9 @@ def waiters(server: RealGateway) -> Waiters:
 
 
 def test_a_client_leaving_a_blocking_create_ends_its_waiter(server: RealGateway) -> None:
-    sockets = [post(server, "/kling/videos", {"action": "text2video", "prompt": "a mug"}) for _ in range(5)]
+    sockets = [
+        post(server, "/kling/videos", {"action": "text2video", "prompt": "a mug"}) for _ in range(5)
+    ]
     until(lambda: waiters(server).active == 5)
     for sock in sockets[:3]:
         sock.close()
@@ -83,7 +88,10 @@ def test_a_client_that_stays_is_still_answered(server: RealGateway) -> None:
     sock = post(server, "/kling/tasks", {"action": "retrieve", "id": task_id, "wait": 0.5})
     with sock:
         sock.settimeout(30)
-        reply = sock.recv(65536)
+        reply = b""
+        while task_id.encode() not in reply:
+            chunk = sock.recv(65536)
+            assert chunk, reply
+            reply += chunk
     assert reply.startswith(b"HTTP/1.1 200")
-    assert task_id.encode() in reply
     until(lambda: waiters(server).active == 0)
