@@ -149,18 +149,31 @@ def _worker_service(
 
 def app_from_environment() -> GatewayApp:
     """uvicorn factory for `serve --processes N`: each process reads the same environment."""
-    return build_app(load_settings())
+    settings = load_settings()
+    _configure_protocol(settings)
+    return build_app(settings)
+
+
+def _configure_protocol(settings: Settings) -> None:
+    from kling_gateway.runtime.http_protocol import configure
+
+    configure(settings.header_timeout, settings.body_timeout, settings.max_connections)
 
 
 def serve(settings: Settings) -> int:
+    from kling_gateway.runtime.http_protocol import GuardedHttpToolsProtocol
+
     asyncio.run(_prepare(settings))
+    _configure_protocol(settings)
     common = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
         "access_log": False,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools with deadlines for headers and bodies and a connection bound
+        "http": GuardedHttpToolsProtocol,
+        "timeout_keep_alive": settings.keep_alive_timeout,
         "timeout_graceful_shutdown": 30,
     }
     if settings.processes > 1:

@@ -14,9 +14,7 @@ from tests.services import require_postgres, with_database
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [EXE, *args], capture_output=True, text=True, timeout=60, env=clean_env()
-    )
+    return subprocess.run([EXE, *args], capture_output=True, text=True, timeout=60, env=clean_env())
 
 
 def assert_one_line(done: subprocess.CompletedProcess[str], flag: str) -> str:
