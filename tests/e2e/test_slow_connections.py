@@ -85,7 +85,7 @@ def test_half_sent_requests_are_closed_and_others_are_served_meanwhile(
 
 
 def test_an_idle_kept_alive_connection_is_closed(server: tuple[int, str]) -> None:
-    port, token = server
+    port, _ = server
     with connect(port) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
         reply = read_all(sock)  # answered, then closed once idle
