@@ -72,7 +72,9 @@ def build_pages(ctx: AppContext, lifespan: Lifespan) -> Starlette:
         return HTMLResponse(docs)
 
     async def health(_: Request) -> Response:
-        return JSONResponse({"ok": True})
+        # How many requests wait and how many events streams are open in this process.
+        waiters = ctx.waiters
+        return JSONResponse({"ok": True, "waiting": waiters.active, "streams": waiters.streams})
 
     routes: list[BaseRoute] = [
         Route("/openapi.json", openapi_json),

@@ -10,6 +10,7 @@ import msgspec
 from kling_gateway.protocol.errors import BadRequest
 
 T = TypeVar("T")
+TOO_DEEP = "request body is nested too deeply"
 
 # DOTALL: a field name may hold a newline, and the message quotes it.
 _AT_PATH = re.compile(r"^(?P<what>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
@@ -24,6 +25,8 @@ def decode_body(body: bytes, kind: type[T]) -> T:
         raise BadRequest(describe_validation_error(exc)) from exc
     except msgspec.DecodeError as exc:
         raise BadRequest("request body is not valid JSON") from exc
+    except RecursionError as exc:  # msgspec's guard against deep nesting
+        raise BadRequest(TOO_DEEP) from exc
 
 
 def describe_validation_error(exc: msgspec.ValidationError) -> str:

@@ -80,14 +80,14 @@ class NotFoundError(KlingError):
     status: int | None = _wire.NotFound.status
 
 
-class TaskNotFoundError(NotFoundError):
+class TaskNotFoundError(KlingError):
     """``tasks.wait`` on an id the server does not know for this token (it answered ``{}``:
     the task is missing, deleted or another user's). Not an HTTP error: ``status`` is None."""
 
-    status = None
+    code = _wire.NotFound.code
 
     def __init__(self, task_id: str) -> None:
-        super().__init__(f"task {task_id} not found", status=None)
+        super().__init__(f"task {task_id} not found")
         self.task_id = task_id
 
 

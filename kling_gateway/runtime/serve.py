@@ -7,14 +7,16 @@ import logging
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import TypeVar
 
 import uvicorn
 
-from kling_gateway.api.app import GatewayApp, create_app
+from kling_gateway.api.app import GatewayApp, Service, create_app
 from kling_gateway.api.context import AppContext
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.runtime.settings import Settings, env_name, load_settings
+from kling_gateway.runtime.startup import StartupError, startup_errors, where
 from kling_gateway.storage import Store, open_store
 from kling_gateway.storage.tokens import DEFAULT_USER, issue_token
 
@@ -22,24 +24,58 @@ log = logging.getLogger("kling_gateway")
 T = TypeVar("T")
 
 
+async def open_migrated(settings: Settings) -> tuple[Store, list[str]]:
+    """The store, open and migrated, with the migrations applied; a failure to get there is a
+    ``StartupError`` naming the flag to fix."""
+    with startup_errors(settings):
+        store = open_store(settings.resolved_database_url)
+        try:
+            await store.open()
+            applied = await store.migrate()
+        except BaseException:
+            await store.close()
+            raise
+    return store, applied
+
+
 async def with_store(settings: Settings, fn: Callable[[Store], Awaitable[T]]) -> T:
     """Open the store (migrating it), run ``fn``, close it."""
-    store = open_store(settings.resolved_database_url)
-    await store.open()
+    store, _ = await open_migrated(settings)
     try:
-        await store.migrate()
         return await fn(store)
     finally:
         await store.close()
 
 
 async def migrate(settings: Settings) -> list[str]:
-    store = open_store(settings.resolved_database_url)
-    await store.open()
+    store, applied = await open_migrated(settings)
+    await store.close()
+    return applied
+
+
+def ensure_data_dir(settings: Settings) -> None:
+    """The data directory exists and is a writable directory (videos go there)."""
+    path = settings.data_dir
     try:
-        return await store.migrate()
-    finally:
-        await store.close()
+        os.makedirs(path, exist_ok=True)
+    except OSError as exc:
+        raise StartupError(f"--data-dir: cannot create {path!r}: {exc.strerror or exc}") from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise StartupError(f"--data-dir: {path!r} is not writable")
+
+
+async def check_redis(settings: Settings) -> None:
+    """With --redis-required, a Redis that does not answer stops the start."""
+    if not (settings.redis_url and settings.redis_required):
+        return
+    from kling_gateway.infra.redis import ping
+
+    problem = await ping(settings.redis_url, timeout=max(1.0, settings.redis_timeout))
+    if problem is not None:
+        raise StartupError(
+            f"--redis-url: cannot reach Redis at {where(settings.redis_url)}: {problem} "
+            "(or leave --redis-required off to start without it)"
+        )
 
 
 async def bootstrap(settings: Settings, store: Store) -> str | None:
@@ -68,7 +104,7 @@ def build_events(settings: Settings) -> TaskEvents:
     if settings.redis_url:
         from kling_gateway.infra.redis import RedisTaskEvents
 
-        return RedisTaskEvents(settings.redis_url)
+        return RedisTaskEvents(settings.redis_url, timeout=settings.redis_timeout)
     from kling_gateway.infra.notify import LocalTaskEvents
 
     return LocalTaskEvents()
@@ -83,11 +119,21 @@ def build_app(settings: Settings) -> GatewayApp:
     if settings.redis_url and settings.rate_limit_per_minute:
         from kling_gateway.infra.redis import RedisRateLimiter
 
-        limiter = RedisRateLimiter(settings.redis_url, settings.rate_limit_per_minute)
-    services = [_worker_service(settings)] if settings.worker else []
+        limiter = RedisRateLimiter(
+            settings.redis_url, settings.rate_limit_per_minute, timeout=settings.redis_timeout
+        )
+    services: list[Service] = [_answer_waiters_at_exit_signals]
+    if settings.worker:
+        services.append(_worker_service(settings))
     return create_app(
         settings, store, events=build_events(settings), limiter=limiter, services=services
     )
+
+
+async def _answer_waiters_at_exit_signals(ctx: AppContext) -> Callable[[], Awaitable[None]]:
+    from kling_gateway.runtime.signals import chain_exit_signals
+
+    return chain_exit_signals(ctx.waiters.close)
 
 
 def _worker_service(
@@ -103,18 +149,31 @@ def _worker_service(
 
 def app_from_environment() -> GatewayApp:
     """uvicorn factory for `serve --processes N`: each process reads the same environment."""
-    return build_app(load_settings())
+    settings = load_settings()
+    _configure_protocol(settings)
+    return build_app(settings)
+
+
+def _configure_protocol(settings: Settings) -> None:
+    from kling_gateway.runtime.http_protocol import configure
+
+    configure(settings.header_timeout, settings.body_timeout, settings.max_connections)
 
 
 def serve(settings: Settings) -> int:
+    from kling_gateway.runtime.http_protocol import GuardedHttpToolsProtocol
+
     asyncio.run(_prepare(settings))
+    _configure_protocol(settings)
     common = {
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
         "access_log": False,
         "loop": "uvloop",
-        "http": "httptools",
+        # httptools with deadlines for headers and bodies and a connection bound
+        "http": GuardedHttpToolsProtocol,
+        "timeout_keep_alive": settings.keep_alive_timeout,
         "timeout_graceful_shutdown": 30,
     }
     if settings.processes > 1:
@@ -132,7 +191,8 @@ def serve(settings: Settings) -> int:
 
 
 async def _prepare(settings: Settings) -> None:
-    os.makedirs(settings.data_dir, exist_ok=True)
+    ensure_data_dir(settings)
+    await check_redis(settings)
     await with_store(settings, lambda store: bootstrap(settings, store))
 
 
@@ -165,18 +225,18 @@ def run_worker(settings: Settings) -> int:
 async def _run_worker(settings: Settings) -> None:
     from kling_gateway.worker.service import start_worker
 
-    store = open_store(settings.resolved_database_url)
-    await store.open()
-    await store.migrate()
-    events = build_events(settings)
-    await events.start()
-    stop = await start_worker(settings, store, events)
-    done = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, done.set)
-    await done.wait()
-    log.info("stopping the worker: no new claims, finishing or releasing tasks in hand")
-    await stop()
-    await events.aclose()
-    await store.close()
+    ensure_data_dir(settings)
+    await check_redis(settings)
+    store, _ = await open_migrated(settings)
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(store.close)
+        events = build_events(settings)
+        await events.start()
+        stack.push_async_callback(events.aclose)
+        stack.push_async_callback(await start_worker(settings, store, events))
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, done.set)
+        await done.wait()
+        log.info("stopping the worker: no new claims, finishing or releasing tasks in hand")

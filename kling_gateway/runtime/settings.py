@@ -45,8 +45,22 @@ class Settings:
         "", "sqlite:///PATH or postgresql://... (default: SQLite in DATA_DIR)", "store"
     )
     redis_url: str = _opt("", "redis://... for shared rate limits and notifications", "store")
+    redis_required: bool = _opt(
+        False, "refuse to start while Redis is unreachable (off: start degraded)", "store"
+    )
+    redis_timeout: float = _opt(
+        0.25, "deadline of one Redis call, in seconds (then degraded for a while)", "store"
+    )
     # -- the API
     max_body_bytes: int = _opt(1_048_576, "largest request body accepted, in bytes", "server")
+    header_timeout: float = _opt(10.0, "seconds a client has to send a request's headers", "server")
+    body_timeout: float = _opt(30.0, "seconds a client has to send a request's body", "server")
+    keep_alive_timeout: float = _opt(
+        5.0, "seconds an idle keep-alive connection stays open", "server"
+    )
+    max_connections: int = _opt(
+        1000, "concurrent connections per API process (503 beyond them)", "server"
+    )
     rate_limit_per_minute: int = _opt(600, "requests per minute per token (0: no limit)", "server")
     auth_cache_seconds: float = _opt(5.0, "how long a verified token is cached", "server")
     batch_max_ids: int = _opt(1000, "most ids in one retrieve_batch", "server")
@@ -192,6 +206,11 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "image_max_bytes": (1, 1 << 30),
     "kling_download_timeout": (0.1, _DAY),
     "callback_timeout": (0.1, 3_600),
+    "header_timeout": (0.1, 3_600),
+    "body_timeout": (0.1, 3_600),
+    "keep_alive_timeout": (0.1, 3_600),
+    "max_connections": (1, 1_000_000),
+    "redis_timeout": (0.01, 60),
 }
 
 

@@ -27,10 +27,13 @@ async def test_a_missing_file_is_not_found(gateway: AppHarness) -> None:
         assert_error(await gateway.client.get(path), 404, "not_found")
 
 
+def put_file(folder: Path, name: str, data: bytes) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_bytes(data)
+
+
 async def test_a_served_file_is_not_sniffed(gateway: AppHarness) -> None:
-    folder: Path = gateway.settings.videos_dir
-    folder.mkdir(parents=True)  # noqa: ASYNC240
-    (folder / "v.mp4").write_bytes(b"<html><script>alert(1)</script>")
+    put_file(gateway.settings.videos_dir, "v.mp4", b"<html><script>alert(1)</script>")
     response = await gateway.client.get("/files/videos/v.mp4")
     assert response.status_code == 200
     assert response.headers["x-content-type-options"] == "nosniff"

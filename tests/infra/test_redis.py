@@ -20,9 +20,9 @@ from kling_gateway.infra.ratelimit import MemoryRateLimiter
 from kling_gateway.infra.redis import (
     RedisRateLimiter,
     RedisTaskEvents,
-    RedisUnavailable,
     redis_db,
 )
+from tests.e2e.private_redis import private_redis
 from tests.services import fresh_redis_url, with_database
 
 pytestmark = pytest.mark.redis
@@ -119,10 +119,13 @@ async def test_the_script_is_loaded_again_after_a_script_flush(
         await limiter.aclose()
 
 
-async def test_requests_pass_when_redis_does_not_answer() -> None:
-    limiter = RedisRateLimiter(f"redis://127.0.0.1:{free_port()}/0", 1)
+async def test_without_redis_this_process_counts_the_limit_itself() -> None:
+    # Degraded, not open: the limit still protects the service (once per process).
+    limiter = RedisRateLimiter(f"redis://127.0.0.1:{free_port()}/0", 2)
     try:
-        assert await hits(limiter, "k", 3) == [True, True, True]
+        assert await hits(limiter, "k", 3) == [True, True, False]
+        assert await hits(limiter, "other", 1) == [True]
+        assert limiter.breaker.down
     finally:
         await limiter.aclose()
 
@@ -220,7 +223,63 @@ async def test_after_losing_its_connection_it_resubscribes_and_wakes_every_waite
     assert await again is True
 
 
-async def test_start_fails_clearly_when_redis_does_not_answer() -> None:
-    events = RedisTaskEvents(f"redis://127.0.0.1:{free_port()}/0", start_timeout=0.5)
-    with pytest.raises(RedisUnavailable, match="no subscription"):
-        await events.start()
+async def test_a_redis_down_at_start_leaves_it_degraded_until_redis_answers() -> None:
+    with private_redis(started=False) as server:
+        events = RedisTaskEvents(server.url, start_timeout=0.2)
+        other = RedisTaskEvents(server.url, start_timeout=0.2)
+        try:
+            await events.start()  # does not raise: the process starts degraded
+            assert events.degraded and events.breaker.down
+            # Local waiters still work while Redis is away.
+            waiter = asyncio.create_task(events.wait("t-local", 30.0))
+            await until_waiting(events)
+            await events.publish("t-local")
+            assert await waiter is True
+            server.start()
+            await until(lambda: not events.degraded)
+            await other.start()
+            assert not other.degraded
+            remote = asyncio.create_task(events.wait("t-remote", 30.0))
+            await until_waiting(events)
+            await other.publish("t-remote")
+            assert await remote is True
+        finally:
+            await events.aclose()
+            await other.aclose()
+
+
+async def test_a_paused_redis_costs_one_deadline_then_is_skipped() -> None:
+    with private_redis() as server:
+        limiter = RedisRateLimiter(server.url, 3, timeout=0.2)
+        try:
+            key = new_key()
+            assert await hits(limiter, key, 1) == [True]  # through Redis
+            server.pause()
+            # The first call runs into the deadline and opens the breaker; the rest skip
+            # Redis without waiting and are counted by this process alone (3 per minute).
+            assert await hits(limiter, key, 4) == [True, True, True, False]
+            assert limiter.breaker.down and limiter.breaker.skipped == 3
+            server.resume()
+            for _ in range(300):  # back once a trial call after the cool-down answers
+                await limiter.hit(new_key())
+                if not limiter.breaker.down:
+                    break
+                await asyncio.sleep(0.05)
+            assert not limiter.breaker.down
+        finally:
+            server.resume()
+            await limiter.aclose()
+
+
+async def test_a_paused_redis_does_not_hold_publishers() -> None:
+    with private_redis() as server:
+        events = RedisTaskEvents(server.url, timeout=0.2)
+        try:
+            await events.start()
+            server.pause()
+            for _ in range(20):
+                await events.publish("t")  # at most one deadline in all, then skipped
+            assert events.breaker.down and events.breaker.skipped >= 19
+        finally:
+            server.resume()
+            await events.aclose()
