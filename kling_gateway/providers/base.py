@@ -6,7 +6,8 @@ those into data on the task (a retry later, or a failed task with the provider's
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from typing import Any, Protocol, runtime_checkable
 
 from kling_gateway.domain.outcomes import ProviderError, Status, Submission
 from kling_gateway.domain.task import Task
@@ -40,4 +41,15 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and threads."""
+        ...
+
+
+@runtime_checkable
+class RunsJobs(Protocol):
+    """A provider that runs work of its own for a task (the local renders), which can outlive
+    the call that started it. While such a job is alive the worker keeps the task's lease
+    (another worker would start the same job again) and waits for it before looking again."""
+
+    def running_job(self, task: Task) -> asyncio.Future[Any] | None:
+        """The job still running for ``task``, or None."""
         ...
