@@ -275,7 +275,7 @@ class Worker:
                 if job is None:
                     break
                 await asyncio.wait([job])
-        log.warning("task %s: provider call passed its %.0fs deadline", task.id, cfg.call_timeout)
+        log.warning("task %s: provider call passed its %gs deadline", task.id, cfg.call_timeout)
         message = f"the provider call passed its {cfg.call_timeout:g}-second deadline"
         return self._retry(claim, message, "provider_timeout")
 
