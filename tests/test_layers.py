@@ -180,10 +180,6 @@ KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
     # its context): the api helper passes the values it reads instead.
     ("kling_gateway.api.app", "kling_gateway.runtime.settings"): "api helper",
     ("kling_gateway.api.context", "kling_gateway.runtime.settings"): "api helper",
-    # The worker service builds the callback deliverer (worker -> callbacks) and reads Settings:
-    # the worker helper leaves composing them to runtime/serve.py.
-    ("kling_gateway.worker.service", "kling_gateway.callbacks.runner"): "worker helper",
-    ("kling_gateway.worker.service", "kling_gateway.runtime.settings"): "worker helper",
     # Providers reaching up: the factory reads the Settings: the providers helper removes it.
     ("kling_gateway.providers.kling.factory", "kling_gateway.runtime.settings"): "providers helper",
     # The fake upstream checks JWTs with the gateway's own verifier: a bug in it would pass on

@@ -1,4 +1,4 @@
-"""Building the ``kling`` provider from settings (what ``worker.service.build_provider`` calls)."""
+"""Building the ``kling`` provider from settings (what ``runtime.worker.build_provider`` calls)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Building the worker from settings, and running it inside `serve` or on its own."""
+"""Composing the worker: its provider and config from settings, and the callback deliverer
+beside it, run inside `serve` or on its own (the worker package itself reads no settings)."""
 
 from __future__ import annotations
 
