@@ -504,6 +504,27 @@ async def test_a_recheck_awaits_the_render_a_cancelled_check_left_running(
     await prov.aclose()
 
 
+async def test_a_render_a_cut_off_check_left_running_is_reported_to_the_worker(
+    files: VideoFiles, store: SQLiteStore, clock: Clock
+) -> None:
+    # ``running_job`` (providers.base.RunsJobs): the worker keeps the lease while it is alive.
+    renderer = GatedRenderer()
+    prov = provider(files, store, clock, renderer=renderer)
+    task = make_task(text_request(model="kling-v3", duration=3))
+    submission = await prov.submit(task)
+    task.job_id, task.provider_data = submission.job_id, submission.provider_data
+    assert prov.running_job(task) is None
+
+    await check_cut_off(prov, task, renderer)
+    job = prov.running_job(task)
+    assert job is not None and not job.done()
+    assert prov.running_job(make_task(text_request())) is None  # another task's: none
+    renderer.gate.set()
+    await asyncio.wait([job])
+    assert prov.running_job(task) is None
+    await prov.aclose()
+
+
 async def test_a_failed_render_nobody_awaited_is_not_kept(
     files: VideoFiles, store: SQLiteStore, clock: Clock
 ) -> None:
