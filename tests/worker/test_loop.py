@@ -8,6 +8,7 @@ so the clock only moves when a test moves it.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -19,8 +20,11 @@ import pytest
 from kling_gateway.domain.outcomes import ProviderError, Status, Submission, VideoResult
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.transitions import LAST_ERROR, RESULT_RETRY_SECONDS, Policy
+from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.notify import WORKER_WAKEUP, LocalTaskEvents
 from kling_gateway.protocol.task import TaskState
+from kling_gateway.providers.local.provider import LocalProvider
+from kling_gateway.providers.local.render import RenderedVideo, RenderSpec, render_video
 from kling_gateway.storage.base import Outcome, StoredTask
 from kling_gateway.storage.sqlite import SQLiteStore
 from kling_gateway.worker.loop import Worker, WorkerConfig
@@ -450,3 +454,45 @@ async def test_a_job_outliving_the_call_keeps_its_lease(store: CountingStore) ->
     found = await stored(store, task)
     assert found.task.state is TaskState.SUCCEED and provider.renders == 1
     assert msgspec.json.decode(found.task.record_json())["response"]["video_id"] == "v-1"
+
+
+async def test_a_local_render_outliving_the_call_keeps_its_lease(
+    store: CountingStore, tmp_path: Path
+) -> None:
+    # The local provider for real: its render (held at a gate) outlives the call deadline.
+    gate, started = threading.Event(), threading.Event()
+    renders: list[str] = []
+
+    def renderer(path: Path, spec: RenderSpec) -> RenderedVideo:
+        renders.append(path.name)
+        started.set()
+        if not gate.wait(timeout=30):
+            raise AssertionError("the test never opened the gate")
+        return render_video(path, spec)
+
+    files = VideoFiles(root=tmp_path / "videos", public_url="http://gw.test")
+    provider = LocalProvider(
+        files=files, store=store, delay=0.0, max_side=64, fps=4, renderer=renderer
+    )
+    quick = Policy(check_interval=0.01, check_max_interval=0.01, deadline_seconds=600)
+    config = WorkerConfig(policy=quick, lease_seconds=0.3, call_timeout=0.05)
+    w = Worker(store, provider, LocalTaskEvents(), config)
+    task = make_task("user-1")
+    now = time.time()
+    await store.insert_task(task, next_check_at=now, deadline_at=now + 600)
+    try:
+        async with asyncio.timeout(30):
+            while not started.is_set():  # submit, the first check (processing), then the render
+                await w.poll()
+                await asyncio.wait_for(asyncio.to_thread(started.wait, 0.05), 1)
+            while w.stats.renewals < 3:
+                assert await store.claim_due_tasks("another-worker", time.time(), 10, 0.3) == []
+                await asyncio.sleep(0.05)
+            gate.set()
+            await w.settle()
+        found = await stored(store, task)
+        assert found.task.state is TaskState.SUCCEED, found.task.response
+        assert len(renders) == 1
+    finally:
+        gate.set()
+        await provider.aclose()

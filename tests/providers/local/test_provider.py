@@ -511,8 +511,7 @@ async def test_a_render_a_cut_off_check_left_running_is_reported_to_the_worker(
     renderer = GatedRenderer()
     prov = provider(files, store, clock, renderer=renderer)
     task = make_task(text_request(model="kling-v3", duration=3))
-    submission = await prov.submit(task)
-    task.job_id, task.provider_data = submission.job_id, submission.provider_data
+    await taken(prov, task)
     assert prov.running_job(task) is None
 
     await check_cut_off(prov, task, renderer)
