@@ -385,7 +385,7 @@ async def test_a_burst_of_new_tasks_costs_a_bounded_number_of_claims(
     provider = ScriptedProvider([Submission(f"job-{i}") for i in range(40)])
     w = Worker(
         store, provider, events,
-        WorkerConfig(policy=POLICY, wake_debounce_seconds=1.0, idle_poll_seconds=30.0),
+        WorkerConfig(policy=POLICY, wake_debounce_seconds=2.0, idle_poll_seconds=30.0),
         clock=clock,
     )  # fmt: skip
     store.want = 40
