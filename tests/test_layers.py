@@ -176,19 +176,10 @@ def violations(root: Path, pyproject: Path) -> dict[tuple[str, str], str]:
 # Edges that break the rules today, each with the helper who removes it. Remove an entry when
 # its edge is gone (the test says so); never add one: fix the import instead.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    # The Kling callback route runs worker transitions inside the HTTP layer: the worker helper
-    # moves them into the one transition function (issue 10, "one transition path").
-    ("kling_gateway.api.routes.kling_callbacks", "kling_gateway.worker.loop"): "worker helper",
-    ("kling_gateway.api.routes.kling_callbacks", "kling_gateway.worker.service"): "worker helper",
-    ("kling_gateway.api.routes.kling_callbacks", "kling_gateway.worker.steps"): "worker helper",
     # The whole Settings handed into the HTTP layer (a real import, used to build the app and
     # its context): the api helper passes the values it reads instead.
     ("kling_gateway.api.app", "kling_gateway.runtime.settings"): "api helper",
     ("kling_gateway.api.context", "kling_gateway.runtime.settings"): "api helper",
-    # The worker service builds the callback deliverer (worker -> callbacks) and reads Settings:
-    # the worker helper leaves composing them to runtime/serve.py.
-    ("kling_gateway.worker.service", "kling_gateway.callbacks.runner"): "worker helper",
-    ("kling_gateway.worker.service", "kling_gateway.runtime.settings"): "worker helper",
 }
 
 

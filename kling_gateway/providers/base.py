@@ -6,35 +6,16 @@ those into data on the task (a retry later, or a failed task with the provider's
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+from typing import Any, Protocol, runtime_checkable
 
 from kling_gateway.domain.outcomes import ProviderError, Status, Submission
 from kling_gateway.domain.task import Task
 from kling_gateway.storage.base import Store
 
+
 # ``provider_data`` keys of the submit marker (see ``worker.steps.MarksSubmits``): the worker
 # writes it before a submit it cannot otherwise find again, the provider reads it.
-SUBMIT_STARTED_AT = "submit_started_at"
-SUBMIT_TRIES = "submit_tries"
-
-
-def mark_submit(task: Task, now: float) -> None:
-    """Note one more submit of ``task`` as started; the first one's time is kept."""
-    data = task.provider_data
-    data.setdefault(SUBMIT_STARTED_AT, now)
-    tries = data.get(SUBMIT_TRIES)
-    data[SUBMIT_TRIES] = (tries if isinstance(tries, int) else 0) + 1
-
-
-def earlier_submit_at(task: Task) -> float | None:
-    """When the first submit of ``task`` started, if an earlier submit than the current one
-    may have created a job upstream; None on the first submit."""
-    started, tries = task.provider_data.get(SUBMIT_STARTED_AT), task.provider_data.get(SUBMIT_TRIES)
-    if not isinstance(tries, int) or tries < 2 or not isinstance(started, int | float):
-        return None
-    return float(started)
-
-
 async def require_own_video(store: Store, user_id: str, video_id: str) -> str:
     """The id of ``user_id``'s succeeded task whose result is ``video_id``.
 
@@ -62,4 +43,15 @@ class Provider(Protocol):
 
     async def aclose(self) -> None:
         """Release connections and threads."""
+        ...
+
+
+@runtime_checkable
+class RunsJobs(Protocol):
+    """A provider that runs work of its own for a task (the local renders), which can outlive
+    the call that started it. While such a job is alive the worker keeps the task's lease
+    (another worker would start the same job again) and waits for it before looking again."""
+
+    def running_job(self, task: Task) -> asyncio.Future[Any] | None:
+        """The job still running for ``task``, or None."""
         ...

@@ -140,7 +140,7 @@ def _worker_service(
     settings: Settings,
 ) -> Callable[[AppContext], Awaitable[Callable[[], Awaitable[None]]]]:
     async def start(ctx: AppContext) -> Callable[[], Awaitable[None]]:
-        from kling_gateway.worker.service import start_worker
+        from kling_gateway.runtime.worker import start_worker
 
         return await start_worker(settings, ctx.store, ctx.events)
 
@@ -223,7 +223,7 @@ def run_worker(settings: Settings) -> int:
 
 
 async def _run_worker(settings: Settings) -> None:
-    from kling_gateway.worker.service import start_worker
+    from kling_gateway.runtime.worker import start_worker
 
     ensure_data_dir(settings)
     await check_redis(settings)

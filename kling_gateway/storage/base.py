@@ -183,6 +183,10 @@ class Store(Protocol):
         ...
 
     async def release_tasks(self, worker_id: str, task_ids: list[str], now: float) -> None: ...
+    async def make_overdue_due(self, now: float) -> int:
+        """The deadline sweep: make every unfinished task past its deadline whose next check is
+        later than ``now`` (and that no worker holds) due now; return how many."""
+        ...
 
     # -- callbacks (the durable outbox)
     async def claim_due_callbacks(

@@ -32,6 +32,7 @@ from kling_gateway.storage.migrations import migration_scripts
 from kling_gateway.storage.postgres_tasks import Conn, rowcount
 from kling_gateway.storage.rows import (
     CREDENTIALS_QUERY,
+    OVERDUE_DUE,
     PRINCIPAL_QUERY,
     credential_from_row,
     principal_from_row,
@@ -297,6 +298,9 @@ class PostgresStore:
             task_ids,
             worker_id,
         )
+
+    async def make_overdue_due(self, now: float) -> int:
+        return rowcount(await self.pool.execute(OVERDUE_DUE, now))
 
     # -- callbacks
     async def claim_due_callbacks(

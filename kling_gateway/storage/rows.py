@@ -192,6 +192,14 @@ def apply_outcome(
     return attempts, next_check_at, worker_id if outcome.keep_lease else None
 
 
+# The deadline sweep: a task past its deadline whose next check is later (and that no worker
+# holds) is made due now, so a worker claims it and ends it (``Store.make_overdue_due``).
+OVERDUE_DUE = (
+    "UPDATE tasks SET next_check_at = $1 WHERE next_check_at IS NOT NULL "
+    "AND next_check_at > $1 AND deadline_at <= $1 AND lease_owner IS NULL"
+)
+
+
 # The query both backends run for authentication, by its column order.
 PRINCIPAL_QUERY = (
     "SELECT c.id, c.apis, c.expires_at, c.revoked_at, u.id, u.name, a.id, a.disabled, "

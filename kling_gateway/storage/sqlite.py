@@ -32,6 +32,7 @@ from kling_gateway.storage.base import (
 from kling_gateway.storage.migrations import migration_scripts
 from kling_gateway.storage.rows import (
     CREDENTIALS_QUERY,
+    OVERDUE_DUE,
     PRINCIPAL_QUERY,
     credential_from_row,
     principal_from_row,
@@ -360,6 +361,12 @@ class SQLiteStore:
             )
 
         await self._write(run)
+
+    async def make_overdue_due(self, now: float) -> int:
+        def run(conn: sqlite3.Connection) -> int:
+            return int(conn.execute(OVERDUE_DUE.replace("$1", "?"), (now, now, now)).rowcount)
+
+        return await self._write(run)
 
     # -- callbacks
     async def claim_due_callbacks(

@@ -16,6 +16,7 @@ import pytest
 
 from kling_gateway.domain.ids import new_object_id, new_task_id
 from kling_gateway.domain.task import Task
+from kling_gateway.domain.transitions import Policy
 from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.notify import LocalTaskEvents
@@ -25,7 +26,6 @@ from kling_gateway.providers.local.provider import LocalProvider
 from kling_gateway.storage.base import Store
 from kling_gateway.storage.postgres import PostgresStore
 from kling_gateway.worker.loop import Worker, WorkerConfig
-from kling_gateway.worker.steps import StepPolicy
 from tests.services import fresh_postgres_database
 from tests.storage.helpers import migrated_store, open_store
 
@@ -116,7 +116,7 @@ async def test_an_upgraded_row_is_driven_to_the_end(store_url: str, tmp_path: Pa
     store = await forget_params(store, task.id)
     files = VideoFiles(root=tmp_path / "videos", public_url="http://gw.test")
     provider = LocalProvider(files=files, store=store, delay=0.0, render=False)
-    policy = StepPolicy(check_interval=0.0, check_max_interval=0.0, deadline_seconds=600)
+    policy = Policy(check_interval=0.0, check_max_interval=0.0, deadline_seconds=600)
     events = LocalTaskEvents()
     worker = Worker(store, provider, events, WorkerConfig(policy=policy, idle_poll_seconds=0.05))
     running = asyncio.create_task(worker.run())

@@ -5,8 +5,8 @@ create call, see ``kling_factory.callback_url``). The secret in the path is comp
 constant time; a wrong one gets the same 404 ``no_api`` as a path that does not exist. The
 route exists only when ``kling_callback_secret`` is set.
 
-The payload is mapped by the Kling mapping and written with the worker's own rule
-(``worker.steps.apply_status``, ``worker.loop.outcome_for``) under the same compare-and-set:
+The payload is read by ``providers.kling.callbacks`` and decided by the one transition
+function (``domain.transitions``) the worker uses too, under the same compare-and-set:
 a finished task is never written again, so repeated and out-of-order callbacks are harmless,
 and whichever of the callback and the worker's polling comes first, the record is the same.
 
@@ -14,8 +14,9 @@ A callback that names a job the task does not show yet (the create answer is sti
 or was lost in a crash) records that job: it is the one our ``external_task_id`` created.
 
 A SUCCEED callback while results are downloaded finishes nothing here (no download inside an
-HTTP request): the task is made due at once, and the worker downloads the video and finishes
-it with its next claim.
+HTTP request): the task is made due at once (the workers are woken), and the worker downloads
+the video and finishes it with its next claim. A write that owes client callbacks wakes the
+callback deliverer, as the worker's writes do.
 
 While a worker holds the task's lease (it is submitting, checking or downloading right now),
 only a callback that finishes the task is written: any other write would either hand the task
@@ -27,6 +28,7 @@ check.
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import logging
 import time
@@ -40,17 +42,21 @@ from starlette.routing import BaseRoute, Route
 
 from kling_gateway.api.asgi import read_body
 from kling_gateway.api.context import AppContext
-from kling_gateway.domain.outcomes import ProviderError, Status, Submission
-from kling_gateway.domain.task import Task
-from kling_gateway.infra.notify import WORKER_WAKEUP
+from kling_gateway.domain.outcomes import ProviderError, Status
+from kling_gateway.domain.transitions import (
+    RESULT_READY_AT,
+    Change,
+    Policy,
+    ResultPending,
+    Schedule,
+    transition,
+)
+from kling_gateway.infra.announce import announce
 from kling_gateway.protocol.errors import BadRequest, NoApi
 from kling_gateway.protocol.task import TaskState
+from kling_gateway.providers.kling.callbacks import UpstreamCallback, adoption, parse_callback
 from kling_gateway.providers.kling.factory import CALLBACK_PATH
-from kling_gateway.providers.kling.mapping import kind_for_request, status_from_callback
 from kling_gateway.storage.base import Outcome, StoredTask
-from kling_gateway.worker.loop import outcome_for
-from kling_gateway.worker.service import worker_config
-from kling_gateway.worker.steps import StepPolicy, apply_status, record_submission
 
 log = logging.getLogger("kling_gateway.kling_callbacks")
 
@@ -94,42 +100,61 @@ class CallbackRecorder:
 
     def __init__(self, ctx: AppContext) -> None:
         self._ctx = ctx
-        self._policy: StepPolicy = worker_config(ctx.settings).policy
-        self._defer_success = ctx.settings.kling_download_results
+        settings = ctx.settings
+        self._policy = Policy(
+            check_interval=settings.check_interval,
+            check_max_interval=settings.check_max_interval,
+            deadline_seconds=settings.task_deadline_seconds,
+        )
+        self._defer_success = settings.kling_download_results
 
     async def record(self, payload: Any) -> Recorded:
         try:
-            task_id, job_id, status = status_from_callback(payload)
+            callback = parse_callback(payload)
         except ProviderError as exc:
             log.warning("refused a Kling callback: %s", exc.message)
             raise BadRequest(f"not a Kling task: {exc.message}") from exc
-        if task_id is None:
+        if callback.task_id is None:
             # No external_task_id (video-extend): the worker's polling records it.
             return Recorded.IGNORED
         outcome = Recorded.CONFLICT
         for _ in range(2):  # a lost compare-and-set is tried once more on a fresh read
-            outcome = await self._try(task_id, job_id, status)
+            outcome = await self._try(callback.task_id, callback)
             if outcome is not Recorded.CONFLICT:
                 break
         return outcome
 
-    async def _try(self, task_id: str, job_id: str, status: Status) -> Recorded:
+    async def _try(self, task_id: str, callback: UpstreamCallback) -> Recorded:
         stored = await self._ctx.store.load_task(task_id)
         if stored is None:
             return Recorded.UNKNOWN
-        task = stored.task
+        task, now = stored.task, time.time()
         if task.state.is_terminal:
             return Recorded.FINISHED
-        if _leased(stored, time.time()) and not self._finishes(status):
+        if _leased(stored, now) and not self._finishes(callback.status):
             return Recorded.HELD
-        adopted = task.job_id is None
-        if adopted and not _adopt(task, job_id):
-            return Recorded.IGNORED
-        if task.job_id != job_id:
+        schedule = Schedule(stored.attempts, stored.deadline_at)
+        adopted: Change | None = None
+        if task.job_id is None:
+            submission = adoption(task, callback.job_id)
+            if submission is None:
+                return Recorded.IGNORED
+            adopted = transition(task, submission, schedule, now, self._policy)
+            task = adopted.task
+        if task.job_id != callback.job_id:
             return Recorded.IGNORED  # another job than ours: polling knows better
-        if status.state is TaskState.SUCCEED and self._defer_success:
-            return await self._make_due(stored, adopted)
-        return await self._apply(stored, status, adopted)
+        if self._deferred(callback.status):
+            return await self._make_due(stored, adopted, callback.status, now)
+        change = transition(task, callback.status, schedule, now, self._policy)
+        if adopted is None and not change.changed:
+            return Recorded.UNCHANGED  # keep the task's own schedule
+        if adopted is not None:
+            change = dataclasses.replace(change, changed=True)
+        return await self._write(stored, change, Recorded.RECORDED)
+
+    def _deferred(self, status: Status) -> bool:
+        """A SUCCEED whose video a worker copies (not an HTTP request)."""
+        return status.state is TaskState.SUCCEED and self._defer_success
 
     def _finishes(self, status: Status) -> bool:
         """Whether recording ``status`` here finishes the task."""
@@ -137,44 +162,35 @@ class CallbackRecorder:
             return not self._defer_success
         return status.state is TaskState.FAILED
 
-    async def _apply(self, stored: StoredTask, status: Status, adopted: bool) -> Recorded:
-        task, before, now = stored.task, stored.task.state, time.time()
-        version = task.version
-        result = apply_status(task, status, stored.attempts, now, self._policy)
-        if not (result.changed or adopted):
-            return Recorded.UNCHANGED  # keep the task's own schedule
-        if not await self._save(stored, version, outcome_for(task, before, result)):
-            return Recorded.CONFLICT
-        await self._ctx.events.publish(task.id)
-        return Recorded.RECORDED
-
-    async def _make_due(self, stored: StoredTask, adopted: bool) -> Recorded:
-        now = time.time()
-        if not adopted and stored.next_check_at <= now:
+    async def _make_due(
+        self, stored: StoredTask, adopted: Change | None, status: Status, now: float
+    ) -> Recorded:
+        task = stored.task if adopted is None else adopted.task
+        known = RESULT_READY_AT in task.provider_data
+        if adopted is None and known and stored.next_check_at <= now:
             return Recorded.DUE  # due already (no live lease: ``_try`` checked)
-        if not await self._save(stored, stored.task.version, Outcome(next_check_at=now)):
-            return Recorded.CONFLICT
-        await self._ctx.events.publish(WORKER_WAKEUP)
-        return Recorded.DUE
+        schedule = Schedule(stored.attempts, stored.deadline_at)
+        change = transition(task, ResultPending(status), schedule, now, self._policy)
+        if adopted is not None:
+            change = dataclasses.replace(change, changed=True)
+        return await self._write(stored, change, Recorded.DUE)
 
-    async def _save(self, stored: StoredTask, version: int, outcome: Outcome) -> bool:
+    async def _write(self, stored: StoredTask, change: Change, done: Recorded) -> Recorded:
         # No lease to keep: none is live, or this write finishes the task (``_try``).
-        return await self._ctx.store.save_task(
-            stored.task, expected_version=version, worker_id=None, outcome=outcome
+        outcome = Outcome(
+            next_check_at=change.next_check_at,
+            attempts=change.attempts,
+            callbacks=change.callbacks,
         )
+        saved = await self._ctx.store.save_task(
+            change.task, expected_version=stored.task.version, worker_id=None, outcome=outcome
+        )
+        if not saved:
+            return Recorded.CONFLICT
+        await announce(self._ctx.events, change)
+        return done
 
 
 def _leased(stored: StoredTask, now: float) -> bool:
     """Whether a worker holds the task now (the lease is the next check time itself)."""
     return stored.lease_owner is not None and stored.next_check_at > now
-
-
-def _adopt(task: Task, job_id: str) -> bool:
-    """Record the job a callback names when the worker has not stored it yet (its create answer
-    is on the way, or was lost in a crash): the same job, so no second one is ever created."""
-    try:
-        kind = kind_for_request(task.request)
-    except ProviderError:
-        return False
-    record_submission(task, Submission(job_id=job_id, provider_data={"kind": kind}), time.time())
-    return True

@@ -1,4 +1,4 @@
-"""Building the ``kling`` provider from settings (what ``worker.service.build_provider`` calls).
+"""Building the ``kling`` provider from settings (what ``runtime.worker.build_provider`` calls).
 
 The settings are any object with the values read here (``KlingSettings``; the runtime's
 ``Settings`` is one): providers sit below ``runtime`` and do not import it.

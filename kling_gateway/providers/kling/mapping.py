@@ -1,7 +1,7 @@
 """Pure translations between this project's requests and the official Kling API.
 
-* ``build_create`` turns a stored request body (docs/contract.md §2) into the upstream path
-  segment and JSON body of a create call.
+* ``build_create`` turns a validated request (``VideoParams``, docs/contract.md §2) into the
+  upstream path segment and JSON body of a create call.
 * ``status_from_task`` turns an upstream task object into a worker ``Status``.
 * ``error_from_response`` turns an upstream error (HTTP status, ``code``, ``message``) into a
   ``ProviderError`` following the error table of the upstream spec page.
@@ -19,6 +19,7 @@ import re
 from typing import Any, Final
 
 from kling_gateway.domain.outcomes import ProviderError, Status, VideoResult
+from kling_gateway.domain.params import VideoParams
 from kling_gateway.protocol.enums import AUDIO_MODELS, CAMERA_AXES
 from kling_gateway.protocol.retry_after import parse_retry_after
 from kling_gateway.protocol.task import TaskState
@@ -33,8 +34,6 @@ _KIND_BY_ACTION: Final = {
     "image2video": KIND_IMAGE2VIDEO,
     "extend": KIND_VIDEO_EXTEND,
 }
-DEFAULT_MODEL: Final = "kling-v1"
-_PASSTHROUGH: Final = ("prompt", "negative_prompt", "mode", "aspect_ratio")
 
 ERROR_GENERATION_FAILED: Final = "generation_failed"
 ERROR_PROTOCOL: Final = "upstream_protocol_error"
@@ -61,12 +60,11 @@ def clean_message(text: str) -> str:
 # --- request -> upstream create ------------------------------------------------------------
 
 
-def kind_for_request(request: dict[str, Any]) -> str:
-    """The upstream path segment for a stored request's ``action``."""
-    action = request.get("action")
-    kind = _KIND_BY_ACTION.get(action) if isinstance(action, str) else None
+def kind_for(params: VideoParams) -> str:
+    """The upstream path segment for a request's ``action``."""
+    kind = _KIND_BY_ACTION.get(params.action)
     if kind is None:
-        raise ProviderError(f"kling cannot run action {action!r}", code="unsupported_action")
+        raise ProviderError(f"kling cannot run action {params.action!r}", code="unsupported_action")
     return kind
 
 
@@ -104,58 +102,59 @@ def camera_control_upstream(control: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _common_fields(request: dict[str, Any], model: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"model_name": model}
-    for name in _PASSTHROUGH:
-        if request.get(name) is not None:
-            body[name] = request[name]
-    body["duration"] = duration_string(request.get("duration", 5))
-    if isinstance(request.get("camera_control"), dict):
-        body["camera_control"] = camera_control_upstream(request["camera_control"])
-    audio = request.get("generate_audio")
+def _common_fields(params: VideoParams) -> dict[str, Any]:
+    model = params.model
+    body: dict[str, Any] = {"model_name": model, "prompt": params.prompt}
+    if params.negative_prompt is not None:
+        body["negative_prompt"] = params.negative_prompt
+    body["mode"] = params.mode
+    body["aspect_ratio"] = params.aspect_ratio
+    body["duration"] = duration_string(params.duration)
+    if params.camera_control is not None:
+        body["camera_control"] = camera_control_upstream(params.camera_control)
     # Sent when the model supports it; an unsupported "on" is sent anyway so the upstream
     # refuses it loudly rather than the gateway silently dropping audio.
-    if audio is not None and (model in AUDIO_MODELS or audio is True):
-        body["sound"] = "on" if audio else "off"
+    if model in AUDIO_MODELS or params.generate_audio:
+        body["sound"] = "on" if params.generate_audio else "off"
     return body
 
 
-def _cfg_scale(request: dict[str, Any], model: str, body: dict[str, Any]) -> None:
-    if request.get("cfg_scale") is not None and not is_v2_model(model):
-        body["cfg_scale"] = request["cfg_scale"]
+def _cfg_scale(params: VideoParams, body: dict[str, Any]) -> None:
+    if params.cfg_scale is not None and not is_v2_model(params.model):
+        body["cfg_scale"] = params.cfg_scale
 
 
-def _extend_body(request: dict[str, Any], model: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"video_id": request.get("video_id")}
-    for name in ("prompt", "negative_prompt"):
-        if request.get(name) is not None:
-            body[name] = request[name]
-    _cfg_scale(request, model, body)
+def _extend_body(params: VideoParams) -> dict[str, Any]:
+    body: dict[str, Any] = {"video_id": params.video_id}
+    if params.prompt:
+        body["prompt"] = params.prompt
+    if params.negative_prompt is not None:
+        body["negative_prompt"] = params.negative_prompt
+    _cfg_scale(params, body)
     return body
 
 
 def build_create(
-    request: dict[str, Any], *, task_id: str, callback_url: str | None = None
+    params: VideoParams, *, task_id: str, callback_url: str | None = None
 ) -> tuple[str, dict[str, Any]]:
-    """``(kind, body)`` of the upstream create call for a stored request.
+    """``(kind, body)`` of the upstream create call for a validated request.
 
     ``task_id`` (our id) becomes ``external_task_id``; ``callback_url`` is the gateway's own
     Kling-callback endpoint, never the client's. video-extend takes neither ``model_name``,
     ``duration`` nor ``external_task_id`` upstream, so none of them is sent.
     """
-    kind = kind_for_request(request)
-    model = request.get("model") or DEFAULT_MODEL
+    kind = kind_for(params)
     if kind == KIND_VIDEO_EXTEND:
-        body = _extend_body(request, model)
+        body = _extend_body(params)
     else:
-        body = _common_fields(request, model)
-        _cfg_scale(request, model, body)
+        body = _common_fields(params)
+        _cfg_scale(params, body)
         body["external_task_id"] = task_id
     if kind == KIND_IMAGE2VIDEO:
-        if request.get("start_image_url") is not None:
-            body["image"] = request["start_image_url"]
-        if request.get("end_image_url") is not None:
-            body["image_tail"] = request["end_image_url"]
+        if params.start_image_url is not None:
+            body["image"] = params.start_image_url
+        if params.end_image_url is not None:
+            body["image_tail"] = params.end_image_url
     if callback_url is not None:
         body["callback_url"] = callback_url
     return kind, body
@@ -238,21 +237,6 @@ def status_from_task(task: dict[str, Any]) -> Status:
             provider_data=extra,
         )
     raise ProviderError(f"unknown upstream task_status {word!r}", code=ERROR_PROTOCOL)
-
-
-def status_from_callback(payload: Any) -> tuple[str | None, str, Status]:
-    """``(external_task_id, job_id, status)`` of a callback Kling POSTed to the gateway.
-
-    Accepts the bare task object (what Kling sends) or the ``{code, data}`` envelope.
-    ``external_task_id`` is None for video-extend jobs. Raises ``ProviderError`` for a payload
-    that is not an upstream task.
-    """
-    if not isinstance(payload, dict):
-        raise ProviderError("callback payload is not an object", code="upstream_bad_response")
-    task = payload.get("data") if isinstance(payload.get("data"), dict) else payload
-    if not isinstance(task, dict):
-        raise ProviderError("callback payload is not a task", code="upstream_bad_response")
-    return external_id_of(task), job_id_of(task), status_from_task(task)
 
 
 # --- upstream errors -> ProviderError ------------------------------------------------------

@@ -31,11 +31,14 @@ import httpx
 
 from kling_gateway.domain.outcomes import ProviderError, Status, Submission, VideoResult
 from kling_gateway.domain.task import Task
+from kling_gateway.domain.transitions import earlier_submit_at
+from kling_gateway.domain.videos import params_of
 from kling_gateway.infra.egress import GuardedTransport, UnsafeTarget, origin_of
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.task import TaskState
-from kling_gateway.providers.base import earlier_submit_at, require_own_video
+from kling_gateway.providers.base import require_own_video
 from kling_gateway.providers.kling.batch import BatchConfig, CheckBatcher
+from kling_gateway.providers.kling.callbacks import status_from_callback
 from kling_gateway.providers.kling.client import (
     MAX_PAGE_NUM,
     MAX_PAGE_SIZE,
@@ -48,9 +51,8 @@ from kling_gateway.providers.kling.mapping import (
     build_create,
     created_at_ms,
     job_id_of,
-    kind_for_request,
+    kind_for,
     parent_video_id,
-    status_from_callback,
     status_from_task,
 )
 from kling_gateway.storage.base import Store
@@ -127,7 +129,7 @@ class KlingProvider:
 
     async def submit(self, task: Task) -> Submission:
         kind, body = build_create(
-            task.request, task_id=task.id, callback_url=self._config.callback_url
+            params_of(task), task_id=task.id, callback_url=self._config.callback_url
         )
         if kind == KIND_VIDEO_EXTEND:
             return await self._submit_extend(task, body)
@@ -147,7 +149,7 @@ class KlingProvider:
     def needs_submit_marker(self, task: Task) -> bool:
         """video-extend only: the other kinds are found again by ``external_task_id``."""
         try:
-            return kind_for_request(task.request) == KIND_VIDEO_EXTEND
+            return kind_for(params_of(task)) == KIND_VIDEO_EXTEND
         except ProviderError:
             return False  # the submit itself reports the bad request
 
@@ -237,7 +239,7 @@ class KlingProvider:
 
     def status_from_callback(self, payload: Any) -> tuple[str | None, str, Status]:
         """``(external_task_id, job_id, status)`` of a callback Kling POSTed to the gateway
-        (see ``kling_mapping.status_from_callback``). No download happens here."""
+        (see ``callbacks.status_from_callback``). No download happens here."""
         external_id, job_id, status = status_from_callback(payload)
         return external_id, job_id, self._paced(status)
 
@@ -344,7 +346,7 @@ def _kind_of(task: Task) -> str:
     kind = task.provider_data.get("kind")
     if isinstance(kind, str) and kind in KINDS:
         return kind
-    return kind_for_request(task.request)
+    return kind_for(params_of(task))
 
 
 def _collect(item: dict[str, Any], wanted: set[str], found: dict[str, Status]) -> None:

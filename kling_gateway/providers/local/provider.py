@@ -212,6 +212,12 @@ class LocalProvider:
             render.add_done_callback(lambda done: self._render_done(video_id, done))
         return await asyncio.shield(render)
 
+    def running_job(self, task: Task) -> asyncio.Future[Any] | None:
+        """The render still running for ``task`` (``providers.base.RunsJobs``): the worker keeps
+        the task's lease while it is alive, so no other worker starts it again."""
+        video_id = _video_id(task)
+        return None if video_id is None else self._renders.get(video_id)
+
     def _render_done(self, video_id: str, render: asyncio.Task[float]) -> None:
         if self._renders.get(video_id) is render:
             del self._renders[video_id]

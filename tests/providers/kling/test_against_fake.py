@@ -12,6 +12,7 @@ from typing import Any
 
 import av
 import httpx
+import msgspec
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,12 +22,13 @@ from starlette.routing import Route
 from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.domain.outcomes import ProviderError, Status
 from kling_gateway.domain.task import Task
+from kling_gateway.domain.transitions import mark_submit
 from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.fake_upstream import FakeUpstream, FakeUpstreamConfig, create_fake_upstream
 from kling_gateway.fake_upstream.config import SAFETY_MESSAGE
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.task import TaskState
-from kling_gateway.providers.base import Provider, mark_submit
+from kling_gateway.providers.base import Provider
 from kling_gateway.providers.kling.client import (
     MAX_RESPONSE_BYTES,
     KlingClient,
@@ -266,8 +268,12 @@ async def test_interrupted_extend_finds_its_job_again(
 
 
 async def test_unknown_model_is_not_found(provider: KlingProvider) -> None:
+    # The API refuses such a model; one it let through must still fail cleanly upstream.
+    task = make_task(action="text2video", prompt="p")
+    assert task.params is not None
+    task.params = msgspec.structs.replace(task.params, model="kling-v9")
     with pytest.raises(ProviderError) as info:
-        await provider.submit(make_task(action="text2video", model="kling-v9", prompt="p"))
+        await provider.submit(task)
     assert (info.value.code, info.value.retryable) == ("upstream_not_found", False)
 
 

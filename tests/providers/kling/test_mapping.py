@@ -2,13 +2,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from kling_gateway.domain.outcomes import ProviderError
+from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.protocol.task import TaskState
 from kling_gateway.providers.kling.mapping import (
     MAX_MESSAGE_CHARS,
-    build_create,
     camera_control_upstream,
     clean_message,
     created_at_ms,
@@ -18,17 +19,34 @@ from kling_gateway.providers.kling.mapping import (
     parse_retry_after,
     status_from_task,
 )
+from kling_gateway.providers.kling.mapping import (
+    build_create as build_kling_create,
+)
 
 TASK_ID = "6f1c1f5e-8d7e-4a55-9a3e-0d6f3c2b1a00"
+
+
+def build_create(
+    request: dict[str, Any], *, task_id: str, callback_url: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The create call of a request as the API validated it (defaults applied)."""
+    params = params_from_stored(request)
+    assert params is not None, request
+    return build_kling_create(params, task_id=task_id, callback_url=callback_url)
+
+
 GATEWAY_CB = "https://gw.example/internal/kling-callback"
 
 
 def test_text2video_defaults() -> None:
     kind, body = build_create({"action": "text2video", "prompt": "a cat"}, task_id=TASK_ID)
     assert kind == "text2video"
+    # The validated defaults are sent as such: the upstream runs what the gateway validated.
     assert body == {
         "model_name": "kling-v1",
         "prompt": "a cat",
+        "mode": "std",
+        "aspect_ratio": "16:9",
         "duration": "5",
         "external_task_id": TASK_ID,
     }
@@ -100,8 +118,11 @@ def test_v3_duration_and_sound() -> None:
 def test_sound_off_dropped_for_models_without_audio() -> None:
     request = {"action": "text2video", "prompt": "p", "generate_audio": False}
     assert "sound" not in build_create(request, task_id=TASK_ID)[1]
-    request["generate_audio"] = True
-    assert build_create(request, task_id=TASK_ID)[1]["sound"] == "on"
+    # The API refuses audio on kling-v1; were it let through, the upstream must refuse it.
+    params = params_from_stored(request)
+    assert params is not None
+    audio = msgspec.structs.replace(params, generate_audio=True)
+    assert build_kling_create(audio, task_id=TASK_ID)[1]["sound"] == "on"
 
 
 def test_image2video_images() -> None:
@@ -141,7 +162,9 @@ def test_extend_body() -> None:
 
 def test_unknown_action() -> None:
     with pytest.raises(ProviderError) as info:
-        build_create({"action": "paint"}, task_id=TASK_ID)
+        params = params_from_stored({"action": "text2video", "prompt": "p"})
+        assert params is not None
+        build_kling_create(msgspec.structs.replace(params, action="paint"), task_id=TASK_ID)
     assert not info.value.retryable
 
 

@@ -16,6 +16,7 @@ import pytest
 from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.domain.outcomes import ProviderError, Status
 from kling_gateway.domain.task import Task
+from kling_gateway.domain.transitions import Change, Policy, Schedule
 from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.infra.egress import UnsafeTarget, check_callback_url
 from kling_gateway.infra.files import VideoFiles
@@ -30,7 +31,7 @@ from kling_gateway.providers.local.render import (
 )
 from kling_gateway.storage.base import Outcome, Store
 from kling_gateway.storage.sqlite import SQLiteStore
-from kling_gateway.worker.steps import StepPolicy, advance
+from kling_gateway.worker.steps import advance
 
 PUBLIC = "http://gateway.test"
 T0 = 1_700_000_000.0
@@ -212,17 +213,17 @@ async def test_submit_asks_for_the_first_check_when_the_video_is_due(
 ) -> None:
     """Through the worker's steps: the first check comes at once and makes the task
     ``processing``; it asks for the next one when the video is due."""
-    policy = StepPolicy(check_interval=30.0, check_max_interval=60.0, deadline_seconds=3600)
+    policy = Policy(check_interval=30.0, check_max_interval=60.0, deadline_seconds=3600)
     for delay, due in [(7.5, T0 + 7.5), (0.0, T0)]:
         prov = provider(files, store, clock, delay=delay, render=False)
         task = make_task(text_request())
 
-        submitted = await advance(prov, task, 0, T0 + 3600, clock(), policy)
-        assert task.job_id == job_id_for(task.id)
+        submitted = await advance(prov, task, Schedule(0, T0 + 3600), clock(), policy)
+        assert isinstance(submitted, Change) and submitted.task.job_id == job_id_for(task.id)
         assert submitted.next_check_at == T0  # not T0 + 30, the generic interval
-        checked = await advance(prov, task, 0, T0 + 3600, clock(), policy)
+        checked = await advance(prov, submitted.task, Schedule(0, T0 + 3600), clock(), policy)
 
-        assert task.state is TaskState.PROCESSING
+        assert isinstance(checked, Change) and checked.task.state is TaskState.PROCESSING
         assert checked.changed
         assert checked.next_check_at == pytest.approx(due)
         await prov.aclose()
@@ -500,6 +501,26 @@ async def test_a_recheck_awaits_the_render_a_cancelled_check_left_running(
     assert prov._renders == {}  # dropped once done
     assert await prov.check(task) == first  # later checks find the file
     assert renderer.calls == 1
+    await prov.aclose()
+
+
+async def test_a_render_a_cut_off_check_left_running_is_reported_to_the_worker(
+    files: VideoFiles, store: SQLiteStore, clock: Clock
+) -> None:
+    # ``running_job`` (providers.base.RunsJobs): the worker keeps the lease while it is alive.
+    renderer = GatedRenderer()
+    prov = provider(files, store, clock, renderer=renderer)
+    task = make_task(text_request(model="kling-v3", duration=3))
+    await taken(prov, task)
+    assert prov.running_job(task) is None
+
+    await check_cut_off(prov, task, renderer)
+    job = prov.running_job(task)
+    assert job is not None and not job.done()
+    assert prov.running_job(make_task(text_request())) is None  # another task's: none
+    renderer.gate.set()
+    await asyncio.wait([job])
+    assert prov.running_job(task) is None
     await prov.aclose()
 
 

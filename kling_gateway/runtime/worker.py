@@ -1,4 +1,5 @@
-"""Building the worker from settings, and running it inside `serve` or on its own."""
+"""Composing the worker: its provider and config from settings, and the callback deliverer
+beside it, run inside `serve` or on its own (the worker package itself reads no settings)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from kling_gateway.callbacks.runner import DeliveryConfig, run_deliverer
+from kling_gateway.domain.transitions import Policy
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.providers.base import Provider
 from kling_gateway.runtime.settings import Settings
 from kling_gateway.storage.base import Store
 from kling_gateway.worker.loop import Worker, WorkerConfig
-from kling_gateway.worker.steps import StepPolicy
 
 log = logging.getLogger("kling_gateway.worker")
 
@@ -50,7 +51,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
         lease_seconds=settings.lease_seconds,
         idle_poll_seconds=settings.idle_poll_seconds,
         call_timeout=settings.provider_timeout,
-        policy=StepPolicy(
+        policy=Policy(
             check_interval=settings.check_interval,
             check_max_interval=settings.check_max_interval,
             deadline_seconds=settings.task_deadline_seconds,

@@ -1,0 +1,84 @@
+"""The Kling upstream-callback route composes providers, domain, storage and notifications:
+a callback that finishes a task owes its client callback, and wakes the deliverer at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from kling_gateway.infra.notify import CALLBACK_WAKEUP, WORKER_WAKEUP
+from kling_gateway.protocol.task import TaskState, progress_response
+from kling_gateway.storage.base import Outcome
+from tests.harness import AppHarness, make_settings, make_task
+
+SECRET = "cb-secret-0c7e21"
+PATH = f"/kling/upstream-callback/{SECRET}"
+HOOK = "http://127.0.0.1:9/hook"
+
+
+def settings(tmp_path: Path, **overrides: Any) -> Any:
+    return make_settings(
+        tmp_path,
+        worker=False,
+        provider="kling",
+        kling_base_url="http://127.0.0.1:9",
+        kling_access_key="ak",
+        kling_secret_key="sk-0123456789abcdef",
+        kling_callback_secret=SECRET,
+        **overrides,
+    )
+
+
+def payload(task_id: str, word: str) -> dict[str, Any]:
+    video = {"id": "v-1", "url": "http://127.0.0.1:9/v-1.mp4", "duration": "5.1"}
+    return {
+        "task_id": "job-1",
+        "task_status": word,
+        "task_info": {"external_task_id": task_id},
+        "task_result": {"videos": [video]},
+    }
+
+
+async def submitted_task(gateway: AppHarness) -> str:
+    """A task with a client callback whose Kling job is ``job-1``, processing, not leased."""
+    task = make_task(gateway.user_ids["alice"], callback_url=HOOK)
+    now = time.time()
+    await gateway.store.insert_task(task, next_check_at=now + 30, deadline_at=now + 3600)
+    task.job_id, task.state = "job-1", TaskState.PROCESSING
+    task.response = progress_response(task.id, TaskState.PROCESSING)
+    saved = await gateway.store.save_task(
+        task, expected_version=0, worker_id=None, outcome=Outcome(next_check_at=now + 30)
+    )
+    assert saved
+    return task.id
+
+
+async def heard(gateway: AppHarness, channel: str, post: dict[str, Any]) -> tuple[bool, str]:
+    """Whether ``channel`` was announced while ``post`` was sent (subscribed before it)."""
+    waiter = asyncio.create_task(gateway.app.ctx.events.wait(channel, 10.0))
+    await asyncio.sleep(0)  # subscribed before the callback arrives
+    answer = await gateway.client.post(PATH, json=post)
+    assert answer.status_code == 200, answer.text
+    return await waiter, answer.json()["result"]
+
+
+async def test_a_finishing_callback_wakes_the_callback_deliverer(tmp_path: Path) -> None:
+    async with AppHarness.start(settings(tmp_path, kling_download_results=False)) as gateway:
+        task_id = await submitted_task(gateway)
+        woken, result = await heard(gateway, CALLBACK_WAKEUP, payload(task_id, "succeed"))
+        assert (woken, result) == (True, "recorded")
+        [delivery] = await gateway.store.list_callbacks(task_id=task_id)
+        assert (delivery.url, delivery.event, delivery.state) == (HOOK, "succeed", "pending")
+
+
+async def test_a_success_to_download_wakes_the_workers(tmp_path: Path) -> None:
+    async with AppHarness.start(settings(tmp_path, kling_download_results=True)) as gateway:
+        task_id = await submitted_task(gateway)
+        woken, result = await heard(gateway, WORKER_WAKEUP, payload(task_id, "succeed"))
+        assert (woken, result) == (True, "check_due")
+        stored = await gateway.store.load_task(task_id)
+        assert stored is not None and stored.task.state is TaskState.PROCESSING
+        assert stored.next_check_at <= time.time()
+        assert await gateway.store.list_callbacks(task_id=task_id) == []
