@@ -554,6 +554,79 @@ async def test_list_failed_callbacks_and_redeliver(store: Store) -> None:
     assert [d.id for d in again] == [failing.id]
 
 
+# -- concurrency within one store (coroutines of one process)
+
+
+async def test_concurrent_claims_never_share_a_task(store: Store) -> None:
+    alice = await owner(store)
+    ids = {(await insert(store, alice, due=-1.0)).id for _ in range(30)}
+    now = time.time()
+
+    async def drain(worker: str) -> list[str]:
+        got: list[str] = []
+        while batch := await store.claim_due_tasks(worker, now, 3, LEASE):
+            got += [s.task.id for s in batch]
+            await asyncio.sleep(0)
+        return got
+
+    runs = await asyncio.gather(*(drain(f"w{i}") for i in range(5)))
+    claimed = [task_id for run in runs for task_id in run]
+    assert len(claimed) == len(set(claimed)) == 30 and set(claimed) == ids
+
+
+async def test_concurrent_saves_of_one_version_one_wins(store: Store) -> None:
+    alice = await owner(store)
+    stored = await claim_one(store, await insert(store, alice, due=-1.0))
+    copies = [await store.load_task(stored.task.id) for _ in range(5)]
+    callbacks = (("http://h", "processing", b"{}"),)
+    results = await asyncio.gather(
+        *(
+            store.save_task(
+                c.task,
+                expected_version=stored.task.version,
+                worker_id="w1",
+                outcome=Outcome(time.time() + 60, callbacks=callbacks),
+            )
+            for c in copies
+            if c is not None
+        )
+    )
+    assert sorted(results) == [False] * 4 + [True]
+    assert len(await store.list_callbacks(task_id=stored.task.id)) == 1
+
+
+async def test_concurrent_idempotent_creates_give_one_task(store: Store) -> None:
+    alice = await owner(store)
+    now = time.time()
+    made = await asyncio.gather(
+        *(
+            store.insert_task(
+                new_task(alice),
+                next_check_at=now,
+                deadline_at=now + 60,
+                idempotency_key="same",
+                request_hash="h",
+            )
+            for _ in range(6)
+        )
+    )
+    assert len({t.id for t in made}) == 1
+    assert (await store.list_task_records(alice.user_id, TaskFilter()))[1] == 1
+
+
+async def test_a_caller_changing_its_task_changes_nothing_stored(store: Store) -> None:
+    alice = await owner(store)
+    task = await insert(store, alice)
+    record = await store.get_task_record(alice.user_id, task.id)
+    task.request["prompt"], task.job_id = "changed", "not-saved"
+    assert await store.get_task_record(alice.user_id, task.id) == record
+    loaded = await store.load_task(task.id)
+    assert loaded is not None and loaded.task.request["prompt"] == "a cat"
+    loaded.task.state = TaskState.FAILED
+    again = await store.load_task(task.id)
+    assert again is not None and again.task.state is TaskState.PENDING
+
+
 # -- signing secrets
 
 
