@@ -123,6 +123,12 @@ class PostgresStore(SQLStore):
             await pool.close()
 
     @property
+    def pool(self) -> Any:
+        """The asyncpg pool (for tools and tests that look at the database directly)."""
+        assert self._pool is not None, "store is not open"
+        return self._pool
+
+    @property
     def _point(self) -> PostgresTx:
         assert self._pool_tx is not None, "store is not open"
         return self._pool_tx
