@@ -3,7 +3,7 @@
 ``python -m bench.pg_records [--size N] [--queries M]`` builds, side by side in one run, the
 same N finished tasks (bench/dataset.py's generator) in three throwaway databases:
 
-- ``before``: the layout of migrations 0001-0003, the record in ``tasks`` beside
+- ``before``: the layout of migrations 0001-0005, the record in ``tasks`` beside
   request/response (rows of ~2.5 KB: PostgreSQL compresses the largest column);
 - ``external``: the same, with ``record`` SET STORAGE EXTERNAL (no compression, but rows over
   ~2 KB move the record out of line into the TOAST table);
@@ -11,7 +11,8 @@ same N finished tasks (bench/dataset.py's generator) in three throwaway database
 
 Then it runs the store's batch query of each layout for the same M random 100-id lists,
 alternating layouts round by round, and reads the CPU of the one PostgreSQL backend serving
-each connection from /proc (other clients of the server do not count). Prints a table.
+each connection from /proc (other clients of the server do not count). Prints a table and
+writes it to bench/pg_records_results.md.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from kling_gateway.storage.rows import TASK_COLUMNS
 from kling_gateway.storage.tokens import issue_token
 
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+RESULTS = Path(__file__).resolve().parent / "pg_records_results.md"
 BATCH = 100
+RECORDS_MIGRATION = "0006_task_records.sql"  # "before" is every migration older than this
 OLD_COLUMNS = [c.strip() for c in TASK_COLUMNS.split(",")] + ["idempotency_key", "request_hash"]
 # The query of each layout, verbatim from the store of its time.
 OLD_QUERY = "SELECT id, record FROM tasks WHERE id = ANY($1::text[]) AND user_id = $2"
@@ -80,8 +83,9 @@ async def build(admin: str, layout: str, size: int) -> tuple[str, str, list[str]
     conn = await asyncpg.connect(url)
     try:
         if layout != "after":
-            for _, sql in migration_scripts("postgres")[:3]:
-                await conn.execute(sql)
+            for name, sql in migration_scripts("postgres"):
+                if name < RECORDS_MIGRATION:
+                    await conn.execute(sql)
             if layout == "external":
                 await conn.execute("ALTER TABLE tasks ALTER COLUMN record SET STORAGE EXTERNAL")
         user_id = issued.user_id if layout == "after" else str(uuid.uuid4())
@@ -161,6 +165,26 @@ async def measure_each(
             await conn.close()
 
 
+def markdown(layouts: list[Layout], size: int, queries: int) -> str:
+    lines = [
+        "# pg_records: PostgreSQL's CPU for a 100-id retrieve_batch, by record layout",
+        "",
+        f"`python -m bench.pg_records --size {size} --queries {queries}`: {size:,} finished "
+        f"tasks per layout, {queries:,} batches of {BATCH} random ids each, layouts measured "
+        "in alternating rounds in one run; CPU of the serving backend from /proc.",
+        "",
+        "| layout | row bytes | PostgreSQL CPU ms/batch | µs/row | wall ms/batch |",
+        "|---|---|---|---|---|",
+    ]
+    for lay in layouts:
+        cpu_ms = lay.cpu_s * 1e3 / lay.queries
+        lines.append(
+            f"| {lay.name} | {lay.row_bytes:,.0f} | {cpu_ms:.2f} | {cpu_ms * 1e3 / BATCH:.1f} "
+            f"| {lay.wall_s * 1e3 / lay.queries:.2f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="administrative URL")
@@ -168,15 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queries", type=int, default=3000, help="100-id batches per layout")
     args = parser.parse_args(argv)
     layouts = asyncio.run(main_async(args.postgres_url, args.size, args.queries))
-    print(f"\n{args.size:,} finished tasks; {args.queries:,} batches of {BATCH} ids per layout\n")
-    print("| layout | row bytes | PostgreSQL CPU ms/batch | µs/row | wall ms/batch |")
-    print("|---|---|---|---|---|")
-    for lay in layouts:
-        cpu_ms = lay.cpu_s * 1e3 / lay.queries
-        print(
-            f"| {lay.name} | {lay.row_bytes:,.0f} | {cpu_ms:.2f} | {cpu_ms * 1e3 / BATCH:.1f} "
-            f"| {lay.wall_s * 1e3 / lay.queries:.2f} |"
-        )
+    text = markdown(layouts, args.size, args.queries)
+    print(text)
+    RESULTS.write_text(text)
     return 0
 
 

@@ -338,15 +338,23 @@ class SQLStore:
     @staticmethod
     async def _list_records(tx: Tx, user_id: str, flt: TaskFilter) -> tuple[list[bytes], int]:
         # tasks_user_created index on (user_id, created_at DESC): a range scan, newest first.
-        where, params = ["t.user_id = ?"], [user_id]
+        where: list[str] = ["t.user_id = ?"]
+        params: list[object] = [user_id]
+        # Times bound as floats: PostgreSQL's float8 column takes no int parameter.
         for clause, value in (
             ("t.type = ?", flt.type),
-            ("t.created_at >= ?", flt.created_at_min),
-            ("t.created_at <= ?", flt.created_at_max),
+            (
+                "t.created_at >= ?",
+                None if flt.created_at_min is None else float(flt.created_at_min),
+            ),
+            (
+                "t.created_at <= ?",
+                None if flt.created_at_max is None else float(flt.created_at_max),
+            ),
         ):
             if value is not None:
                 where.append(clause)
-                params.append(value if isinstance(value, str) else float(value))  # type: ignore[arg-type]
+                params.append(value)
         cond = " AND ".join(where)
         total = await tx.fetchval(f"SELECT count(*) FROM tasks t WHERE {cond}", *params)
         rows = await tx.fetch(
