@@ -38,6 +38,7 @@ from kling_gateway.storage.tokens import issue_token
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 RESULTS = Path(__file__).resolve().parent / "pg_records_results.md"
 BATCH = 100
+LAYOUTS = ("before", "external", "after")
 RECORDS_MIGRATION = "0006_task_records.sql"  # "before" is every migration older than this
 OLD_COLUMNS = [c.strip() for c in TASK_COLUMNS.split(",")] + ["idempotency_key", "request_hash"]
 # The query of each layout, verbatim from the store of its time.
@@ -111,13 +112,13 @@ async def row_bytes(conn: Any, layout: Layout) -> float:
     return float(value)
 
 
-async def main_async(admin: str, size: int, queries: int) -> list[Layout]:
+async def main_async(admin: str, size: int, queries: int, names: list[str]) -> list[Layout]:
     layouts: list[Layout] = []
     users: dict[str, str] = {}
     urls: list[str] = []
     ids_by_layout: dict[str, list[str]] = {}
     try:
-        for name in ("before", "external", "after"):
+        for name in names:
             url, user, ids = await build(admin, name, size)
             urls.append(url)
             users[name], ids_by_layout[name] = user, ids
@@ -169,7 +170,8 @@ def markdown(layouts: list[Layout], size: int, queries: int) -> str:
     lines = [
         "# pg_records: PostgreSQL's CPU for a 100-id retrieve_batch, by record layout",
         "",
-        f"`python -m bench.pg_records --size {size} --queries {queries}`: {size:,} finished "
+        f"`python -m bench.pg_records --size {size} --queries {queries} --layouts "
+        f"{','.join(lay.name for lay in layouts)}`: {size:,} finished "
         f"tasks per layout, {queries:,} batches of {BATCH} random ids each, layouts measured "
         "in alternating rounds in one run; CPU of the serving backend from /proc.",
         "",
@@ -190,8 +192,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES, help="administrative URL")
     parser.add_argument("--size", type=int, default=100_000, help="tasks per database")
     parser.add_argument("--queries", type=int, default=3000, help="100-id batches per layout")
+    parser.add_argument(
+        "--layouts",
+        default=",".join(LAYOUTS),
+        help="comma-separated, of " + ", ".join(LAYOUTS) + " (fewer share the buffers less)",
+    )
     args = parser.parse_args(argv)
-    layouts = asyncio.run(main_async(args.postgres_url, args.size, args.queries))
+    if not set(args.layouts.split(",")) <= set(LAYOUTS):
+        parser.error(f"--layouts: choose among {', '.join(LAYOUTS)}")
+    names = args.layouts.split(",")
+    layouts = asyncio.run(main_async(args.postgres_url, args.size, args.queries, names))
     text = markdown(layouts, args.size, args.queries)
     print(text)
     RESULTS.write_text(text)
