@@ -1,9 +1,10 @@
 """Bench databases: the real schema (migrated by the real store), a bench user with a token,
 and N finished tasks whose records are rendered by the real ``Task.record_json()``.
 
-Rows are bulk-inserted with ``executemany`` in one transaction, with the same columns as
-``sqlite_tasks.insert_task``. A database is kept under ``bench/work/NAME/`` and reused; it is
-made again only when its ``dataset.json`` (written last) is missing.
+Rows are bulk-inserted with ``executemany`` in one transaction, with the same columns as the
+engine's insert (``storage/engine.py``: the task row, and its record in ``task_records``).
+A database is kept under ``bench/work/NAME/`` and reused; it is made again only when its
+``dataset.json`` (written last) is missing or names an older table layout.
 """
 
 from __future__ import annotations
@@ -33,9 +34,12 @@ BENCH_USER = "bench"
 CHUNK = 20_000
 
 INSERT_SQL = (
-    f"INSERT INTO tasks ({TASK_COLUMNS}, record, idempotency_key, request_hash) "
-    f"VALUES ({', '.join(['?'] * 24)})"
+    f"INSERT INTO tasks ({TASK_COLUMNS}, idempotency_key, request_hash) "
+    f"VALUES ({', '.join(['?'] * 23)})"
 )
+RECORD_SQL = "INSERT INTO task_records (id, user_id, record) VALUES (?, ?, ?)"
+# The table layout a kept dataset was built for: 2 since records live in task_records.
+LAYOUT = 2
 
 _SUBJECTS = [
     "a red fox trotting through fresh snow at dawn",
@@ -72,6 +76,7 @@ class Dataset:
     ids_file: str
     mean_record_bytes: float
     seconds_to_build: float
+    layout: int = 1
 
     @property
     def db_path(self) -> Path:
@@ -84,7 +89,8 @@ def ensure_dataset(name: str, size: int) -> tuple[Dataset, bool]:
     meta = data_dir / "dataset.json"
     if meta.exists():
         dataset = Dataset(**json.loads(meta.read_text()))
-        if dataset.size == size and dataset.db_path.exists() and Path(dataset.ids_file).exists():
+        kept = dataset.db_path.exists() and Path(dataset.ids_file).exists()
+        if dataset.size == size and dataset.layout == LAYOUT and kept:
             return dataset, False
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True)
@@ -102,6 +108,7 @@ def ensure_dataset(name: str, size: int) -> tuple[Dataset, bool]:
         ids_file=str(ids_file),
         mean_record_bytes=mean,
         seconds_to_build=round(time.perf_counter() - started, 1),
+        layout=LAYOUT,
     )
     meta.write_text(json.dumps(asdict(dataset), indent=2))
     print(f"[bench] dataset {name} built in {dataset.seconds_to_build:.0f} s")
@@ -180,33 +187,25 @@ def finished_task(
 
 def _rows(
     size: int, user_id: str, application_id: str, credential_id: str, ids: list[str]
-) -> Iterator[list[tuple[object, ...]]]:
+) -> Iterator[tuple[list[tuple[object, ...]], list[tuple[object, ...]]]]:
+    """Chunks of (task rows, their task_records rows)."""
     rng = random.Random(20240601)
     start = time.time() - 30 * 86400  # a month of history, oldest first
     step = 30 * 86400 / size
     chunk: list[tuple[object, ...]] = []
+    records: list[tuple[object, ...]] = []
     for n in range(size):
         task = finished_task(rng, user_id, application_id, credential_id, start + n * step)
         ids.append(task.id)
-        # The columns and order of sqlite_tasks.insert_task; then a finished task's scheduling
+        # The columns and order of the engine's insert; then a finished task's scheduling
         # columns as save_task leaves them (attempts, next_check_at NULL, deadline, no lease).
-        chunk.append(
-            (
-                *task_values(task),
-                1,
-                None,
-                task.created_at + 3600,
-                None,
-                task.record_json(),
-                None,
-                None,
-            )
-        )
+        chunk.append((*task_values(task), 1, None, task.created_at + 3600, None, None, None))
+        records.append((task.id, task.user_id, task.record_json()))
         if len(chunk) == CHUNK:
-            yield chunk
-            chunk = []
+            yield chunk, records
+            chunk, records = [], []
     if chunk:
-        yield chunk
+        yield chunk, records
 
 
 def _bulk_insert(db_path: Path, issued: IssuedToken, size: int, ids_file: Path) -> float:
@@ -219,9 +218,12 @@ def _bulk_insert(db_path: Path, issued: IssuedToken, size: int, ids_file: Path) 
         ids: list[str] = []
         total_bytes = 0
         conn.execute("BEGIN")
-        for chunk in _rows(size, issued.user_id, issued.application_id, issued.credential_id, ids):
+        for chunk, records in _rows(
+            size, issued.user_id, issued.application_id, issued.credential_id, ids
+        ):
             conn.executemany(INSERT_SQL, chunk)
-            total_bytes += sum(len(row[21]) for row in chunk)
+            conn.executemany(RECORD_SQL, records)
+            total_bytes += sum(len(row[2]) for row in records)  # type: ignore[arg-type]
             if len(ids) % 200_000 == 0:
                 print(f"[bench]   {len(ids):,} / {size:,} tasks", flush=True)
         conn.execute("COMMIT")

@@ -30,7 +30,7 @@ from pathlib import Path
 import asyncpg
 
 from bench.common import BIN, WORK, Server, WrkResult, free_port, gateway_cmd, log, run_wrk
-from bench.dataset import Dataset, _rows, ensure_dataset
+from bench.dataset import LAYOUT, Dataset, _rows, ensure_dataset
 from bench.machinery import (
     WORKER_FLAGS,
     _create_all,
@@ -47,7 +47,6 @@ BENCH_DB = "kling_gateway_bench_100k"
 DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/14"
 COLUMNS = [c.strip() for c in TASK_COLUMNS.split(",")] + [
-    "record",
     "idempotency_key",
     "request_hash",
 ]
@@ -153,9 +152,13 @@ async def _load(url: str, ids: list[str]) -> IssuedToken:
         await store.close()
     conn = await asyncpg.connect(url)
     try:
-        for chunk in _rows(SIZE, issued.user_id, issued.application_id, issued.credential_id, ids):
+        for chunk, records in _rows(
+            SIZE, issued.user_id, issued.application_id, issued.credential_id, ids
+        ):
             await conn.copy_records_to_table("tasks", records=chunk, columns=COLUMNS)
+            await conn.copy_records_to_table("task_records", records=records)
         await conn.execute("ANALYZE tasks")
+        await conn.execute("ANALYZE task_records")
     finally:
         await conn.close()
     return issued
@@ -167,7 +170,9 @@ def ensure_postgres_dataset(admin_url: str) -> tuple[Dataset, str]:
     meta = data_dir / "dataset.json"
     url = with_db(admin_url, BENCH_DB)
     if meta.exists():
-        return Dataset(**json.loads(meta.read_text())), url
+        kept = Dataset(**json.loads(meta.read_text()))
+        if kept.layout == LAYOUT:
+            return kept, url
     data_dir.mkdir(parents=True, exist_ok=True)
     log(f"building the PostgreSQL dataset: {SIZE:,} finished tasks in {BENCH_DB}")
     started = time.perf_counter()
@@ -186,6 +191,7 @@ def ensure_postgres_dataset(admin_url: str) -> tuple[Dataset, str]:
         ids_file=str(ids_file),
         mean_record_bytes=0.0,
         seconds_to_build=round(time.perf_counter() - started, 1),
+        layout=LAYOUT,
     )
     meta.write_text(json.dumps(asdict(dataset), indent=2))
     return dataset, url

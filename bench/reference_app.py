@@ -31,10 +31,11 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
-GET_ONE = "SELECT record FROM tasks WHERE id = ? AND user_id = ?"
-# The store's batch query (sqlite_tasks.get_records), verbatim.
+GET_ONE = "SELECT record FROM task_records WHERE id = ? AND user_id = ?"
+# The store's batch query (SQLStore.get_task_records with the SQLite dialect), verbatim.
 GET_MANY = (
-    "SELECT id, record FROM tasks WHERE id IN (SELECT value FROM json_each(?)) AND +user_id = ?"
+    "SELECT id, record FROM task_records WHERE id IN (SELECT value FROM json_each(?)) "
+    "AND user_id = ?"
 )
 HEADERS = [(b"content-type", b"application/json")]
 

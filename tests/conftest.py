@@ -4,15 +4,42 @@ and ``tests.servers`` (real servers on loopback)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from kling_gateway.storage.sqlite import SQLiteStore
-from tests.harness import AppHarness, make_settings, open_sqlite_store
+from tests.harness import AppHarness, make_settings, open_sqlite_store, use_database
+from tests.services import fresh_postgres_database
 
 pytest_plugins = ["tests.fake_upstream_fixtures"]
+
+# The API suites that run once per SQL backend: the gateway must answer the same on both.
+BOTH_STORES = frozenset(
+    {"tests.api.test_tasks", "tests.api.test_videos", "tests.api.test_events", "tests.test_harness"}
+)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.module.__name__ in BOTH_STORES and "store_backend" in metafunc.fixturenames:
+        metafunc.parametrize("store_backend", ["sqlite", "postgres"], indirect=True, scope="module")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def store_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The backend ``make_settings`` gives the gateway: SQLite unless a module of
+    ``BOTH_STORES`` runs its PostgreSQL round, in a throwaway database of its own."""
+    backend = str(getattr(request, "param", "sqlite"))
+    if backend == "sqlite":
+        yield backend
+        return
+    with fresh_postgres_database("kg_api") as url:
+        use_database(url)
+        try:
+            yield backend
+        finally:
+            use_database(None)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from kling_gateway.runtime.settings import Settings, load_settings
 from kling_gateway.storage.base import Outcome, Store
 from kling_gateway.storage.sqlite import SQLiteStore
 from kling_gateway.storage.tokens import issue_token
+from tests.storage.helpers import truncate_postgres
 
 DEFAULTS: dict[str, Any] = {
     "local_delay": 0.0,
@@ -37,8 +38,21 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
+# The store of the settings made here: None for SQLite in the data directory, else the URL
+# of a database (the API suites run once per backend; see ``store_backend`` in conftest.py).
+_database_url: str | None = None
+
+
+def use_database(url: str | None) -> None:
+    """Make ``make_settings`` point the gateway at ``url`` (None: back to SQLite)."""
+    global _database_url
+    _database_url = url
+
+
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
     values = {**DEFAULTS, "data_dir": str(tmp_path / "data"), **overrides}
+    if _database_url is not None:
+        values.setdefault("database_url", _database_url)
     return load_settings(environ={}, **values)
 
 
@@ -104,6 +118,9 @@ class AppHarness:
         app = build_app(settings)
         await app.ctx.store.open()
         await app.ctx.store.migrate()
+        if settings.uses_postgres:
+            # One database per test module: each test starts empty, as on SQLite.
+            await truncate_postgres(settings.resolved_database_url)
         async with app.lifespan():
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:

@@ -6,7 +6,12 @@ from kling_gateway.storage.base import Store, StoreError
 
 
 def open_store(url: str) -> Store:
-    """The store for ``url`` (not yet opened): ``sqlite:///PATH`` or ``postgresql://...``."""
+    """The store for ``url`` (not yet opened): ``sqlite:///PATH``, ``postgresql://...`` or
+    ``memory://`` (tests: nothing outlives the process)."""
+    if url.startswith("memory://"):
+        from kling_gateway.storage.memory import MemoryStore
+
+        return MemoryStore(url)
     if url.startswith("sqlite:///"):
         from kling_gateway.storage.sqlite import SQLiteStore
 

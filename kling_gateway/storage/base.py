@@ -1,6 +1,8 @@
-"""The ``Store`` protocol: everything the API and the worker keep, behind one interface.
+"""The storage ports: accounts, tasks, the callback outbox and signing secrets; ``Store`` is
+all of them with a lifecycle.
 
-Backends (``sqlite.py``, ``postgres.py``) are chosen by URL in ``open_store``. Every task write
+Backends (``memory.py``; ``sqlite.py`` and ``postgres.py`` over the one SQL engine in
+``engine.py``) are chosen by URL in ``open_store``. Every task write
 is a compare-and-set on ``version``, so two workers (or a worker and a sweep) can never both
 finish a task. The rendered record is kept beside the task so a retrieve returns stored bytes.
 """
@@ -105,18 +107,9 @@ class CallbackDelivery:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class Store(Protocol):
-    """What the gateway keeps. All methods are coroutines; a backend owns its connections."""
+class AccountRepo(Protocol):
+    """Users, their applications (quota, disabled) and bearer tokens."""
 
-    url: str
-
-    async def open(self) -> None: ...
-    async def close(self) -> None: ...
-    async def migrate(self) -> list[str]:
-        """Apply the numbered migrations not yet applied; return their names."""
-        ...
-
-    # -- accounts
     async def ensure_account(self, user_name: str, now: float) -> tuple[str, str]:
         """The (user_id, application_id) of ``user_name``, creating both when new."""
         ...
@@ -139,7 +132,14 @@ class Store(Protocol):
     async def set_application(
         self, user_name: str, *, disabled: bool | None = None, quota: int | None = None
     ) -> bool: ...
-    # -- tasks: the API side
+    async def find_user_id(self, user_name: str) -> str | None:
+        """The id of the user called ``user_name``, if there is one."""
+        ...
+
+
+class TaskRepo(Protocol):
+    """Tasks: created by the API, driven by the worker through compare-and-set saves."""
+
     async def insert_task(
         self,
         task: Task,
@@ -165,7 +165,6 @@ class Store(Protocol):
         """The id of ``user_id``'s succeeded task whose result is ``video_id``, if any."""
         ...
 
-    # -- tasks: the worker side
     async def load_task(self, task_id: str) -> StoredTask | None: ...
     async def claim_due_tasks(
         self, worker_id: str, now: float, limit: int, lease_seconds: float
@@ -188,12 +187,51 @@ class Store(Protocol):
         later than ``now`` (and that no worker holds) due now; return how many."""
         ...
 
-    # -- callbacks (the durable outbox)
+
+class OutboxRepo(Protocol):
+    """The durable callback outbox (rows written with the task state they report)."""
+
     async def claim_due_callbacks(
         self, worker_id: str, now: float, limit: int, lease_seconds: float
     ) -> list[CallbackDelivery]: ...
-    async def finish_callback_attempt(self, delivery: CallbackDelivery, worker_id: str) -> None: ...
+    async def finish_callback_attempt(self, delivery: CallbackDelivery, worker_id: str) -> None:
+        """Record an attempt (only by the lease holder); a final event's delivery state is
+        shown in the task's record."""
+        ...
+
     async def list_callbacks(
         self, *, task_id: str | None = None, failed_only: bool = False, limit: int = 100
     ) -> list[CallbackDelivery]: ...
     async def redeliver_callback(self, delivery_id: str, now: float) -> bool: ...
+
+
+class SecretRepo(Protocol):
+    """Per-user callback signing secrets. The caller makes the secret values; the store keeps
+    at most one current secret per user, and retired ones until they expire."""
+
+    async def put_first_secret(self, user_id: str, secret: str, now: float) -> str:
+        """The user's current secret; ``secret`` becomes it when the user has none."""
+        ...
+
+    async def replace_secret(
+        self, user_id: str, secret: str, grace_seconds: float, now: float
+    ) -> None:
+        """Retire the current secret (valid ``grace_seconds`` more) and make ``secret``
+        current. Concurrent replacements are serialised: each retires the one before it."""
+        ...
+
+    async def signing_secrets(self, user_id: str, now: float) -> list[str]:
+        """Every secret that signs at ``now``: the current one first, then retired ones."""
+        ...
+
+
+class Store(AccountRepo, TaskRepo, OutboxRepo, SecretRepo, Protocol):
+    """What the gateway keeps. All methods are coroutines; a backend owns its connections."""
+
+    url: str
+
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+    async def migrate(self) -> list[str]:
+        """Apply the numbered migrations not yet applied; return their names."""
+        ...

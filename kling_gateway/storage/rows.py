@@ -1,4 +1,5 @@
-"""Conversions between ``Task`` and the column layout both backends share."""
+"""Conversions between ``Task`` and the column layout every SQL backend shares, and the
+decisions every store makes the same way (idempotent replay, what a save writes)."""
 
 from __future__ import annotations
 
@@ -159,15 +160,17 @@ def initial_callback_view(url: str, now: float) -> dict[str, Any]:
     }
 
 
-def idempotent_replay(row: Mapping[str, Any], request_hash: str | None, now: float) -> Task | None:
-    """The earlier task a reused idempotency key answers with; ``row`` holds ``TASK_COLUMNS``
-    and ``request_hash``. None when the key has expired: the caller frees it for the new task.
+def replay_is_due(
+    created_at: float, stored_hash: str | None, request_hash: str | None, now: float
+) -> bool:
+    """Whether a reused idempotency key answers with the earlier task created at
+    ``created_at``. False when the key has expired: the caller frees it for the new task.
     Raises IdempotencyConflict when the key came with a different request body."""
-    if row["created_at"] < now - IDEMPOTENCY_WINDOW:
-        return None
-    if row["request_hash"] != request_hash:
+    if created_at < now - IDEMPOTENCY_WINDOW:
+        return False
+    if stored_hash != request_hash:
         raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
-    return task_from_row(row).task
+    return True
 
 
 def apply_outcome(
@@ -190,14 +193,6 @@ def apply_outcome(
     # A finished task has no next check: that is what "finished" means to the store.
     next_check_at = None if task.state.is_terminal else outcome.next_check_at
     return attempts, next_check_at, worker_id if outcome.keep_lease else None
-
-
-# The deadline sweep: a task past its deadline whose next check is later (and that no worker
-# holds) is made due now, so a worker claims it and ends it (``Store.make_overdue_due``).
-OVERDUE_DUE = (
-    "UPDATE tasks SET next_check_at = $1 WHERE next_check_at IS NOT NULL "
-    "AND next_check_at > $1 AND deadline_at <= $1 AND lease_owner IS NULL"
-)
 
 
 # The query both backends run for authentication, by its column order.
@@ -226,7 +221,7 @@ def principal_from_row(row: Sequence[Any]) -> Principal:
 # The columns a compare-and-set write of a task sets, in the order of ``task_update_values``.
 TASK_UPDATE_COLUMNS = (
     "state", "job_id", "response", "provider_data", "callback", "started_at", "finished_at",
-    "record", "version", "attempts", "next_check_at", "lease_owner",
+    "version", "attempts", "next_check_at", "lease_owner",
 )  # fmt: skip
 
 
@@ -242,7 +237,6 @@ def task_update_values(
         dump_json(task.callback),
         task.started_at,
         task.finished_at,
-        task.record_json(),
         task.version,
         attempts,
         next_check_at,
@@ -255,7 +249,7 @@ def task_update_values(
 # one atomic statement, run in the transaction that inserts the task.
 CHARGE_QUOTA = (
     "UPDATE applications SET quota_remaining = quota_remaining - 1 "
-    "WHERE id = {id} AND (quota_remaining IS NULL OR quota_remaining > 0)"
+    "WHERE id = ? AND (quota_remaining IS NULL OR quota_remaining > 0)"
 )
 
 

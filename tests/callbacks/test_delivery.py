@@ -35,7 +35,7 @@ from kling_gateway.callbacks.delivery import (
     parse_retry_after,
     retry_delay,
 )
-from kling_gateway.callbacks.secrets_sqlite import SQLiteSecretStore
+from kling_gateway.callbacks.secrets import SecretStore
 from kling_gateway.cli import callbacks as printing
 from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
 from kling_gateway.domain.task import Task
@@ -198,7 +198,7 @@ def deliverer(
 ) -> CallbackDeliverer:
     return CallbackDeliverer(
         store,
-        SQLiteSecretStore(store),
+        SecretStore(store),
         schedule=SCHEDULE,
         timeout=timeout,
         allow_private=allow_private,
@@ -278,7 +278,7 @@ async def test_fails_three_times_then_succeeds(
     assert all(h.body == body for h in hits)
     assert all(h.headers["content-type"] == "application/json" for h in hits)
     assert all(h.headers["user-agent"].startswith("kling-gateway") for h in hits)
-    secret = await SQLiteSecretStore(store).get_or_create_secret(user_id)
+    secret = await SecretStore(store).get_or_create_secret(user_id)
     for hit in hits:
         assert msgspec.json.decode(hit.body)["state"] == "succeed"
         verify_hit(hit, [secret])
@@ -387,7 +387,7 @@ async def test_rotation_sends_both_signatures_during_the_grace_period(
     store: SQLiteStore, user_id: str, receiver: Receiver
 ) -> None:
     clock = Clock()
-    secrets = SQLiteSecretStore(store)
+    secrets = SecretStore(store)
     old = await secrets.get_or_create_secret(user_id, now=clock.now)
     async with deliverer(store, clock) as d:
         await finished_task(store, user_id, f"{receiver.base}/ok")
@@ -417,7 +417,7 @@ async def test_rotation_sends_both_signatures_during_the_grace_period(
 
 
 async def test_admin_secret_commands(store: SQLiteStore, user_id: str) -> None:
-    secrets = SQLiteSecretStore(store)
+    secrets = SecretStore(store)
     first = await admin.user_secrets(secrets, "alice")
     again = await admin.user_secrets(secrets, "alice")
     assert first.current == again.current and first.user_id == user_id

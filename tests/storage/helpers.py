@@ -10,16 +10,15 @@ import msgspec
 
 from kling_gateway.domain.task import Task
 from kling_gateway.protocol.task import TaskState, success_response
+from kling_gateway.storage import open_store as store_for_url
 from kling_gateway.storage.base import Store, StoredTask
 from kling_gateway.storage.migrations import migration_scripts
-from kling_gateway.storage.postgres import PostgresStore
-from kling_gateway.storage.sqlite import SQLiteStore
 
 LEASE = 30.0
 
 
 async def open_store(url: str) -> Store:
-    store: Store = PostgresStore(url) if url.startswith("postgresql") else SQLiteStore(url)
+    store = store_for_url(url)
     await store.open()
     return store
 
@@ -29,21 +28,27 @@ async def migrated_store(url: str) -> Store:
     st = await open_store(url)
     try:
         await st.migrate()
-        if isinstance(st, PostgresStore):
-            await st.pool.execute(f"TRUNCATE {await _pg_tables(st)}")
+        if url.startswith("postgresql"):
+            await truncate_postgres(url)
     except BaseException:
         await st.close()
         raise
     return st
 
 
-async def _pg_tables(store: PostgresStore) -> str:
-    """Every table of the store's schema but the migration record, for TRUNCATE."""
-    names = await store.pool.fetchval(
-        "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
-        "WHERE schemaname = current_schema() AND tablename <> 'schema_migrations'"
-    )
-    return str(names)
+async def truncate_postgres(url: str) -> None:
+    """Empty every table of the database at ``url`` but the migration record."""
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        names = await conn.fetchval(
+            "SELECT string_agg(quote_ident(tablename), ', ') FROM pg_tables "
+            "WHERE schemaname = current_schema() AND tablename <> 'schema_migrations'"
+        )
+        await conn.execute(f"TRUNCATE {names}")
+    finally:
+        await conn.close()
 
 
 def migration_names(backend: str) -> list[str]:
@@ -61,7 +66,9 @@ async def owner(store: Store, name: str = "alice") -> Owner:
     return Owner(user_id, app_id, f"cred-{name}")
 
 
-def new_task(who: Owner, *, created_at: float | None = None, type_: str = "videos") -> Task:
+def new_task(
+    who: Owner, *, created_at: float | None = None, type_: str = "videos", prompt: str = "a cat"
+) -> Task:
     task_id = str(uuid.uuid4())
     return Task(
         id=task_id,
@@ -71,7 +78,7 @@ def new_task(who: Owner, *, created_at: float | None = None, type_: str = "video
         credential_id=who.credential_id,
         trace_id=str(uuid.uuid4()),
         # Keys deliberately out of sorted order: the record must keep them as sent.
-        request={"prompt": "a cat", "model_name": "kling-v1", "duration": "5", "mode": "std"},
+        request={"prompt": prompt, "model_name": "kling-v1", "duration": "5", "mode": "std"},
         created_at=time.time() if created_at is None else created_at,
         type=type_,
     )

@@ -1,4 +1,4 @@
-"""The Store contract: one suite, run against every backend (SQLite and PostgreSQL).
+"""The Store contract: one suite, run against every backend (memory, SQLite and PostgreSQL).
 
 Each test gets an opened, migrated, empty store. PostgreSQL runs in a throwaway database per
 module (emptied between tests); it is skipped when the server does not answer, unless
@@ -7,6 +7,7 @@ KLING_GATEWAY_TEST_REQUIRE_SERVICES=1, where that fails instead (see tests/servi
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -49,13 +50,21 @@ def pg_database() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def sql_backend(request: pytest.FixtureRequest) -> str:
+    """The backends with a schema (and so migrations)."""
     return str(request.param)
 
 
 @pytest.fixture
 def store_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if backend == "memory":
+        return "memory://"
     if backend == "sqlite":
         return f"sqlite:///{tmp_path}/store.db"
     return str(request.getfixturevalue("pg_database"))
@@ -69,9 +78,9 @@ async def store(store_url: str) -> AsyncIterator[Store]:
 
 
 @pytest.fixture
-def fresh_url(backend: str, tmp_path: Path) -> Iterator[str]:
+def fresh_url(sql_backend: str, tmp_path: Path) -> Iterator[str]:
     """The URL of a store nobody has migrated yet."""
-    if backend == "sqlite":
+    if sql_backend == "sqlite":
         yield f"sqlite:///{tmp_path}/fresh.db"
         return
     with fresh_postgres_database("kg_fresh") as url:
@@ -545,6 +554,126 @@ async def test_list_failed_callbacks_and_redeliver(store: Store) -> None:
     assert [d.id for d in again] == [failing.id]
 
 
+# -- concurrency within one store (coroutines of one process)
+
+
+async def test_concurrent_claims_never_share_a_task(store: Store) -> None:
+    alice = await owner(store)
+    ids = {(await insert(store, alice, due=-1.0)).id for _ in range(30)}
+    now = time.time()
+
+    async def drain(worker: str) -> list[str]:
+        got: list[str] = []
+        while batch := await store.claim_due_tasks(worker, now, 3, LEASE):
+            got += [s.task.id for s in batch]
+            await asyncio.sleep(0)
+        return got
+
+    runs = await asyncio.gather(*(drain(f"w{i}") for i in range(5)))
+    claimed = [task_id for run in runs for task_id in run]
+    assert len(claimed) == len(set(claimed)) == 30 and set(claimed) == ids
+
+
+async def test_concurrent_saves_of_one_version_one_wins(store: Store) -> None:
+    alice = await owner(store)
+    stored = await claim_one(store, await insert(store, alice, due=-1.0))
+    copies = [await store.load_task(stored.task.id) for _ in range(5)]
+    callbacks = (("http://h", "processing", b"{}"),)
+    results = await asyncio.gather(
+        *(
+            store.save_task(
+                c.task,
+                expected_version=stored.task.version,
+                worker_id="w1",
+                outcome=Outcome(time.time() + 60, callbacks=callbacks),
+            )
+            for c in copies
+            if c is not None
+        )
+    )
+    assert sorted(results) == [False] * 4 + [True]
+    assert len(await store.list_callbacks(task_id=stored.task.id)) == 1
+
+
+async def test_concurrent_idempotent_creates_give_one_task(store: Store) -> None:
+    alice = await owner(store)
+    now = time.time()
+    made = await asyncio.gather(
+        *(
+            store.insert_task(
+                new_task(alice),
+                next_check_at=now,
+                deadline_at=now + 60,
+                idempotency_key="same",
+                request_hash="h",
+            )
+            for _ in range(6)
+        )
+    )
+    assert len({t.id for t in made}) == 1
+    assert (await store.list_task_records(alice.user_id, TaskFilter()))[1] == 1
+
+
+async def test_a_caller_changing_its_task_changes_nothing_stored(store: Store) -> None:
+    alice = await owner(store)
+    task = await insert(store, alice)
+    record = await store.get_task_record(alice.user_id, task.id)
+    task.request["prompt"], task.job_id = "changed", "not-saved"
+    assert await store.get_task_record(alice.user_id, task.id) == record
+    loaded = await store.load_task(task.id)
+    assert loaded is not None and loaded.task.request["prompt"] == "a cat"
+    loaded.task.state = TaskState.FAILED
+    again = await store.load_task(task.id)
+    assert again is not None and again.task.state is TaskState.PENDING
+
+
+# -- signing secrets
+
+
+async def test_first_secret_is_kept(store: Store) -> None:
+    alice, bob = await owner(store), await owner(store, "bob")
+    assert await store.find_user_id("alice") == alice.user_id
+    assert await store.find_user_id("nobody") is None
+    assert await store.put_first_secret(alice.user_id, "whsec_a1", 100.0) == "whsec_a1"
+    assert await store.put_first_secret(alice.user_id, "whsec_a2", 101.0) == "whsec_a1"
+    assert await store.put_first_secret(bob.user_id, "whsec_b1", 102.0) == "whsec_b1"
+    assert await store.signing_secrets(alice.user_id, 200.0) == ["whsec_a1"]
+
+
+async def test_rotation_keeps_the_old_secret_for_its_grace(store: Store) -> None:
+    alice = await owner(store)
+    await store.put_first_secret(alice.user_id, "whsec_1", 100.0)
+    await store.replace_secret(alice.user_id, "whsec_2", 50.0, 110.0)
+    assert await store.signing_secrets(alice.user_id, 120.0) == ["whsec_2", "whsec_1"]
+    assert await store.signing_secrets(alice.user_id, 160.0) == ["whsec_2"]  # grace over
+    assert await store.put_first_secret(alice.user_id, "whsec_x", 161.0) == "whsec_2"
+    # A later rotation drops the expired secret and retires the current one.
+    await store.replace_secret(alice.user_id, "whsec_3", 50.0, 170.0)
+    assert await store.signing_secrets(alice.user_id, 171.0) == ["whsec_3", "whsec_2"]
+
+
+async def test_concurrent_rotations_take_turns(store: Store) -> None:
+    # Defect: on PostgreSQL two rotations at once both retired the same secret and the second
+    # failed on the one-current-secret index.
+    alice = await owner(store)
+    await store.put_first_secret(alice.user_id, "whsec_0", 100.0)
+    new = [f"whsec_{i}" for i in range(1, 9)]
+    await asyncio.gather(*(store.replace_secret(alice.user_id, s, 60.0, 110.0) for s in new))
+    active = await store.signing_secrets(alice.user_id, 111.0)
+    assert sorted(active) == sorted(["whsec_0", *new])  # every one retired in turn, in grace
+    assert active[0] in new
+    assert await store.put_first_secret(alice.user_id, "whsec_x", 112.0) == active[0]
+
+
+async def test_concurrent_first_uses_agree(store: Store) -> None:
+    alice = await owner(store)
+    got = await asyncio.gather(
+        *(store.put_first_secret(alice.user_id, f"whsec_{i}", 100.0) for i in range(8))
+    )
+    assert len(set(got)) == 1
+    assert await store.signing_secrets(alice.user_id, 101.0) == [got[0]]
+
+
 # -- migrations
 
 
@@ -557,10 +686,10 @@ def test_backends_have_the_same_migrations() -> None:
     assert migration_names("sqlite")[:2] == ["0001_initial.sql", "0002_callbacks.sql"]
 
 
-async def test_migrate_fresh_then_noop(backend: str, fresh_url: str) -> None:
+async def test_migrate_fresh_then_noop(sql_backend: str, fresh_url: str) -> None:
     st = await open_store(fresh_url)
     try:
-        assert await st.migrate() == migration_names(backend)
+        assert await st.migrate() == migration_names(sql_backend)
         assert await st.migrate() == []
         assert await st.count_credentials() == 0
     finally:

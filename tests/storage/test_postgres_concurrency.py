@@ -1,5 +1,6 @@
 """Several processes sharing one PostgreSQL database: two stores (two pools) at once never
-claim the same task, lose a compare-and-set together, or split an idempotent create.
+claim the same task, lose a compare-and-set together, split an idempotent create or trip
+over each other's secret rotations; and the stored record's layout.
 
 Skipped when PostgreSQL does not answer, unless KLING_GATEWAY_TEST_REQUIRE_SERVICES=1.
 """
@@ -139,3 +140,45 @@ async def test_concurrent_ensure_account_agrees(pg_store: Store, pg_database: st
     finally:
         await other.close()
     assert len(set(got)) == 1
+
+
+async def test_two_stores_rotating_secrets_take_turns(pg_store: Store, pg_database: str) -> None:
+    alice = await owner(pg_store)
+    await pg_store.put_first_secret(alice.user_id, "whsec_0", 100.0)
+    other = await open_store(pg_database)
+    new = [f"whsec_{i}" for i in range(1, 11)]
+    try:
+        await asyncio.gather(
+            *(
+                st.replace_secret(alice.user_id, s, 60.0, 110.0)
+                for st, s in zip((pg_store, other) * 5, new, strict=True)
+            )
+        )
+    finally:
+        await other.close()
+    active = await pg_store.signing_secrets(alice.user_id, 111.0)
+    assert sorted(active) == sorted(["whsec_0", *new]) and active[0] in new
+
+
+async def test_records_are_stored_once_and_uncompressed(pg_store: Store, pg_database: str) -> None:
+    import asyncpg
+
+    alice = await owner(pg_store)
+    # A long, compressible prompt: a record well past the 2 KB at which PostgreSQL would
+    # compress the largest column of a row.
+    task = await insert(pg_store, alice, prompt="a cat " * 1000)
+    conn = await asyncpg.connect(pg_database)
+    try:
+        columns = await conn.fetch(
+            "SELECT attrelid::regclass::text AS rel, attstorage::text FROM pg_attribute "
+            "WHERE attname = 'record' AND NOT attisdropped "
+            "AND attrelid IN ('tasks'::regclass, 'task_records'::regclass)"
+        )
+        assert [(c["rel"], c["attstorage"]) for c in columns] == [("task_records", "e")]
+        compression = await conn.fetchval(
+            "SELECT pg_column_compression(record) FROM task_records WHERE id = $1", task.id
+        )
+        assert compression is None
+    finally:
+        await conn.close()
+    assert await pg_store.get_task_record(alice.user_id, task.id) == task.record_json()

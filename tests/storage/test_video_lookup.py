@@ -15,14 +15,17 @@ import pytest
 from kling_gateway.storage.base import Outcome, Store
 from kling_gateway.storage.migrations import migration_scripts
 from kling_gateway.storage.postgres import PostgresStore
+from kling_gateway.storage.rows import TASK_COLUMNS, task_values
 from kling_gateway.storage.sqlite import SQLiteStore, _statements
 from tests.services import fresh_postgres_database
 from tests.storage.helpers import (
     LEASE,
+    Owner,
     claim_one,
     finish,
     insert,
     migrated_store,
+    new_task,
     open_store,
     owner,
 )
@@ -65,6 +68,26 @@ async def _apply_before(url: str, stop: str) -> None:
         await pg.close()
 
 
+async def _store_as_before(url: str, who: Owner, video_id: str) -> str:
+    """A succeeded task written as a release before ``VIDEO_MIGRATION`` wrote it (the record
+    still in ``tasks``: its own table came with a later migration)."""
+    task = new_task(who)
+    finish(task, video_id=video_id)
+    values = (*task_values(task), 1, None, task.created_at + 3600, None, task.record_json())
+    sql = f"INSERT INTO tasks ({TASK_COLUMNS}, record) VALUES ({{}})"
+    if url.startswith("sqlite"):
+        conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
+        conn.execute(sql.format(", ".join("?" * len(values))), values)
+        conn.close()
+        return task.id
+    pg = await asyncpg.connect(url)
+    try:
+        await pg.execute(sql.format(", ".join(f"${n + 1}" for n in range(len(values)))), *values)
+    finally:
+        await pg.close()
+    return task.id
+
+
 async def _succeed(store: Store, video_id: str, user: str = "alice") -> str:
     who = await owner(store, user)
     task = await insert(store, who)
@@ -82,7 +105,7 @@ async def test_migration_fills_video_id_of_tasks_stored_before_it(store_url: str
     await _apply_before(store_url, VIDEO_MIGRATION)
     store = await open_store(store_url)
     try:
-        old_task = await _succeed(store, "old-video")
+        old_task = await _store_as_before(store_url, await owner(store), "old-video")
         assert VIDEO_MIGRATION in await store.migrate()
         alice, _ = await store.ensure_account("alice", time.time())
         bob, _ = await store.ensure_account("bob", time.time())
@@ -135,7 +158,7 @@ async def test_lookup_reads_the_user_video_index(store_url: str) -> None:
 async def _sqlite_statements(store: SQLiteStore, user_id: str) -> list[str]:
     """The statements ``find_user_video`` runs (it reads on the loop's reader connection)."""
     seen: list[str] = []
-    reader = store._read
+    reader = store._point.conn
     reader.set_trace_callback(seen.append)
     try:
         assert await store.find_user_video(user_id, "video-4") is not None
@@ -149,7 +172,7 @@ async def _sqlite_plan(store: SQLiteStore, sql: str) -> str:
     def explain(conn: sqlite3.Connection) -> str:
         return " ".join(str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
 
-    return await store.run_read(explain)
+    return explain(store._point.conn)
 
 
 async def _admin(url: str, sql: str) -> None:

@@ -1,4 +1,4 @@
-"""``Store.make_overdue_due``, the worker's deadline sweep, on both backends."""
+"""``Store.make_overdue_due``, the worker's deadline sweep, on every backend."""
 
 from __future__ import annotations
 
@@ -22,9 +22,11 @@ def pg_database() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
-    if request.param == "sqlite":
+    if request.param == "memory":
+        url = "memory://"
+    elif request.param == "sqlite":
         url = f"sqlite:///{tmp_path}/store.db"
     else:
         url = str(request.getfixturevalue("pg_database"))

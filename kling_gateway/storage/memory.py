@@ -1,0 +1,444 @@
+"""An in-memory ``Store`` (``memory://``) for fast tests: the ports of ``base.py`` over dicts.
+
+Safe under asyncio concurrency because no method awaits between reading and writing its
+state: each call runs to its end before another starts, which is the transaction. Tasks are
+copied in and out, so a caller mutating its ``Task`` changes nothing stored until it saves.
+The decisions the SQL engine makes (idempotent replay, what a save writes, the callback
+view) come from ``rows.py``, so both kinds of store agree by construction.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+
+from kling_gateway.domain.task import Task
+from kling_gateway.storage.base import (
+    CallbackDelivery,
+    CredentialInfo,
+    IdempotencyConflict,
+    Outcome,
+    Principal,
+    QuotaUsedUp,
+    StoredTask,
+    TaskFilter,
+)
+from kling_gateway.storage.rows import (
+    IDEMPOTENCY_WINDOW,
+    apply_outcome,
+    callback_view,
+    is_final_event,
+)
+
+
+@dataclass(slots=True)
+class _Application:
+    user_id: str
+    created_at: float
+    disabled: bool = False
+    quota_remaining: int | None = None
+
+
+@dataclass(slots=True)
+class _Credential:
+    info: CredentialInfo
+    user_id: str
+    token_hash: str
+
+
+@dataclass(slots=True)
+class _TaskRow:
+    task: Task
+    record: bytes
+    attempts: int
+    next_check_at: float | None
+    deadline_at: float
+    lease_owner: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+
+    def stored(self) -> StoredTask:
+        return StoredTask(
+            task=copy.deepcopy(self.task),
+            attempts=self.attempts,
+            next_check_at=self.next_check_at or 0.0,
+            deadline_at=self.deadline_at,
+            lease_owner=self.lease_owner,
+        )
+
+
+@dataclass(slots=True)
+class _Secret:
+    secret: str
+    user_id: str
+    created_at: float
+    retired_at: float | None = None
+    expires_at: float | None = None
+
+
+@dataclass(slots=True)
+class _State:
+    users: dict[str, tuple[str, float]] = field(default_factory=dict)  # name -> (id, created)
+    applications: dict[str, _Application] = field(default_factory=dict)
+    credentials: dict[str, _Credential] = field(default_factory=dict)
+    tasks: dict[str, _TaskRow] = field(default_factory=dict)
+    idempotency: dict[tuple[str, str], str] = field(default_factory=dict)
+    callbacks: dict[str, tuple[CallbackDelivery, str | None]] = field(default_factory=dict)
+    secrets: list[_Secret] = field(default_factory=list)
+
+
+class MemoryStore:
+    """``Store`` in this process's memory; gone when the process ends."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._s = _State()
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def migrate(self) -> list[str]:
+        return []  # nothing to migrate: the layout is this module's dataclasses
+
+    # -- accounts
+    async def ensure_account(self, user_name: str, now: float) -> tuple[str, str]:
+        found = self._s.users.get(user_name)
+        if found is not None:
+            user_id = found[0]
+            apps = [
+                (a.created_at, i) for i, a in self._s.applications.items() if a.user_id == user_id
+            ]
+            return user_id, min(apps)[1]
+        user_id, app_id = str(uuid.uuid4()), str(uuid.uuid4())
+        self._s.users[user_name] = (user_id, now)
+        self._s.applications[app_id] = _Application(user_id, now)
+        return user_id, app_id
+
+    async def find_user_id(self, user_name: str) -> str | None:
+        found = self._s.users.get(user_name)
+        return None if found is None else found[0]
+
+    def _user_name(self, user_id: str) -> str:
+        return next(name for name, (uid, _) in self._s.users.items() if uid == user_id)
+
+    async def add_credential(
+        self,
+        *,
+        user_id: str,
+        application_id: str,
+        token_hash: str,
+        token_prefix: str,
+        apis: tuple[str, ...],
+        expires_at: float | None,
+        now: float,
+    ) -> str:
+        if any(c.token_hash == token_hash for c in self._s.credentials.values()):
+            raise ValueError("token_hash is not unique")
+        credential_id = str(uuid.uuid4())
+        info = CredentialInfo(
+            credential_id, self._user_name(user_id), application_id, token_prefix,
+            tuple(apis), now, expires_at, None,
+        )  # fmt: skip
+        self._s.credentials[credential_id] = _Credential(info, user_id, token_hash)
+        return credential_id
+
+    async def find_principal(self, token_hash: str) -> Principal | None:
+        cred = next((c for c in self._s.credentials.values() if c.token_hash == token_hash), None)
+        if cred is None:
+            return None
+        app = self._s.applications[cred.info.application_id]
+        return Principal(
+            user_id=cred.user_id,
+            user_name=cred.info.user_name,
+            application_id=cred.info.application_id,
+            credential_id=cred.info.id,
+            apis=frozenset(cred.info.apis),
+            expires_at=cred.info.expires_at,
+            revoked=cred.info.revoked_at is not None,
+            application_disabled=app.disabled,
+            quota_remaining=app.quota_remaining,
+        )
+
+    async def list_credentials(self) -> list[CredentialInfo]:
+        return sorted((c.info for c in self._s.credentials.values()), key=lambda i: i.created_at)
+
+    async def revoke_credential(self, id_or_prefix: str, now: float) -> int:
+        hits = [
+            c
+            for c in self._s.credentials.values()
+            if c.info.revoked_at is None and id_or_prefix in (c.info.id, c.info.token_prefix)
+        ]
+        for cred in hits:
+            cred.info = replace(cred.info, revoked_at=now)
+        return len(hits)
+
+    async def count_credentials(self) -> int:
+        return len(self._s.credentials)
+
+    async def set_application(
+        self, user_name: str, *, disabled: bool | None = None, quota: int | None = None
+    ) -> bool:
+        found = self._s.users.get(user_name)
+        apps = [a for a in self._s.applications.values() if found and a.user_id == found[0]]
+        for app in apps:
+            if disabled is not None:
+                app.disabled = disabled
+            if quota is not None:
+                app.quota_remaining = quota
+        return bool(apps)
+
+    # -- tasks: the API side
+    async def insert_task(
+        self,
+        task: Task,
+        *,
+        next_check_at: float,
+        deadline_at: float,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+        charge_quota: bool = False,
+    ) -> Task:
+        if idempotency_key is not None:
+            earlier = self._idempotent_match(task.user_id, idempotency_key, request_hash)
+            if earlier is not None:
+                return earlier
+        if charge_quota:
+            self._charge(task.application_id)
+        row = _TaskRow(
+            copy.deepcopy(task), b"", 0, next_check_at, deadline_at,
+            idempotency_key=idempotency_key, request_hash=request_hash,
+        )  # fmt: skip
+        self._put(row)
+        if idempotency_key is not None:
+            self._s.idempotency[(task.user_id, idempotency_key)] = task.id
+        return task
+
+    def _idempotent_match(self, user_id: str, key: str, request_hash: str | None) -> Task | None:
+        task_id = self._s.idempotency.get((user_id, key))
+        row = None if task_id is None else self._s.tasks.get(task_id)
+        if row is None:
+            return None
+        if row.task.created_at < time.time() - IDEMPOTENCY_WINDOW:
+            # The key has expired: free it for the new task.
+            del self._s.idempotency[(user_id, key)]
+            row.idempotency_key = None
+            return None
+        if row.request_hash != request_hash:
+            raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
+        return copy.deepcopy(row.task)
+
+    def _charge(self, application_id: str) -> None:
+        app = self._s.applications.get(application_id)
+        if app is None or app.quota_remaining is None:
+            return
+        if app.quota_remaining <= 0:
+            raise QuotaUsedUp("the application's quota is used up")
+        app.quota_remaining -= 1
+
+    def _put(self, row: _TaskRow) -> None:
+        """Store ``row`` with its record rendered: the one place this store renders it."""
+        row.record = row.task.record_json()
+        self._s.tasks[row.task.id] = row
+
+    def _own(self, user_id: str, task_id: str) -> _TaskRow | None:
+        row = self._s.tasks.get(task_id)
+        return row if row is not None and row.task.user_id == user_id else None
+
+    async def get_task_record(self, user_id: str, task_id: str) -> bytes | None:
+        row = self._own(user_id, task_id)
+        return None if row is None else row.record
+
+    async def get_task_records(self, user_id: str, task_ids: list[str]) -> dict[str, bytes]:
+        rows = (self._own(user_id, task_id) for task_id in task_ids)
+        return {row.task.id: row.record for row in rows if row is not None}
+
+    async def list_task_records(self, user_id: str, flt: TaskFilter) -> tuple[list[bytes], int]:
+        rows = [
+            row
+            for row in self._s.tasks.values()
+            if row.task.user_id == user_id
+            and (flt.type is None or row.task.type == flt.type)
+            and (flt.created_at_min is None or row.task.created_at >= flt.created_at_min)
+            and (flt.created_at_max is None or row.task.created_at <= flt.created_at_max)
+        ]
+        rows.sort(key=lambda row: row.task.created_at, reverse=True)
+        page = rows[flt.offset : flt.offset + flt.limit]
+        return [row.record for row in page], len(rows)
+
+    async def delete_task(self, user_id: str, task_id: str) -> bool:
+        row = self._own(user_id, task_id)
+        if row is None:
+            return False
+        del self._s.tasks[task_id]
+        if row.idempotency_key is not None:
+            self._s.idempotency.pop((user_id, row.idempotency_key), None)
+        return True
+
+    async def find_user_video(self, user_id: str, video_id: str) -> str | None:
+        for row in self._s.tasks.values():
+            task = row.task
+            succeeded = task.user_id == user_id and task.state.value == "succeed"
+            if succeeded and (task.response or {}).get("video_id") == video_id:
+                return task.id
+        return None
+
+    # -- tasks: the worker side
+    async def load_task(self, task_id: str) -> StoredTask | None:
+        row = self._s.tasks.get(task_id)
+        return None if row is None else row.stored()
+
+    async def claim_due_tasks(
+        self, worker_id: str, now: float, limit: int, lease_seconds: float
+    ) -> list[StoredTask]:
+        due = [
+            r
+            for r in self._s.tasks.values()
+            if r.next_check_at is not None and r.next_check_at <= now
+        ]
+        due.sort(key=lambda r: r.next_check_at or 0.0)
+        claimed = []
+        for row in due[:limit]:
+            # As in SQL: the claim bumps the version but leaves the record as it was.
+            row.lease_owner, row.next_check_at = worker_id, now + lease_seconds
+            row.task.version += 1
+            claimed.append(row.stored())
+        return claimed
+
+    async def save_task(
+        self, task: Task, *, expected_version: int, worker_id: str | None, outcome: Outcome
+    ) -> bool:
+        row = self._s.tasks.get(task.id)
+        if row is None or row.next_check_at is None or row.task.version != expected_version:
+            return False
+        now = time.time()
+        attempts, next_check_at, lease_owner = apply_outcome(
+            task,
+            expected_version=expected_version,
+            stored_callback=copy.deepcopy(row.task.callback),
+            stored_attempts=row.attempts,
+            worker_id=worker_id,
+            outcome=outcome,
+            now=now,
+        )
+        row.task, row.attempts = copy.deepcopy(task), attempts
+        row.next_check_at, row.lease_owner = next_check_at, lease_owner
+        self._put(row)
+        for url, event, body in outcome.callbacks:
+            delivery = CallbackDelivery(
+                id=str(uuid.uuid4()), task_id=task.id, user_id=task.user_id, url=url,
+                event=event, body=body, next_attempt_at=now, created_at=now,
+            )  # fmt: skip
+            self._s.callbacks[delivery.id] = (delivery, None)
+        return True
+
+    async def release_tasks(self, worker_id: str, task_ids: list[str], now: float) -> None:
+        for task_id in task_ids:
+            row = self._s.tasks.get(task_id)
+            if row is not None and row.lease_owner == worker_id and row.next_check_at is not None:
+                row.lease_owner, row.next_check_at = None, now
+
+    async def make_overdue_due(self, now: float) -> int:
+        overdue = [
+            row
+            for row in self._s.tasks.values()
+            if row.next_check_at is not None
+            and row.next_check_at > now
+            and row.deadline_at <= now
+            and row.lease_owner is None
+        ]
+        for row in overdue:
+            row.next_check_at = now
+        return len(overdue)
+
+    # -- callbacks
+    async def claim_due_callbacks(
+        self, worker_id: str, now: float, limit: int, lease_seconds: float
+    ) -> list[CallbackDelivery]:
+        due = [
+            d
+            for d, _ in self._s.callbacks.values()
+            if d.next_attempt_at is not None and d.next_attempt_at <= now
+        ]
+        due.sort(key=lambda d: d.next_attempt_at or 0.0)
+        claimed = []
+        for delivery in due[:limit]:
+            delivery.next_attempt_at = now + lease_seconds
+            self._s.callbacks[delivery.id] = (delivery, worker_id)
+            claimed.append(copy.deepcopy(delivery))
+        return claimed
+
+    async def finish_callback_attempt(self, delivery: CallbackDelivery, worker_id: str) -> None:
+        stored = self._s.callbacks.get(delivery.id)
+        if stored is None or stored[1] != worker_id:
+            return
+        self._s.callbacks[delivery.id] = (copy.deepcopy(delivery), None)
+        row = self._s.tasks.get(delivery.task_id)
+        if row is not None and is_final_event(delivery.event):
+            # Shown in the record without bumping the task's version.
+            row.task.callback = callback_view(delivery)
+            self._put(row)
+
+    async def list_callbacks(
+        self, *, task_id: str | None = None, failed_only: bool = False, limit: int = 100
+    ) -> list[CallbackDelivery]:
+        found = [
+            copy.deepcopy(d)
+            for d, _ in self._s.callbacks.values()
+            if (task_id is None or d.task_id == task_id)
+            and (not failed_only or d.state == "failed")
+        ]
+        found.sort(key=lambda d: d.created_at, reverse=True)
+        return found[:limit]
+
+    async def redeliver_callback(self, delivery_id: str, now: float) -> bool:
+        stored = self._s.callbacks.get(delivery_id)
+        if stored is None:
+            return False
+        delivery = stored[0]
+        delivery.state, delivery.next_attempt_at = "pending", now
+        self._s.callbacks[delivery_id] = (delivery, None)
+        return True
+
+    # -- signing secrets
+    def _current_secret(self, user_id: str) -> _Secret | None:
+        return next(
+            (s for s in self._s.secrets if s.user_id == user_id and s.retired_at is None), None
+        )
+
+    async def put_first_secret(self, user_id: str, secret: str, now: float) -> str:
+        current = self._current_secret(user_id)
+        if current is None:
+            current = _Secret(secret, user_id, now)
+            self._s.secrets.append(current)
+        return current.secret
+
+    async def replace_secret(
+        self, user_id: str, secret: str, grace_seconds: float, now: float
+    ) -> None:
+        self._s.secrets = [
+            s
+            for s in self._s.secrets
+            if not (s.user_id == user_id and s.expires_at is not None and s.expires_at <= now)
+        ]
+        current = self._current_secret(user_id)
+        if current is not None:
+            current.retired_at, current.expires_at = now, now + grace_seconds
+        self._s.secrets.append(_Secret(secret, user_id, now))
+
+    async def signing_secrets(self, user_id: str, now: float) -> list[str]:
+        mine = [
+            s
+            for s in self._s.secrets
+            if s.user_id == user_id
+            and (s.retired_at is None or (s.expires_at is not None and s.expires_at > now))
+        ]
+        mine.sort(key=lambda s: (s.retired_at is not None, -s.created_at))
+        return [s.secret for s in mine]
+
+    def __repr__(self) -> str:
+        return "MemoryStore()"
