@@ -29,11 +29,11 @@ from kling_gateway.api.context import AppContext
 from kling_gateway.api.pages import build_pages
 from kling_gateway.api.routes.tasks import TasksEndpoint
 from kling_gateway.api.routes.videos import VideosEndpoint
-from kling_gateway.api.waiting import ClientGone
+from kling_gateway.api.waiting import ClientGone, shutting_down
 from kling_gateway.domain.ids import new_trace_id
 from kling_gateway.infra.notify import LocalTaskEvents, TaskEvents
 from kling_gateway.infra.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
-from kling_gateway.protocol.errors import ApiError
+from kling_gateway.protocol.errors import ApiError, InternalError
 from kling_gateway.runtime.settings import Settings
 from kling_gateway.storage.base import Store
 
@@ -76,7 +76,10 @@ class GatewayApp:
         except ApiError as exc:
             reply = error_reply(exc, trace_id)
         except Exception as exc:  # noqa: BLE001 - the one translation to 500/503, logged there
-            reply = error_reply(unexpected_error(exc, trace_id, scope["path"]), trace_id)
+            error = unexpected_error(exc, trace_id, scope["path"])
+            if self.ctx.waiters.closing and isinstance(error, InternalError):
+                error = shutting_down()  # a store closing under a request: retry elsewhere
+            reply = error_reply(error, trace_id)
         await send_reply(send, reply, trace_id)
 
 

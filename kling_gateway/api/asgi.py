@@ -6,14 +6,23 @@ response objects: measured on this request shape, that overhead was a third of t
 
 from __future__ import annotations
 
+import errno
 import logging
+import sqlite3
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from kling_gateway.protocol.errors import ApiError, BadRequest, InternalError, ServiceUnavailable
+from kling_gateway.protocol.errors import (
+    ApiError,
+    BadRequest,
+    InternalError,
+    ServiceUnavailable,
+    StorageFull,
+)
+from kling_gateway.storage import base as storage_base
 from kling_gateway.storage import is_unavailable
 
 Scope = MutableMapping[str, Any]
@@ -86,12 +95,57 @@ def error_reply(error: ApiError, trace_id: str) -> Reply:
 
 
 def unexpected_error(exc: Exception, trace_id: str, path: str) -> ApiError:
-    """503 when the store is out of reach (worth a retry), else 500; logged either way."""
-    if is_unavailable(exc):
-        log.error("store unavailable, trace_id=%s path=%s: %r", trace_id, path, exc)
+    """What a failure that is not an ``ApiError`` tells the client, logged either way (one
+    line for the known kinds; the log filter folds repeats): 507 when the storage is full,
+    503 when the store is out of reach (worth a retry, with Retry-After), 400 for a body
+    nested too deeply to decode, else 500."""
+    if is_storage_full(exc):
+        log.error("storage full, path=%s: %s", path, _one_line(exc))
+        return StorageFull()
+    if is_unavailable(exc) or _is_unavailable_typed(exc):
+        log.error("store unavailable, path=%s: %s", path, _one_line(exc))
         return ServiceUnavailable("the task store is unavailable; retry shortly")
+    if isinstance(exc, RecursionError):
+        return BadRequest("request body is nested too deeply")
     log.error("unexpected error, trace_id=%s path=%s", trace_id, path, exc_info=exc)
     return InternalError()
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def is_storage_full(exc: BaseException) -> bool:
+    """The disk (or the database) is full: SQLite's SQLITE_FULL, ENOSPC, PostgreSQL's 53100,
+    or the store's own typed error where it has one."""
+    full_type = getattr(storage_base, "StorageFull", None)
+    for error in _chain(exc):
+        if full_type is not None and isinstance(error, full_type):
+            return True
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        if isinstance(error, sqlite3.OperationalError) and "full" in str(error):
+            return True
+        if type(error).__name__ == "DiskFullError":  # asyncpg, without importing it here
+            return True
+    return False
+
+
+def _is_unavailable_typed(exc: BaseException) -> bool:
+    """The store's typed unavailability, and asyncpg's client errors of a closing pool."""
+    typed = getattr(storage_base, "StoreUnavailable", None)
+    if typed is not None and isinstance(exc, typed):
+        return True
+    return type(exc).__name__ == "InternalClientError"
 
 
 async def send_reply(send: Send, reply: Reply, trace_id: str) -> None:

@@ -157,6 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # httpx logs every request at INFO: one line per callback or upstream call is noise.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    from kling_gateway.runtime.log_fold import install
+
+    install()  # an outage logs each failure once per interval, with a count
     handler: Command = args.handler
     try:
         return handler(args)
