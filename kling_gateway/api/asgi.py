@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +41,9 @@ class Reply:
     status: int
     body: bytes
     headers: Sequence[tuple[bytes, bytes]] = ()
+    # When set, the body is ``body`` followed by these chunks, sent as they come (chunked
+    # transfer encoding): an answer too large to build in memory.
+    stream: AsyncIterator[bytes] | None = None
 
 
 def header(scope: Scope, name: bytes) -> str | None:
@@ -149,6 +152,9 @@ def _is_unavailable_typed(exc: BaseException) -> bool:
 
 
 async def send_reply(send: Send, reply: Reply, trace_id: str) -> None:
+    if reply.stream is not None:
+        await _send_stream(send, reply, trace_id)
+        return
     headers = [
         _CONTENT_TYPE,
         (b"content-length", b"%d" % len(reply.body)),
@@ -157,3 +163,18 @@ async def send_reply(send: Send, reply: Reply, trace_id: str) -> None:
     ]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": reply.body})
+
+
+async def _send_stream(send: Send, reply: Reply, trace_id: str) -> None:
+    assert reply.stream is not None
+    headers = [_CONTENT_TYPE, (b"x-trace-id", trace_id.encode()), *reply.headers]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": reply.body, "more_body": True})
+    try:
+        async for chunk in reply.stream:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except Exception as exc:  # noqa: BLE001 - too late for an error answer: cut the body short
+        # The client sees a chunked body without its end, so it cannot take it for whole.
+        log.error("streamed answer cut short, trace_id=%s: %s", trace_id, _one_line(exc))
+        return
+    await send({"type": "http.response.body", "body": b""})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import msgspec
 
@@ -17,6 +18,11 @@ from kling_gateway.protocol.task import API_TASKS
 from kling_gateway.storage.base import Principal, TaskFilter
 
 MAX_WAIT_SECONDS = 60.0
+# retrieve_batch reads (and holds) records this many ids at a time: the first chunk answers
+# most batches in one read; beyond it, chunks are sized to hold about CHUNK_BUDGET_BYTES.
+FIRST_CHUNK = 100
+MIN_CHUNK, MAX_CHUNK = 4, 500
+CHUNK_BUDGET_BYTES = 4 * 1024 * 1024
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
 EMPTY_RECORD = b"{}"
@@ -76,9 +82,30 @@ class TasksEndpoint:
         if request.ids is None:
             return await self._list(principal, request)
         ids = _unique_ids(request.ids, self.ctx.settings.batch_max_ids)
+        first = await self._records(principal, ids[:FIRST_CHUNK])
+        if len(ids) <= FIRST_CHUNK:
+            return Reply(200, _batch_body(first, len(first)))
+        # Too many for one answer in memory (records can be large): the same bytes, sent
+        # chunk by chunk as the records are read.
+        return Reply(200, b'{"items":[', stream=self._stream_batch(principal, ids, first))
+
+    async def _records(self, principal: Principal, ids: list[str]) -> list[bytes]:
         found = await self.ctx.store.get_task_records(principal.user_id, ids)
-        items = [found[i] for i in ids if i in found]
-        return Reply(200, _batch_body(items, len(items)))
+        return [found[i] for i in ids if i in found]
+
+    async def _stream_batch(
+        self, principal: Principal, ids: list[str], first: list[bytes]
+    ) -> AsyncIterator[bytes]:
+        count, chunk, at = 0, first, FIRST_CHUNK
+        while True:
+            if chunk:  # one send per chunk: per record, the sends cost more than the bytes
+                yield (b"," if count else b"") + b",".join(chunk)
+                count += len(chunk)
+            if at >= len(ids):
+                break
+            size = _next_chunk_size(chunk)
+            chunk, at = await self._records(principal, ids[at : at + size]), at + size
+        yield b'],"count":' + str(count).encode() + b"}"
 
     async def _list(self, principal: Principal, request: TasksRequest) -> Reply:
         _no_nul("type", request.type)
@@ -103,6 +130,14 @@ class TasksEndpoint:
             files = VideoFiles(settings.videos_dir, settings.resolved_public_url)
             await asyncio.to_thread(files.remove_task_videos, stored.task)
         return Reply(200, msgspec.json.encode({"id": task_id, "deleted": deleted}))
+
+
+def _next_chunk_size(records: list[bytes]) -> int:
+    """As many ids as fit the memory budget at the size of the records just read."""
+    if not records:
+        return MAX_CHUNK
+    average = sum(len(r) for r in records) / len(records)
+    return max(MIN_CHUNK, min(MAX_CHUNK, int(CHUNK_BUDGET_BYTES / average)))
 
 
 def _batch_body(items: list[bytes], count: int) -> bytes:
