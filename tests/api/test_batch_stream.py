@@ -32,6 +32,7 @@ async def test_the_streamed_answer_has_the_same_bytes(
 ) -> None:
     # A small budget: the big records come in many small chunks.
     monkeypatch.setattr(tasks_route, "CHUNK_BUDGET_BYTES", 64 * 1024)
+    monkeypatch.setattr(tasks_route, "SEND_BYTES", 20_000)
     await gateway.add_user("bob")
     mine = await stored_ids(gateway, "alice", n, pad)
     foreign = await stored_ids(gateway, "bob", 3)

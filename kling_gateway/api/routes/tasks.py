@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import msgspec
 
@@ -23,6 +23,7 @@ MAX_WAIT_SECONDS = 60.0
 FIRST_CHUNK = 100
 MIN_CHUNK, MAX_CHUNK = 4, 500
 CHUNK_BUDGET_BYTES = 4 * 1024 * 1024
+SEND_BYTES = 512 * 1024
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
 EMPTY_RECORD = b"{}"
@@ -98,9 +99,9 @@ class TasksEndpoint:
     ) -> AsyncIterator[bytes]:
         count, chunk, at = 0, first, FIRST_CHUNK
         while True:
-            if chunk:  # one send per chunk: per record, the sends cost more than the bytes
-                yield (b"," if count else b"") + b",".join(chunk)
-                count += len(chunk)
+            for group in _groups(chunk):  # a send per record costs more than its bytes
+                yield (b"," if count else b"") + b",".join(group)
+                count += len(group)
             if at >= len(ids):
                 break
             size = _next_chunk_size(chunk)
@@ -130,6 +131,20 @@ class TasksEndpoint:
             files = VideoFiles(settings.videos_dir, settings.resolved_public_url)
             await asyncio.to_thread(files.remove_task_videos, stored.task)
         return Reply(200, msgspec.json.encode({"id": task_id, "deleted": deleted}))
+
+
+def _groups(records: list[bytes]) -> Iterator[list[bytes]]:
+    """``records`` in runs of about ``SEND_BYTES``: each is joined (copied) for one send."""
+    group: list[bytes] = []
+    size = 0
+    for record in records:
+        group.append(record)
+        size += len(record)
+        if size >= SEND_BYTES:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
 
 
 def _next_chunk_size(records: list[bytes]) -> int:
