@@ -3,6 +3,7 @@ store 503 with Retry-After, 1,000-deep JSON a 400 — each in the error shape, n
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -20,12 +21,12 @@ async def fill_up(store: SQLiteStore) -> None:
     """A real SQLITE_FULL: the database may not grow past the pages it has now."""
 
     def cap() -> None:
-        conn = store._writer_conn
-        assert conn is not None
+        assert store._writer_tx is not None
+        conn = store._writer_tx.conn
         pages = conn.execute("PRAGMA page_count").fetchone()[0]
         conn.execute(f"PRAGMA max_page_count = {pages}")
 
-    await store._on_writer_thread(cap)
+    await asyncio.get_running_loop().run_in_executor(store._writer, cap)
 
 
 async def test_a_full_database_is_507_storage_full(
