@@ -35,7 +35,7 @@ CHUNK = 20_000
 
 INSERT_SQL = (
     f"INSERT INTO tasks ({TASK_COLUMNS}, idempotency_key, request_hash) "
-    f"VALUES ({', '.join(['?'] * 23)})"
+    f"VALUES ({', '.join(['?'] * (len(TASK_COLUMNS.split(',')) + 2))})"
 )
 RECORD_SQL = "INSERT INTO task_records (id, user_id, record) VALUES (?, ?, ?)"
 # The table layout a kept dataset was built for: 2 since records live in task_records.
