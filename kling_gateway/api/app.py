@@ -25,7 +25,7 @@ from kling_gateway.api.asgi import (
     unexpected_error,
 )
 from kling_gateway.api.auth import Authenticator
-from kling_gateway.api.context import AppContext
+from kling_gateway.api.context import ApiSettings, AppContext
 from kling_gateway.api.pages import build_pages
 from kling_gateway.api.routes.tasks import TasksEndpoint
 from kling_gateway.api.routes.videos import VideosEndpoint
@@ -34,7 +34,6 @@ from kling_gateway.domain.ids import new_trace_id
 from kling_gateway.infra.notify import LocalTaskEvents, TaskEvents
 from kling_gateway.infra.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
 from kling_gateway.protocol.errors import ApiError, InternalError
-from kling_gateway.runtime.settings import Settings
 from kling_gateway.storage.base import Store
 
 log = logging.getLogger("kling_gateway.api")
@@ -98,7 +97,7 @@ def _with_trace_id(scope: Scope, send: Send) -> Send:
 
 
 def create_app(
-    settings: Settings,
+    settings: ApiSettings,
     store: Store,
     *,
     events: TaskEvents | None = None,
@@ -136,7 +135,7 @@ def create_app(
     return GatewayApp(ctx, handlers, build_pages(ctx, lifespan))
 
 
-def _default_limiter(settings: Settings) -> RateLimiter:
+def _default_limiter(settings: ApiSettings) -> RateLimiter:
     if settings.rate_limit_per_minute == 0:
         return NoRateLimit()
     return MemoryRateLimiter(settings.rate_limit_per_minute)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
 
 from kling_gateway.api.asgi import Receive, Scope, headers, read_body
 from kling_gateway.api.auth import Authenticator
@@ -10,13 +12,44 @@ from kling_gateway.api.waiting import Waiters
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.infra.ratelimit import RateLimiter
 from kling_gateway.protocol.errors import TooManyRequests
-from kling_gateway.runtime.settings import Settings
 from kling_gateway.storage.base import Principal, Store
+
+
+class ApiSettings(Protocol):
+    """The settings the HTTP layer reads (the runtime's ``Settings`` is one): the api sits
+    below ``runtime`` and takes the values passed in, so it can be built without it."""
+
+    @property
+    def auth_cache_seconds(self) -> float: ...
+    @property
+    def rate_limit_per_minute(self) -> int: ...
+    @property
+    def max_body_bytes(self) -> int: ...
+    @property
+    def batch_max_ids(self) -> int: ...
+    @property
+    def blocking_wait_seconds(self) -> float: ...
+    @property
+    def task_deadline_seconds(self) -> float: ...
+    @property
+    def callback_allow_private(self) -> bool: ...
+    @property
+    def kling_callback_secret(self) -> str: ...
+    @property
+    def kling_download_results(self) -> bool: ...
+    @property
+    def check_interval(self) -> float: ...
+    @property
+    def check_max_interval(self) -> float: ...
+    @property
+    def videos_dir(self) -> Path: ...
+    @property
+    def resolved_public_url(self) -> str: ...
 
 
 @dataclass(slots=True)
 class AppContext:
-    settings: Settings
+    settings: ApiSettings
     store: Store
     auth: Authenticator
     limiter: RateLimiter
