@@ -254,7 +254,7 @@ def _loadavg() -> str:
 def _sample(dataset: Dataset) -> str:
     conn = sqlite3.connect(dataset.db_path)
     try:
-        row = conn.execute("SELECT record FROM tasks LIMIT 1").fetchone()
+        row = conn.execute("SELECT record FROM task_records LIMIT 1").fetchone()
     finally:
         conn.close()
     return bytes(row[0]).decode()
