@@ -18,6 +18,7 @@ from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.runtime.settings import Settings, env_name, load_settings
 from kling_gateway.runtime.startup import StartupError, startup_errors, where
 from kling_gateway.storage import PoolLimits, Store, open_store
+from kling_gateway.storage.lock import DataDirBusy, DataDirLock
 from kling_gateway.storage.tokens import DEFAULT_USER, issue_token
 
 log = logging.getLogger("kling_gateway")
@@ -172,6 +173,26 @@ def _configure_protocol(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> int:
+    ensure_data_dir(settings)
+    lock = _lock_data_dir(settings)
+    try:
+        return _serve(settings)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_data_dir(settings: Settings) -> DataDirLock | None:
+    """One API process per SQLite data directory (see storage/lock.py for who takes it)."""
+    if settings.uses_postgres:
+        return None
+    try:
+        return DataDirLock(settings.data_dir).acquire()
+    except DataDirBusy as exc:
+        raise StartupError(f"--data-dir: {exc}") from exc
+
+
+def _serve(settings: Settings) -> int:
     from kling_gateway.runtime.http_protocol import GuardedHttpToolsProtocol
 
     asyncio.run(_prepare(settings))
