@@ -17,18 +17,30 @@ from kling_gateway.api.context import AppContext
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.runtime.settings import Settings, env_name, load_settings
 from kling_gateway.runtime.startup import StartupError, startup_errors, where
-from kling_gateway.storage import Store, open_store
+from kling_gateway.storage import PoolLimits, Store, open_store
+from kling_gateway.storage.lock import DataDirBusy, DataDirLock
 from kling_gateway.storage.tokens import DEFAULT_USER, issue_token
 
 log = logging.getLogger("kling_gateway")
 T = TypeVar("T")
 
 
-async def open_migrated(settings: Settings) -> tuple[Store, list[str]]:
+def store_for(settings: Settings, *, api: bool = True) -> Store:
+    """The store the settings name (not yet opened), its PostgreSQL pool sized (for a process
+    running the API when ``api``, else the worker alone) and bounded."""
+    limits = PoolLimits(
+        max_size=settings.postgres_pool_size_for(api=api),
+        command_timeout=settings.postgres_command_timeout,
+        acquire_timeout=settings.postgres_acquire_timeout,
+    )
+    return open_store(settings.resolved_database_url, limits)
+
+
+async def open_migrated(settings: Settings, *, api: bool = True) -> tuple[Store, list[str]]:
     """The store, open and migrated, with the migrations applied; a failure to get there is a
-    ``StartupError`` naming the flag to fix."""
+    ``StartupError`` naming the flag to fix. ``api``: see ``store_for``."""
     with startup_errors(settings):
-        store = open_store(settings.resolved_database_url)
+        store = store_for(settings, api=api)
         try:
             await store.open()
             applied = await store.migrate()
@@ -114,7 +126,7 @@ def build_app(settings: Settings) -> GatewayApp:
     """The app as `serve` runs it: store by URL, the worker inside unless --no-worker."""
     from kling_gateway.infra.ratelimit import RateLimiter
 
-    store = open_store(settings.resolved_database_url)
+    store = store_for(settings)
     limiter: RateLimiter | None = None
     if settings.redis_url and settings.rate_limit_per_minute:
         from kling_gateway.infra.redis import RedisRateLimiter
@@ -161,6 +173,26 @@ def _configure_protocol(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> int:
+    ensure_data_dir(settings)
+    lock = _lock_data_dir(settings)
+    try:
+        return _serve(settings)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _lock_data_dir(settings: Settings) -> DataDirLock | None:
+    """One API process per SQLite data directory (see storage/lock.py for who takes it)."""
+    if settings.uses_postgres:
+        return None
+    try:
+        return DataDirLock(settings.data_dir).acquire()
+    except DataDirBusy as exc:
+        raise StartupError(f"--data-dir: {exc}") from exc
+
+
+def _serve(settings: Settings) -> int:
     from kling_gateway.runtime.http_protocol import GuardedHttpToolsProtocol
 
     asyncio.run(_prepare(settings))
@@ -227,7 +259,7 @@ async def _run_worker(settings: Settings) -> None:
 
     ensure_data_dir(settings)
     await check_redis(settings)
-    store, _ = await open_migrated(settings)
+    store, _ = await open_migrated(settings, api=False)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
         events = build_events(settings)

@@ -17,6 +17,11 @@ from typing import Any
 
 ENV_PREFIX = "KLING_GATEWAY_"
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+# PostgreSQL connections an API process needs beside its worker's (requests hold one only
+# for the length of a statement or a short transaction) ...
+API_POOL_CONNECTIONS = 10
+# ... and a worker's fewest: its claim loop and its callback deliverer.
+WORKER_POOL_MIN = 2
 # The callback secret is a URL path segment and the only guard of that route.
 _CALLBACK_SECRET = re.compile(r"[A-Za-z0-9_-]{16,}")
 
@@ -50,6 +55,17 @@ class Settings:
     )
     redis_timeout: float = _opt(
         0.25, "deadline of one Redis call, in seconds (then degraded for a while)", "store"
+    )
+    postgres_pool_size: int = _opt(
+        0,
+        "PostgreSQL connections per process (0: worker concurrency / 4, + 10 with the API)",
+        "store",
+    )
+    postgres_command_timeout: float = _opt(
+        10.0, "seconds one PostgreSQL statement may run before the call fails (503)", "store"
+    )
+    postgres_acquire_timeout: float = _opt(
+        5.0, "seconds a call waits for a PostgreSQL connection before it fails (503)", "store"
     )
     # -- the API
     max_body_bytes: int = _opt(1_048_576, "largest request body accepted, in bytes", "server")
@@ -138,6 +154,16 @@ class Settings:
     def uses_postgres(self) -> bool:
         return self.resolved_database_url.startswith(_POSTGRES_SCHEMES)
 
+    def postgres_pool_size_for(self, *, api: bool) -> int:
+        """Connections for a process that runs the API (``api``) and/or the worker. A task in
+        flight holds a connection only for its store calls (a claim, a save: milliseconds of
+        its seconds in flight), so a quarter of the worker's concurrency keeps its saves from
+        queueing; several processes share PostgreSQL's max_connections (100 by default)."""
+        if self.postgres_pool_size:
+            return self.postgres_pool_size
+        worker = max(WORKER_POOL_MIN, -(-self.worker_concurrency // 4)) if self.worker else 0
+        return worker + (API_POOL_CONNECTIONS if api else 0)
+
     @property
     def videos_dir(self) -> Path:
         return Path(self.data_dir) / "videos"
@@ -197,6 +223,9 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "local_max_side": (0, 8_192),
     "local_render_threads": (0, 1_024),
     "worker_concurrency": (1, 10_000),
+    "postgres_pool_size": (0, 10_000),  # 0: sized from the worker concurrency
+    "postgres_command_timeout": (0.1, _DAY),
+    "postgres_acquire_timeout": (0.1, 3_600),
     "lease_seconds": (1, _DAY),
     "idle_poll_seconds": (0.01, 3_600),
     "check_interval": (0.01, _DAY),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from kling_gateway.storage.base import Store, StoreError
+from kling_gateway.storage.base import StorageFull, Store, StoreError, StoreUnavailable
+from kling_gateway.storage.errors import classify
+from kling_gateway.storage.pg_pool import PoolLimits
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, pool: PoolLimits | None = None) -> Store:
     """The store for ``url`` (not yet opened): ``sqlite:///PATH``, ``postgresql://...`` or
-    ``memory://`` (tests: nothing outlives the process)."""
+    ``memory://`` (tests: nothing outlives the process); ``pool`` sizes and bounds the
+    PostgreSQL pool."""
     if url.startswith("memory://"):
         from kling_gateway.storage.memory import MemoryStore
 
@@ -19,28 +22,24 @@ def open_store(url: str) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from kling_gateway.storage.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, pool)
     raise StoreError(f"unsupported database URL: {url.split(':', 1)[0]}://...")
 
 
 def is_unavailable(exc: BaseException) -> bool:
     """Whether ``exc`` means the store cannot be reached or is busy right now (a 503, not a
-    bug): a network error, a pool or connection that went away, SQLite's "locked"."""
-    import sqlite3
-
-    import asyncpg
-
-    if isinstance(exc, OSError | TimeoutError):
-        return True
-    if isinstance(exc, sqlite3.OperationalError):
-        return "locked" in str(exc) or "busy" in str(exc)
-    return isinstance(
-        exc,
-        asyncpg.PostgresConnectionError
-        | asyncpg.InterfaceError
-        | asyncpg.exceptions.CannotConnectNowError
-        | asyncpg.exceptions.TooManyConnectionsError,
-    )
+    bug): StoreUnavailable, or a driver error that means the same (a network error, a pool or
+    connection that went away, SQLite's "locked"); see ``storage.errors.classify``."""
+    return isinstance(classify(exc), StoreUnavailable)
 
 
-__all__ = ["Store", "StoreError", "is_unavailable", "open_store"]
+__all__ = [
+    "PoolLimits",
+    "StorageFull",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "classify",
+    "is_unavailable",
+    "open_store",
+]

@@ -13,10 +13,29 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kling_gateway.domain.task import Task
+from kling_gateway.storage.health import StoreHealth
 
 
 class StoreError(Exception):
     """A storage failure the caller cannot fix by changing its request."""
+
+
+# Seconds a client is told to wait after an outage answer, unless the store knows better.
+DEFAULT_RETRY_AFTER = 1.0
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or used right now (down, busy, timed out, closed, its
+    file gone): the same call may succeed later (the API answers 503 with Retry-After)."""
+
+    def __init__(self, message: str, *, retry_after: float = DEFAULT_RETRY_AFTER) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StorageFull(StoreError):
+    """The disk (or the database's size limit) is full: no write succeeds until room is made
+    (the API answers 507 ``storage_full``)."""
 
 
 class IdempotencyConflict(StoreError):
@@ -232,6 +251,10 @@ class Store(AccountRepo, TaskRepo, OutboxRepo, SecretRepo, Protocol):
 
     async def open(self) -> None: ...
     async def close(self) -> None: ...
+    async def health(self) -> StoreHealth:
+        """Whether the store can take writes now (readiness); never raises."""
+        ...
+
     async def migrate(self) -> list[str]:
         """Apply the numbered migrations not yet applied; return their names."""
         ...

@@ -25,6 +25,7 @@ from kling_gateway.storage.base import (
     StoredTask,
     TaskFilter,
 )
+from kling_gateway.storage.health import HEALTHY, StoreHealth
 from kling_gateway.storage.rows import (
     IDEMPOTENCY_WINDOW,
     apply_outcome,
@@ -101,6 +102,9 @@ class MemoryStore:
 
     async def close(self) -> None:
         return None
+
+    async def health(self) -> StoreHealth:
+        return HEALTHY  # nothing outside the process to lose
 
     async def migrate(self) -> list[str]:
         return []  # nothing to migrate: the layout is this module's dataclasses

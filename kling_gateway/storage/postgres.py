@@ -16,10 +16,14 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from kling_gateway.storage.base import StoreError
+from kling_gateway.storage.base import StoreError, StoreUnavailable
 from kling_gateway.storage.engine import Dialect, Flow, Row, SQLStore
+from kling_gateway.storage.health import HEALTHY, StoreHealth
+from kling_gateway.storage.pg_pool import GuardedPool, PoolLimits
 
 T = TypeVar("T")
+# Seconds a migration script may run (it may rewrite a large table).
+MIGRATION_TIMEOUT = 24 * 3600.0
 Conn = Any  # an asyncpg connection or pool (asyncpg ships no type stubs)
 
 
@@ -79,7 +83,10 @@ class PostgresTx:
         await self.conn.executemany(numbered(sql), args)
 
     async def script(self, sql: str) -> None:
-        await self.conn.execute(sql)  # no parameters: the simple protocol runs every statement
+        # A migration may rewrite a large table: not held to the per-statement timeout.
+        await self.conn.execute(
+            sql, timeout=MIGRATION_TIMEOUT
+        )  # no parameters: the simple protocol runs every statement
 
 
 POSTGRES = Dialect(
@@ -98,23 +105,29 @@ class PostgresStore(SQLStore):
 
     dialect = POSTGRES
 
-    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(self, url: str, limits: PoolLimits | None = None) -> None:
         self.url = url
-        self.min_size = min_size
-        self.max_size = max_size
-        self._pool: Any = None
+        self.limits = limits or PoolLimits()
+        self._pool: GuardedPool | None = None
         self._pool_tx: PostgresTx | None = None
 
     # -- connections
     async def open(self) -> None:
         if self._pool is not None:
             return
+        limits = self.limits
         try:
-            self._pool = await asyncpg.create_pool(
-                self.url, min_size=self.min_size, max_size=self.max_size, reset=_keep_session
+            pool = await asyncpg.create_pool(
+                self.url,
+                min_size=min(limits.min_size, limits.max_size),
+                max_size=limits.max_size,
+                command_timeout=limits.command_timeout,
+                timeout=limits.acquire_timeout,  # opening one connection
+                reset=_keep_session,
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StoreError(f"cannot connect to PostgreSQL at {redact(self.url)}: {exc}") from exc
+        self._pool = GuardedPool(pool, limits)
         self._pool_tx = PostgresTx(self._pool)
 
     async def close(self) -> None:
@@ -122,28 +135,37 @@ class PostgresStore(SQLStore):
         if pool is not None:
             await pool.close()
 
+    async def health(self) -> StoreHealth:
+        """Healthy when a connection answers a query within the pool's deadlines."""
+        try:
+            await self.pool.fetchval("SELECT 1")
+        except (StoreError, asyncpg.PostgresError) as exc:
+            return StoreHealth(False, str(exc))
+        return HEALTHY
+
     @property
-    def pool(self) -> Any:
-        """The asyncpg pool (for tools and tests that look at the database directly)."""
-        assert self._pool is not None, "store is not open"
+    def pool(self) -> GuardedPool:
+        """The pool (for tools and tests that look at the database directly), with deadlines
+        and typed errors; a closed store raises StoreUnavailable (a call racing a shutdown)."""
+        if self._pool is None:
+            raise StoreUnavailable("the PostgreSQL store is closed")
         return self._pool
 
     @property
     def _point(self) -> PostgresTx:
-        assert self._pool_tx is not None, "store is not open"
+        if self._pool_tx is None:
+            raise StoreUnavailable("the PostgreSQL store is closed")
         return self._pool_tx
 
     async def _write_one(self, flow: Flow[T]) -> T:
         return await flow(self._point)  # one statement: its own implicit transaction
 
     async def _write(self, flow: Flow[T]) -> T:
-        assert self._pool is not None, "store is not open"
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self.pool.acquire() as conn, conn.transaction():
             return await flow(PostgresTx(conn))
 
     async def _read_bulk(self, flow: Flow[T]) -> T:
-        assert self._pool is not None, "store is not open"
-        async with self._pool.acquire() as conn:
+        async with self.pool.acquire() as conn:
             return await flow(PostgresTx(conn))
 
     def __repr__(self) -> str:

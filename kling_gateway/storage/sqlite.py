@@ -11,17 +11,21 @@ is run to its end with one ``send`` (``run_to_end``): one thread hop per transac
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 import threading
 import time
 from collections.abc import Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, NoReturn, TypeVar, cast
 
 import msgspec
 
+from kling_gateway.storage.base import StoreUnavailable
 from kling_gateway.storage.engine import Dialect, Flow, Row, SQLStore
+from kling_gateway.storage.errors import classify
+from kling_gateway.storage.health import HEALTHY, FileIdentity, StoreHealth
 
 T = TypeVar("T")
 
@@ -42,6 +46,21 @@ def _connect(path: str) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys=ON")
     conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     return conn
+
+
+def _create_private(path: Path) -> None:
+    """Create a missing database file 0600 in a 0700 directory (it holds every account): SQLite
+    gives its -wal and -shm files the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
+def _raise_typed(exc: sqlite3.Error) -> NoReturn:
+    """Raise ``exc`` as StoreUnavailable or StorageFull when it is one, else as it is."""
+    typed = classify(exc)
+    if typed is None:
+        raise exc
+    raise typed from exc
 
 
 def _enable_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
@@ -139,6 +158,7 @@ class SQLiteStore(SQLStore):
         self._reader: SQLiteTx | None = None
         self._writer_tx: SQLiteTx | None = None
         self._pool_lock = threading.Lock()
+        self._file = FileIdentity(self.path)
         self._threads()
 
     def _threads(self) -> None:
@@ -152,10 +172,26 @@ class SQLiteStore(SQLStore):
     async def open(self) -> None:
         if self._reader is not None:
             return
-        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        if self.path != ":memory:":
+            _create_private(Path(self.path))
         loop = asyncio.get_running_loop()
         writer = await loop.run_in_executor(self._writer, lambda: _connect(self.path))
         self._writer_tx, self._reader = SQLiteTx(writer), SQLiteTx(_connect(self.path))
+        if self.path != ":memory:":
+            self._file.capture()
+
+    async def health(self) -> StoreHealth:
+        """Unhealthy when closed or when the database file is no longer at its path."""
+        if self._reader is None:
+            return StoreHealth(False, "the SQLite store is closed")
+        problem = self._file.problem()
+        if problem is not None:
+            return StoreHealth(False, problem)
+        try:
+            self._reader.conn.execute("SELECT 1").fetchall()
+        except sqlite3.Error as exc:
+            return StoreHealth(False, f"the SQLite database cannot be read: {exc}")
+        return HEALTHY
 
     async def close(self) -> None:
         if self._reader is None and self._writer_tx is None:
@@ -171,7 +207,8 @@ class SQLiteStore(SQLStore):
 
     @property
     def _point(self) -> SQLiteTx:
-        assert self._reader is not None, "store is not open"
+        if self._reader is None:
+            raise StoreUnavailable("the SQLite store is closed")
         return self._reader
 
     async def _write(self, flow: Flow[T]) -> T:
@@ -179,17 +216,26 @@ class SQLiteStore(SQLStore):
 
         def run() -> T:
             tx = self._writer_tx
-            assert tx is not None, "store is not open"
+            if tx is None:
+                raise StoreUnavailable("the SQLite store is closed")
+            # Refuse rather than write into a deleted file (lost at the next restart).
+            if (problem := self._file.problem()) is not None:
+                raise StoreUnavailable(problem)
             tx.conn.execute("BEGIN IMMEDIATE")
             try:
                 result = run_to_end(flow(tx))
+                tx.conn.execute("COMMIT")
             except BaseException:
-                tx.conn.execute("ROLLBACK")
+                # SQLite may have rolled back already (a full disk does): keep the first error.
+                if tx.conn.in_transaction:
+                    tx.conn.execute("ROLLBACK")
                 raise
-            tx.conn.execute("COMMIT")
             return result
 
-        return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        except sqlite3.Error as exc:
+            _raise_typed(exc)
 
     def _pool_tx(self) -> SQLiteTx:
         tx: SQLiteTx | None = getattr(self._local, "tx", None)
@@ -200,8 +246,15 @@ class SQLiteStore(SQLStore):
         return tx
 
     async def _read_bulk(self, flow: Flow[T]) -> T:
+        if self._reader is None:
+            raise StoreUnavailable("the SQLite store is closed")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._readers, lambda: run_to_end(flow(self._pool_tx())))
+        try:
+            return await loop.run_in_executor(
+                self._readers, lambda: run_to_end(flow(self._pool_tx()))
+            )
+        except sqlite3.Error as exc:
+            _raise_typed(exc)
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
