@@ -82,6 +82,8 @@ class Signal:
     code: int
     message: str
     http_status: int = 0
+    # The upstream's Retry-After, when it gave one: the pause instead of our backoff.
+    retry_after: float | None = None
 
 
 def after_signal(account: Account, signal: Signal, now: float) -> Account:
@@ -90,8 +92,13 @@ def after_signal(account: Account, signal: Signal, now: float) -> Account:
     401 reaches here only after the JWT was refreshed once (kling-upstream.md, "Envelope").
     """
     if signal.code in FULL_CODES:
+        if now < account.full_until:
+            # Refusals of creates sent together are one signal, not a streak.
+            return account
         streak = account.full_streak + 1
         pause = min(FULL_BACKOFF_CAP, FULL_BACKOFF_FIRST * 2 ** (streak - 1))
+        if signal.retry_after is not None:
+            pause = min(FULL_BACKOFF_CAP, signal.retry_after)
         return replace(account, full_until=now + pause, full_streak=streak)
     if signal.code in ACCOUNT_LEVEL_CODES or signal.http_status == 401:
         reason = f"upstream {signal.code}: {signal.message}"

@@ -89,10 +89,15 @@ def test_disabled_full_and_run_out_accounts_take_no_work() -> None:
 def test_1303_makes_the_account_full_for_a_growing_backoff() -> None:
     account = Account("one", "ak1", max_concurrency=5)
     first = after_signal(account, Signal(1303, "over limit", 429), NOW)
-    second = after_signal(first, Signal(1302, "rate limit", 429), NOW)
+    # A refusal while already full (creates sent together) does not lengthen the pause.
+    assert after_signal(first, Signal(1303, "over limit", 429), NOW + 0.5) == first
+    later = first.full_until + 0.1
+    second = after_signal(first, Signal(1302, "rate limit", 429), later)
     assert first.state is AccountState.ENABLED
-    assert 1.0 <= first.full_until - NOW < second.full_until - NOW
+    assert 1.0 <= first.full_until - NOW < second.full_until - later
     assert after_success(second).full_streak == 0
+    told = after_signal(account, Signal(1302, "rate limit", 429, retry_after=0.2), NOW)
+    assert told.full_until == NOW + 0.2
 
 
 @pytest.mark.parametrize(("code", "status"), [(1100, 429), (1101, 429), (1102, 429), (1103, 403)])
