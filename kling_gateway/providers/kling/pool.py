@@ -246,13 +246,14 @@ class KlingPool:
             await self._store.mark_upstream_account_full(name, account.full_until, 0)
             account = replace(account, full_streak=0)
         now = self._clock()
-        if account.costs_due(now):
+        due = account.costs_due(now)
+        # Marked as read before the call: concurrent creates on the account read once, and a
+        # failing endpoint is tried again a minute later.
+        self._accounts[name] = replace(account, packs_checked_at=now) if due else account
+        if due:
             self._accounts[name] = await self._read_costs(account, provider, now)
-        else:
-            self._accounts[name] = account
 
     async def _read_costs(self, account: Account, provider: KlingProvider, now: float) -> Account:
-        # Marked as read before the call: a failing endpoint is tried again in a minute.
         read = replace(account, packs_checked_at=now)
         try:
             infos = await provider.client.costs(
