@@ -36,7 +36,7 @@ from kling_gateway.storage.rows import (
     callback_view,
     is_final_event,
 )
-from kling_gateway.storage.upstream import choose, waiting_of
+from kling_gateway.storage.upstream import choose, queue_moves, waiting_of
 
 
 @dataclass(slots=True)
@@ -431,18 +431,24 @@ class MemoryStore:
         if free <= 0:
             return []
         waiting = [
-            waiting_of(r)
+            r.task
             for r in self._s.tasks.values()
             if r.next_check_at is not None and r.next_check_at <= now
             and r.account is None and r.task.job_id is None
         ]  # fmt: skip
         held_by_user = Counter(r.task.user_id for r in self._s.tasks.values() if r.holds_slot)
-        claimed: list[StoredTask] = []
-        for task_id, name in choose(accounts, waiting, held_by_user, now, free):
+        chosen = choose(accounts, [waiting_of(t) for t in waiting], held_by_user, now, free)
+        claimed = []
+        for task_id, name in chosen:
             row = self._s.tasks[task_id]
             row.account, row.lease_owner, row.next_check_at = name, worker_id, now + lease_seconds
             row.task.version += 1
             claimed.append(row.stored())
+        held_by_user.update(Counter(s.task.user_id for s in claimed))
+        for task in queue_moves([copy.deepcopy(t) for t in waiting], chosen, held_by_user):
+            row = self._s.tasks[task.id]
+            row.task.response = task.response
+            self._put(row)
         return claimed
 
     async def claim_due_pinned(

@@ -17,9 +17,11 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kling_gateway.domain.accounts import Account, AccountState
-from kling_gateway.domain.fair_queue import Waiting, assign, fair_order
+from kling_gateway.domain.fair_queue import Waiting, assign, fair_order, positions
+from kling_gateway.domain.task import Task
+from kling_gateway.protocol.task import progress_response
 from kling_gateway.storage.base import AccountBusy, AccountExists, StoredTask, UpstreamAccountRow
-from kling_gateway.storage.rows import TASK_COLUMNS, load_json, task_from_row
+from kling_gateway.storage.rows import TASK_COLUMNS, dump_json, task_from_row
 
 if TYPE_CHECKING:
     from kling_gateway.storage.engine import Dialect, Tx
@@ -42,11 +44,15 @@ _HELD_BY_USER = (
 # Waiting: due, never created upstream, on no account. The oldest ``?`` of each user are
 # enough to fill ``?`` free slots whatever the fair order picks.
 _WAITING_HEADS = (
-    "SELECT id, user_id, request, created_at FROM (SELECT id, user_id, request, created_at, "
+    f"SELECT {TASK_COLUMNS} FROM (SELECT *, "
     "row_number() OVER (PARTITION BY user_id ORDER BY created_at, id) AS rank FROM tasks "
     "WHERE next_check_at IS NOT NULL AND next_check_at <= ? AND upstream_account IS NULL "
     "AND job_id IS NULL) heads WHERE rank <= ?"
 )
+# Queue positions are shown for this many waiting tasks of each user (an estimate: they are
+# refreshed whenever slots are handed out).
+QUEUE_VIEW = 10
+QUEUE_POSITION = "queue_position"
 _ASSIGN = (
     "UPDATE tasks SET upstream_account = ?, lease_owner = ?, next_check_at = ?, "
     "version = version + 1 WHERE id = ? AND upstream_account IS NULL "
@@ -74,15 +80,26 @@ def account_from_row(row: Any, in_flight: int) -> UpstreamAccountRow:
     return UpstreamAccountRow(account, row["secret_key"])
 
 
-def waiting_from_row(row: Any) -> Waiting:
-    request = load_json(row["request"])
-    return _waiting(row["id"], row["user_id"], request, float(row["created_at"]))
-
-
-def waiting_of(row: Any) -> Waiting:
-    """A memory:// task row as a ``Waiting``."""
-    task = row.task
+def waiting_of(task: Task) -> Waiting:
     return _waiting(task.id, task.user_id, task.request, task.created_at)
+
+
+def queue_moves(
+    waiting: Sequence[Task], chosen: Sequence[tuple[str, str]], held_by_user: dict[str, int]
+) -> list[Task]:
+    """The waiting tasks whose ``response.queue_position`` changes, set to the new one (a
+    gateway extension clients may ignore: docs/contract.md §8)."""
+    taken = {task_id for task_id, _ in chosen}
+    left = [waiting_of(task) for task in waiting if task.id not in taken]
+    places = positions(fair_order(left, held_by_user))
+    moved = []
+    for task in waiting:
+        place = places.get(task.id)
+        if place is None or (task.response or {}).get(QUEUE_POSITION) == place:
+            continue
+        task.response = {**progress_response(task.id, task.state), QUEUE_POSITION: place}
+        moved.append(task)
+    return moved
 
 
 def _waiting(task_id: str, user: str, request: Any, created_at: float) -> Waiting:
@@ -117,6 +134,10 @@ class UpstreamFlows:
         raise NotImplementedError
 
     async def _write(self, flow: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
+        raise NotImplementedError
+
+    @staticmethod
+    async def _store_record(tx: Tx, task: Task) -> None:
         raise NotImplementedError
 
     async def add_upstream_account(self, account: Account, sealed_secret: str, now: float) -> None:
@@ -208,12 +229,21 @@ class UpstreamFlows:
         free = min(limit, sum(account.free_slots(now) for account in accounts))
         if free <= 0:
             return []
-        waiting = [waiting_from_row(row) for row in await tx.fetch(_WAITING_HEADS, now, free)]
+        rows = await tx.fetch(_WAITING_HEADS, now, max(free, QUEUE_VIEW))
+        heads = [task_from_row(row).task for row in rows]
         held_by_user = Counter({row[0]: int(row[1]) for row in await tx.fetch(_HELD_BY_USER)})
+        chosen = choose(accounts, [waiting_of(t) for t in heads], held_by_user, now, free)
         claimed: list[StoredTask] = []
-        for task_id, name in choose(accounts, waiting, held_by_user, now, free):
+        for task_id, name in chosen:
             rows = await tx.fetch(_ASSIGN, name, worker_id, now + lease_seconds, task_id)
             claimed.extend(task_from_row(row) for row in rows)
+        held_by_user.update(Counter(s.task.user_id for s in claimed))
+        for task in queue_moves(heads, chosen, held_by_user):
+            # Not a version bump: the position is a view, like the callback state.
+            await tx.execute(
+                "UPDATE tasks SET response = ? WHERE id = ?", dump_json(task.response), task.id
+            )
+            await self._store_record(tx, task)
         return claimed
 
     async def claim_due_pinned(

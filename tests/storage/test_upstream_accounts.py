@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from kling_gateway.domain.accounts import Account, AccountState
@@ -186,3 +187,27 @@ async def migrated_store_no_truncate(url: str) -> Store:
     st = await open_store(url)
     await st.migrate()
     return st
+
+
+async def test_waiting_tasks_show_their_queue_position(store: Store) -> None:
+    alice, bob = await owner(store, "alice"), await owner(store, "bob")
+    await store.add_upstream_account(account("one", 1), "s", time.time())
+    start = time.time() - 100
+    first, second, third = [await insert(store, alice, created_at=start + i) for i in range(3)]
+    late = await insert(store, bob, created_at=start + 10)
+    (taken,) = await claim(store)
+    assert taken.task.id == first.id
+
+    async def position(task_id: str, user_id: str) -> object:
+        record = await store.get_task_record(user_id, task_id)
+        assert record is not None
+        response = msgspec.json.decode(record)["response"]
+        assert response["state"] == "pending"
+        return response.get("queue_position")
+
+    # Alice holds the slot: Bob's task is next, then Alice's in order.
+    assert await position(late.id, bob.user_id) == 1
+    assert await position(second.id, alice.user_id) == 2
+    assert await position(third.id, alice.user_id) == 3
+    loaded = await store.load_task(second.id)
+    assert loaded is not None and loaded.task.version == 0  # a view, not a change
