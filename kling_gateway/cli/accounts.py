@@ -88,8 +88,8 @@ def _secret(args: argparse.Namespace) -> str:
 
 
 def _run(args: argparse.Namespace, fn: Any) -> Any:
-    from kling_gateway.runtime.worker import server_sealer
     from kling_gateway.runtime.serve import with_store
+    from kling_gateway.runtime.worker import server_sealer
 
     settings = load_settings(args)
     sealer = server_sealer(settings)

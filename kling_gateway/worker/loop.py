@@ -27,7 +27,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-<<<<<<< HEAD
 from kling_gateway.domain.outcomes import ProviderError, Status
 from kling_gateway.domain.transitions import (
     Change,
@@ -39,17 +38,7 @@ from kling_gateway.domain.transitions import (
 )
 from kling_gateway.infra.announce import announce
 from kling_gateway.infra.notify import WORKER_WAKEUP, TaskEvents
-from kling_gateway.providers.base import Provider, RunsJobs
-=======
-import msgspec
-
-from kling_gateway.domain.outcomes import Status
-from kling_gateway.domain.schedule import backoff
-from kling_gateway.domain.task import Task
-from kling_gateway.infra.notify import CALLBACK_WAKEUP, WORKER_WAKEUP, TaskEvents, relay
-from kling_gateway.protocol.task import TaskState
-from kling_gateway.providers.base import Provider, releases_slot
->>>>>>> 62d0317 (Kling account pool: KlingPool pins each task to its account (one KlingProvider per stored account, secrets sealed under the server key), the worker claims pinned tasks then waiting ones into free slots (claim_pooled); 1302/1303 mark the account full and queue the task again, 1100-1103 and 401 after a refresh disable it (its task fails only when no other account serves it); /account/costs read at most once a minute; the old key pair is the implicit account 'default'; accounts CLI; storage/crypto.py as storage-hardening wrote it)
+from kling_gateway.providers.base import Provider, RunsJobs, releases_slot
 from kling_gateway.storage.base import Outcome, Store, StoredTask
 from kling_gateway.worker.steps import (
     Fetch,
@@ -61,14 +50,12 @@ from kling_gateway.worker.steps import (
 
 log = logging.getLogger("kling_gateway.worker")
 
-<<<<<<< HEAD
 # How many times a look waits for a provider job that outlived the call (``RunsJobs``).
 _JOB_WAITS = 3
-=======
+
 # How the worker leases due tasks: ``Store.claim_due_tasks``, or a pool's fair claim
 # (``providers.kling.pool.claim_pooled``).
-Claim = Callable[[Store, str, float, int, float], Awaitable[list[StoredTask]]]
->>>>>>> 62d0317 (Kling account pool: KlingPool pins each task to its account (one KlingProvider per stored account, secrets sealed under the server key), the worker claims pinned tasks then waiting ones into free slots (claim_pooled); 1302/1303 mark the account full and queue the task again, 1100-1103 and 401 after a refresh disable it (its task fails only when no other account serves it); /account/costs read at most once a minute; the old key pair is the implicit account 'default'; accounts CLI; storage/crypto.py as storage-hardening wrote it)
+ClaimTasks = Callable[[Store, str, float, int, float], Awaitable[list[StoredTask]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +110,7 @@ class Worker:
         *,
         worker_id: str | None = None,
         clock: Callable[[], float] = time.time,
-        claim: Claim | None = None,
+        claim: ClaimTasks | None = None,
     ) -> None:
         self.store, self.provider, self.events, self.config = store, provider, events, config
         self._claim_tasks = claim
@@ -378,6 +365,7 @@ class Worker:
             next_check_at=change.next_check_at,
             attempts=change.attempts,
             callbacks=change.callbacks,
+            release_account=releases_slot(change.task),
         )
         async with claim.lock:
             claim.done = True
@@ -426,29 +414,7 @@ class Worker:
             log.info("released %d unfinished tasks for other workers", len(unsaved))
 
 
-<<<<<<< HEAD
 def _running_job(provider: Provider, claim: Claim) -> asyncio.Future[Any] | None:
     if not isinstance(provider, RunsJobs):
         return None
     return provider.running_job(claim.stored.task)
-=======
-def outcome_for(task: Task, before: TaskState, result: StepResult) -> Outcome:
-    """The compare-and-set write of a step's result, with the client callbacks it owes."""
-    return Outcome(
-        next_check_at=result.next_check_at,
-        attempts=result.attempts,
-        callbacks=callbacks_for(task, before),
-        release_account=releases_slot(task),
-    )
-
-
-def callbacks_for(task: Task, before: TaskState) -> tuple[tuple[str, str, bytes], ...]:
-    """The callback deliveries this state change owes, written with it in one transaction."""
-    url = task.request.get("callback_url")
-    if not isinstance(url, str) or task.state is before or task.response is None:
-        return ()
-    wanted: Any = task.request.get("callback_events") or ()
-    if task.state.is_terminal or task.state.value in wanted:
-        return ((url, task.state.value, msgspec.json.encode(task.response)),)
-    return ()
->>>>>>> 62d0317 (Kling account pool: KlingPool pins each task to its account (one KlingProvider per stored account, secrets sealed under the server key), the worker claims pinned tasks then waiting ones into free slots (claim_pooled); 1302/1303 mark the account full and queue the task again, 1100-1103 and 401 after a refresh disable it (its task fails only when no other account serves it); /account/costs read at most once a minute; the old key pair is the implicit account 'default'; accounts CLI; storage/crypto.py as storage-hardening wrote it)

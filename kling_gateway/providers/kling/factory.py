@@ -95,4 +95,3 @@ def kling_pool(
     """The provider over every stored account (the old single key pair is one of them)."""
     files_if_kept = files if settings.kling_download_results else None
     return KlingPool(provider_config(settings), store=store, sealer=sealer, files=files_if_kept)
-

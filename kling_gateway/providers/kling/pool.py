@@ -30,14 +30,11 @@ from kling_gateway.domain.accounts import (
 )
 from kling_gateway.domain.outcomes import ProviderError, Status, Submission
 from kling_gateway.domain.task import Task
+from kling_gateway.domain.videos import params_of
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.providers.base import RELEASE_SLOT, UPSTREAM_ACCOUNT
-from kling_gateway.providers.kling.mapping import (
-    KIND_VIDEO_EXTEND,
-    KlingApiError,
-    kind_for_request,
-    status_from_callback,
-)
+from kling_gateway.providers.kling.callbacks import status_from_callback
+from kling_gateway.providers.kling.mapping import KIND_VIDEO_EXTEND, KlingApiError, kind_for
 from kling_gateway.providers.kling.provider import KlingProvider, KlingProviderConfig
 from kling_gateway.storage.base import Store, StoredTask
 from kling_gateway.storage.upstream import DEFAULT_MODEL
@@ -169,7 +166,7 @@ class KlingPool:
     def needs_submit_marker(self, task: Task) -> bool:
         """video-extend only, as for one account (see ``KlingProvider.needs_submit_marker``)."""
         try:
-            return kind_for_request(task.request) == KIND_VIDEO_EXTEND
+            return kind_for(params_of(task)) == KIND_VIDEO_EXTEND
         except ProviderError:
             return False
 

@@ -16,8 +16,8 @@ from starlette.applications import Starlette
 from kling_gateway.domain.accounts import Account, AccountState
 from kling_gateway.fake_upstream import FakeUpstreamConfig, create_fake_upstream
 from kling_gateway.fake_upstream.accounts import FakeAccount, ResourcePack
-from kling_gateway.providers.kling.factory import server_sealer
 from kling_gateway.runtime.settings import Settings
+from kling_gateway.runtime.worker import server_sealer
 from kling_gateway.storage import open_store
 from kling_gateway.storage.upstream_keys import add_account
 from tests.harness import AppHarness
