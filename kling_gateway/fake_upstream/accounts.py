@@ -143,3 +143,21 @@ def index_by_access_key(accounts: Iterable[FakeAccount]) -> dict[str, FakeAccoun
             raise ValueError(f"two fake accounts share the access key {account.access_key}")
         found[account.access_key] = account
     return found
+
+
+def accounts_from_json(doc: Any) -> list[FakeAccount]:
+    """``[{"name", "access_key", "secret_key", "max_concurrency"?, "packs"?}]`` (the CLI's)."""
+    if not isinstance(doc, list):
+        raise FaultConfigError("accounts must be a list")
+    accounts = []
+    for item in doc:
+        if not isinstance(item, dict) or not all(
+            isinstance(item.get(key), str) for key in ("name", "access_key", "secret_key")
+        ):
+            raise FaultConfigError("an account needs string name, access_key and secret_key")
+        account = FakeAccount(item["name"], item["access_key"], item["secret_key"])
+        update_account(
+            account, {k: v for k, v in item.items() if k in ("max_concurrency", "packs")}
+        )
+        accounts.append(account)
+    return accounts

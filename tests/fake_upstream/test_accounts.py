@@ -112,3 +112,13 @@ async def test_a_wrong_secret_is_refused(admin: httpx.AsyncClient) -> None:
     wrong = FakeAccount("x", A.access_key, B.secret_key)
     refused = await create(admin, wrong, "a0")
     assert (refused.status_code, refused.json()["code"]) == (401, 1002)
+
+
+def test_accounts_from_the_command_line() -> None:
+    from kling_gateway.fake_upstream.__main__ import config_from_args, parse_args
+
+    doc = '[{"name": "x", "access_key": "ak", "secret_key": "sk", "max_concurrency": 4}]'
+    config = config_from_args(parse_args(["--accounts", doc]))
+    assert [(a.name, a.access_key, a.max_concurrency) for a in config.accounts] == [("x", "ak", 4)]
+    with pytest.raises(ValueError, match="name, access_key and secret_key"):
+        config_from_args(parse_args(["--accounts", '[{"name": "x"}]']))
