@@ -458,7 +458,7 @@ class MemoryStore:
             r
             for r in self._s.tasks.values()
             if r.next_check_at is not None and r.next_check_at <= now
-            and (r.account is not None or r.task.job_id is not None)
+            and (r.account is not None or r.task.job_id is not None or r.deadline_at <= now)
         ]  # fmt: skip
         due.sort(key=lambda r: r.next_check_at or 0.0)
         claimed: list[StoredTask] = []

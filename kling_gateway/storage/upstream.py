@@ -251,11 +251,13 @@ class UpstreamFlows:
     ) -> list[StoredTask]:
         sql = (
             "WITH due AS MATERIALIZED (SELECT id FROM tasks WHERE next_check_at IS NOT NULL "
-            "AND next_check_at <= ? AND (upstream_account IS NOT NULL OR job_id IS NOT NULL) "
+            # A waiting task past its deadline too: no slot may ever come, it must end.
+            "AND next_check_at <= ? AND (upstream_account IS NOT NULL OR job_id IS NOT NULL "
+            "OR deadline_at <= ?) "
             f"ORDER BY next_check_at LIMIT ?{self.dialect.skip_locked}) "
             "UPDATE tasks SET lease_owner = ?, next_check_at = ?, version = version + 1 "
             f"WHERE id IN (SELECT id FROM due) RETURNING {TASK_COLUMNS}"
         )
-        args = (now, limit, worker_id, now + lease_seconds)
+        args = (now, now, limit, worker_id, now + lease_seconds)
         rows = await self._write(lambda tx: tx.fetch(sql, *args))
         return [task_from_row(row) for row in rows]

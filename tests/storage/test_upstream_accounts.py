@@ -211,3 +211,12 @@ async def test_waiting_tasks_show_their_queue_position(store: Store) -> None:
     assert await position(third.id, alice.user_id) == 3
     loaded = await store.load_task(second.id)
     assert loaded is not None and loaded.task.version == 0  # a view, not a change
+
+
+async def test_a_waiting_task_past_its_deadline_is_claimed_to_end(store: Store) -> None:
+    who = await owner(store)
+    task = await insert(store, who)
+    now = time.time()
+    assert await store.claim_due_pinned("w1", now, 10, LEASE) == []
+    (overdue,) = await store.claim_due_pinned("w1", now + 7200, 10, LEASE)
+    assert overdue.task.id == task.id and overdue.account is None
