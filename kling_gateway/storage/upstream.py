@@ -88,7 +88,7 @@ def queue_moves(
     waiting: Sequence[Task], chosen: Sequence[tuple[str, str]], held_by_user: dict[str, int]
 ) -> list[Task]:
     """The waiting tasks whose ``response.queue_position`` changes, set to the new one (a
-    gateway extension clients may ignore: docs/contract.md §8)."""
+    gateway extension clients may ignore: docs/contract.md §8.7)."""
     taken = {task_id for task_id, _ in chosen}
     left = [waiting_of(task) for task in waiting if task.id not in taken]
     places = positions(fair_order(left, held_by_user))
