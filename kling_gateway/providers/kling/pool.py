@@ -90,6 +90,14 @@ class KlingPool:
             if added:
                 log.info("stored the implicit upstream account %s", IMPLICIT_ACCOUNT)
         await self.refresh(force=True)
+        stored = self._providers.get(IMPLICIT_ACCOUNT)
+        if access_key and stored is not None and _keys(stored[0])[:2] != (access_key, secret_key):
+            log.warning(
+                "the stored upstream account %s has other keys than --kling-access-key/"
+                "--kling-secret-key; the stored ones are used (`accounts remove %s` to replace)",
+                IMPLICIT_ACCOUNT,
+                IMPLICIT_ACCOUNT,
+            )
         if not self._providers:
             log.error("no upstream accounts: add one with `kling-gateway accounts add`")
 

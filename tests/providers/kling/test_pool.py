@@ -151,3 +151,20 @@ async def test_secret_keys_are_sealed_at_rest(gateway: AppHarness) -> None:
     with pytest.raises(Exception, match="does not open"):
         sealer = server_sealer(gateway.settings)
         sealer.open(rows["c"], "upstream-account:b")
+
+
+async def test_changed_old_flags_warn_that_the_stored_keys_are_used(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = open_store(settings.resolved_database_url)
+    await store.open()
+    try:
+        await store.migrate()
+        old = Account("default", "an-older-access-key", max_concurrency=5)
+        await add_account(store, server_sealer(settings), old, "an-older-secret")
+    finally:
+        await store.close()
+    caplog.set_level(logging.WARNING, logger="kling_gateway.accounts")
+    async with AppHarness.start(settings):
+        pass
+    assert any("other keys than --kling-access-key" in r.message for r in caplog.records)
