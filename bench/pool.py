@@ -79,7 +79,7 @@ def gateway_env(data_dir: Path, port: int, fake_url: str, callbacks: bool) -> di
         "kling_access_key": first["access_key"], "kling_secret_key": first["secret_key"],
         "kling_download_results": "false", "worker_concurrency": 256, "check_interval": 0.5,
         "check_max_interval": 1.0, "rate_limit_per_minute": 0, "bootstrap_token": False,
-        "idle_poll_seconds": 0.2,
+        "idle_poll_seconds": 0.2, "kling_max_concurrency": SLOTS,
         # Kling's status callbacks: a slot frees when the task ends, not at the next check.
         "kling_callback_secret": "bench-callback-secret" if callbacks else "",
     }  # fmt: skip

@@ -77,7 +77,9 @@ async def start_worker(settings: Settings, store: Store, events: TaskEvents) -> 
         from kling_gateway.providers.kling.pool import KlingPool, claim_pooled
 
         assert isinstance(provider, KlingPool)
-        await provider.start(settings.kling_access_key, settings.kling_secret_key)
+        await provider.start(
+            settings.kling_access_key, settings.kling_secret_key, settings.kling_max_concurrency
+        )
         claim = claim_pooled
     worker = Worker(store, provider, events, worker_config(settings), claim=claim)
     loops = [asyncio.create_task(worker.run(), name="worker")]

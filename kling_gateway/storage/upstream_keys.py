@@ -13,9 +13,6 @@ from typing import Protocol
 from kling_gateway.domain.accounts import IMPLICIT_ACCOUNT, Account
 from kling_gateway.storage.base import AccountExists, Store, UpstreamAccountRow
 
-# The implicit account of --kling-access-key/--kling-secret-key: Kling's smallest package.
-IMPLICIT_MAX_CONCURRENCY = 5
-
 
 class Sealer(Protocol):
     """``storage.crypto.SecretBox``: seals and opens short secrets under the server key."""
@@ -43,13 +40,18 @@ async def add_account(store: Store, sealer: Sealer, account: Account, secret_key
 
 
 async def ensure_implicit_account(
-    store: Store, sealer: Sealer, access_key: str, secret_key: str, base_url: str | None
+    store: Store,
+    sealer: Sealer,
+    access_key: str,
+    secret_key: str,
+    base_url: str | None,
+    max_concurrency: int,
 ) -> bool:
     """Store the account of the old single key pair once; True when it was added now."""
     account = Account(
         name=IMPLICIT_ACCOUNT,
         access_key=access_key,
-        max_concurrency=IMPLICIT_MAX_CONCURRENCY,
+        max_concurrency=max_concurrency,
         base_url=base_url,
     )
     try:

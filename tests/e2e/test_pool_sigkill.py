@@ -21,7 +21,7 @@ from tests.servers import serve_asgi
 
 TASKS = 24
 AK, SK = "sigkill-ak-default", "sigkill-sk-default-0123456789"
-LIMITS = {"default": 5, "b": 3}  # the implicit account has 5 slots
+LIMITS = {"default": 5, "b": 3}
 
 
 @pytest.fixture
@@ -41,6 +41,7 @@ def kling_flags(data: Path, url: str) -> list[str]:
     return [
         "--data-dir", str(data), "--provider", "kling", "--kling-base-url", url,
         "--kling-access-key", AK, "--kling-secret-key", SK, "--no-kling-download-results",
+        "--kling-max-concurrency", str(LIMITS["default"]),
     ]  # fmt: skip
 
 

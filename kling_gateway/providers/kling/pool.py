@@ -80,12 +80,12 @@ class KlingPool:
 
     # --- the accounts --------------------------------------------------------------------
 
-    async def start(self, access_key: str, secret_key: str) -> None:
+    async def start(self, access_key: str, secret_key: str, max_concurrency: int) -> None:
         """Store the implicit account of the old single key pair (when given), load all."""
         if access_key and secret_key:
             base_url = self._template.client.base_url
             added = await ensure_implicit_account(
-                self._store, self._sealer, access_key, secret_key, base_url
+                self._store, self._sealer, access_key, secret_key, base_url, max_concurrency
             )
             if added:
                 log.info("stored the implicit upstream account %s", IMPLICIT_ACCOUNT)

@@ -68,7 +68,7 @@ async def stored_accounts(settings: Settings, **limits: int) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path, upstream: str) -> Settings:
-    return kling_settings(tmp_path, upstream, worker_concurrency=64)
+    return kling_settings(tmp_path, upstream, worker_concurrency=64, kling_max_concurrency=5)
 
 
 @pytest.fixture
