@@ -199,7 +199,8 @@ def _rows(
         ids.append(task.id)
         # The columns and order of the engine's insert; then a finished task's scheduling
         # columns as save_task leaves them (attempts, next_check_at NULL, deadline, no lease).
-        chunk.append((*task_values(task), 1, None, task.created_at + 3600, None, None, None))
+        # version, next check, deadline, lease, upstream account, idempotency key, hash
+        chunk.append((*task_values(task), 1, None, task.created_at + 3600, None, None, None, None))
         records.append((task.id, task.user_id, task.record_json()))
         if len(chunk) == CHUNK:
             yield chunk, records

@@ -1,4 +1,5 @@
-"""The `kling-gateway` command: serve | worker | migrate | tokens | tasks | videos | callbacks."""
+"""The `kling-gateway` command: serve | worker | migrate | tokens | accounts | tasks | videos |
+callbacks."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kling_gateway.cli import ops
 
     ops.add_ops_commands(commands)
+    from kling_gateway.cli import accounts
+
+    accounts.add_accounts_commands(commands)
     from kling_gateway.cli import client
 
     client.add_client_commands(commands)

@@ -6,6 +6,7 @@ import argparse
 import json
 from collections.abc import Sequence
 
+from kling_gateway.fake_upstream.accounts import accounts_from_json
 from kling_gateway.fake_upstream.app import run_fake_upstream
 from kling_gateway.fake_upstream.config import FakeUpstreamConfig, faults_from_json
 
@@ -20,6 +21,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--public-url", default=None, help="base URL of result links")
     parser.add_argument("--faults", default=None, help='JSON, e.g. {"server_error": {"count": 1}}')
+    parser.add_argument(
+        "--accounts",
+        default=None,
+        help='JSON list: [{"name", "access_key", "secret_key", "max_concurrency"}, ...]',
+    )
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -37,6 +43,7 @@ def config_from_args(args: argparse.Namespace) -> FakeUpstreamConfig:
         seed=args.seed,
         public_url=args.public_url,
         faults=faults_from_json(json.loads(args.faults)) if args.faults else {},
+        accounts=accounts_from_json(json.loads(args.accounts)) if args.accounts else [],
     )
 
 

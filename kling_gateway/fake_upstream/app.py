@@ -6,6 +6,12 @@ API (authenticated with the HS256 JWT of the spec page):
 * ``GET /v1/videos/{kind}/{id}``: one task; ``id`` is a task id or, failing that, an
   ``external_task_id`` of the same account (the path form of the reference).
 * ``GET /v1/videos/{kind}?pageNum=&pageSize=``: one page of tasks, newest first.
+* ``GET /account/costs?start_time=&end_time=``: the account's resource packs (QPS <= 1 per
+  account: a second request within a second answers 1302).
+
+Accounts (``FakeUpstreamConfig.accounts``): each key pair is one account with its own
+concurrency limit (a create over it answers 429 1303), resource packs (all runOut or expired:
+1102) and an optional account-level error (1100-1103) on every request.
 
 Unauthenticated extras:
 
@@ -15,6 +21,8 @@ Unauthenticated extras:
   them ``huge_body``: an API answer of ``size`` bytes, streamed without a Content-Length).
 * ``GET|DELETE /fake-admin/counters``: read or reset the request and create counters.
 * ``GET /fake-admin/tasks``: every task as the API would show it.
+* ``GET /fake-admin/accounts``: every account with its in-flight count, peak and counters;
+  ``POST /fake-admin/accounts/{name}`` changes ``max_concurrency``, ``error_code``, ``packs``.
 * ``GET /fake-admin/finished?since=EPOCH``: tasks finished after ``since``, with the time they
   finished (``finished_at``, epoch seconds), oldest first.
 
@@ -25,6 +33,8 @@ Prompt triggers for deterministic tests: ``[fake:unsafe]`` (create answers 1301)
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import contextlib
 import json
 import uuid
@@ -37,6 +47,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from kling_gateway.fake_upstream.accounts import FakeAccount, update_account
 from kling_gateway.fake_upstream.config import (
     FakeUpstreamConfig,
     FaultConfigError,
@@ -70,6 +81,19 @@ def _envelope(data: Any, *, code: int = 0, message: str = "SUCCEED") -> dict[str
 def _error(exc: FakeApiError) -> Response:
     body = _envelope(None, code=exc.code, message=exc.message)
     return JSONResponse(body, status_code=exc.http_status, headers=exc.headers)
+
+
+def _claimed_issuer(token: str) -> str | None:
+    """The ``iss`` claim of a token, unverified: which account's secret to check it with."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    issuer = claims.get("iss") if isinstance(claims, dict) else None
+    return issuer if isinstance(issuer, str) else None
 
 
 def _kind(request: Request) -> str:
@@ -127,20 +151,25 @@ class FakeUpstream:
             await self._http.aclose()
             self._http = None
 
-    def _authenticate(self, request: Request) -> str:
+    def _authenticate(self, request: Request) -> FakeAccount:
         header = request.headers.get("authorization", "").strip()
         scheme, _, token = header.partition(" ")
-        if not token.strip():
+        token = token.strip()
+        if not token:
             raise FakeApiError(401, 1001, "Authorization is empty")
         if scheme.lower() != "bearer":
             raise FakeApiError(401, 1002, "Authorization is invalid")
+        issuer = _claimed_issuer(token)
+        account = self.state.account_by_key(issuer) if issuer is not None else None
+        secret = account.secret_key if account is not None else self.config.secret_key
         try:
-            claims = verify_jwt(token.strip(), self.config.secret_key, self.config.clock())
+            verify_jwt(token, secret, self.config.clock())
         except JwtError as exc:
             raise FakeApiError(401, exc.code, exc.message) from exc
-        if claims.get("iss") != self.config.access_key:
+        if account is None:
             raise FakeApiError(401, 1000, "Authentication failed: unknown access key")
-        return self.config.access_key
+        self.state.check_account(account)
+        return account
 
     async def _hang(self, request: Request) -> None:
         """Answer only when the client gave up (or after ``hang_max`` seconds)."""
@@ -166,7 +195,7 @@ class FakeUpstream:
         try:
             await self._faults(request, route, after=False)
             account = self._authenticate(request)
-            data = await action(request, body, account)
+            data = await action(request, body, account.name)
             await self._faults(request, route, after=True)
         except FakeApiError as exc:
             return _error(exc)
@@ -241,6 +270,18 @@ class FakeUpstream:
         page_size = _page_param(request, "pageSize", 30, 500)
         return [t.to_json() for t in self.state.page(account, kind, page_num, page_size)]
 
+    async def _costs(self, _request: Request, _body: bytes, name: str) -> Any:
+        account = self.state.account_named(name)
+        assert account is not None  # _authenticate found it
+        now = self.config.clock()
+        account.costs_requests += 1
+        if account.last_costs_at is not None and now - account.last_costs_at < 1.0:
+            raise FakeApiError(429, 1302, "rate limit exceeded", {"Retry-After": "1"})
+        account.last_costs_at = now
+        now_ms = self.state.now_ms()
+        packs = [pack.to_json(now_ms) for pack in account.packs]
+        return {"code": 0, "msg": "", "resource_pack_subscribe_infos": packs}
+
     async def create(self, request: Request) -> Response:
         return await self._api(request, "create", self._create)
 
@@ -249,6 +290,9 @@ class FakeUpstream:
 
     async def list_tasks(self, request: Request) -> Response:
         return await self._api(request, "list", self._list)
+
+    async def costs(self, request: Request) -> Response:
+        return await self._api(request, "costs", self._costs)
 
     # --- media and admin -----------------------------------------------------------------
 
@@ -289,12 +333,30 @@ class FakeUpstream:
             return JSONResponse({"error": "since must be epoch seconds"}, status_code=400)
         return JSONResponse(self.state.finished_since(since))
 
+    async def accounts(self, _request: Request) -> Response:
+        state = self.state
+        docs = [a.to_json(state.in_flight[a.name]) for a in state.accounts.values()]
+        return JSONResponse(docs)
+
+    async def update_account(self, request: Request) -> Response:
+        account = self.state.account_named(str(request.path_params["name"]))
+        if account is None:
+            return JSONResponse({"error": "no such account"}, status_code=404)
+        try:
+            update_account(account, json.loads(await request.body()))
+        except (FaultConfigError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse(account.to_json(self.state.in_flight[account.name]))
+
     def routes(self) -> list[Route]:
         return [
             Route("/v1/videos/{kind}", self.create, methods=["POST"]),
             Route("/v1/videos/{kind}", self.list_tasks, methods=["GET"]),
             Route("/v1/videos/{kind}/{ident}", self.get, methods=["GET"]),
+            Route("/account/costs", self.costs, methods=["GET"]),
             Route("/fake-media/{name}", self.media_file, methods=["GET"]),
+            Route("/fake-admin/accounts", self.accounts, methods=["GET"]),
+            Route("/fake-admin/accounts/{name}", self.update_account, methods=["POST"]),
             Route("/fake-admin/faults", self.faults, methods=["GET", "POST", "DELETE"]),
             Route("/fake-admin/counters", self.counters, methods=["GET", "DELETE"]),
             Route("/fake-admin/tasks", self.tasks, methods=["GET"]),

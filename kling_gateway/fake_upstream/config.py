@@ -7,7 +7,10 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kling_gateway.fake_upstream.accounts import FakeAccount
 
 # Faults that change how one API request is answered.
 REQUEST_FAULTS = ("hang", "slow", "server_error", "rate_limit", "malformed_json", "huge_body")
@@ -16,7 +19,8 @@ CREATE_FAULTS = ("create_safety", "task_safety", "task_failure")
 FAULT_KINDS = REQUEST_FAULTS + CREATE_FAULTS
 API_ROUTES = frozenset({"create", "get", "list"})
 # ``media``: the result video downloads; a rule applies to them only when it names them.
-ROUTES = API_ROUTES | {"media"}
+# ``costs``: ``GET /account/costs``; a rule applies to it only when it names it.
+ROUTES = API_ROUTES | {"media", "costs"}
 
 SAFETY_MESSAGE = "Failure to pass the risk control system"
 FAILURE_MESSAGE = "The generation failed, please try again"
@@ -122,6 +126,9 @@ class FakeUpstreamConfig:
 
     access_key: str = "fake-access-key"
     secret_key: str = "fake-secret-key"
+    # Several Kling accounts, each with its own key pair, concurrency limit and packs; empty:
+    # one account of ``access_key``/``secret_key`` without a limit.
+    accounts: list[FakeAccount] = field(default_factory=list)
     # Seconds from create to "processing", and the range of seconds from create to the end.
     processing_after: float = 0.05
     finish_after: tuple[float, float] = (0.2, 0.5)

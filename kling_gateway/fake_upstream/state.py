@@ -8,6 +8,12 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from kling_gateway.fake_upstream.accounts import (
+    ACCOUNT_ERRORS,
+    OVER_LIMIT,
+    FakeAccount,
+    index_by_access_key,
+)
 from kling_gateway.fake_upstream.config import (
     FAILURE_MESSAGE,
     SAFETY_MESSAGE,
@@ -99,6 +105,34 @@ class FakeState:
         self.tasks: dict[str, FakeTask] = {}
         self._by_external: dict[tuple[str, str], str] = {}
         self._next_id = 800_000_000_000_000_000 + self.rng.randrange(10**15)
+        default = FakeAccount(config.access_key, config.access_key, config.secret_key)
+        self.accounts = index_by_access_key(config.accounts or [default])
+        self.in_flight: Counter[str] = Counter()
+
+    # --- accounts ------------------------------------------------------------------------
+
+    def account_by_key(self, access_key: str) -> FakeAccount | None:
+        return self.accounts.get(access_key)
+
+    def account_named(self, name: str) -> FakeAccount | None:
+        return next((a for a in self.accounts.values() if a.name == name), None)
+
+    def check_account(self, account: FakeAccount) -> None:
+        """An account-level error (1100-1103) if a test put one on the account."""
+        if account.error_code is not None:
+            status, message = ACCOUNT_ERRORS[account.error_code]
+            raise FakeApiError(status, account.error_code, message)
+
+    def take_slot(self, account: FakeAccount) -> None:
+        """Count a new task against the account's concurrency, or answer 1303/1102."""
+        if not account.usable_packs():
+            raise FakeApiError(429, 1102, "resource pack used up")
+        limit = account.max_concurrency
+        if limit is not None and self.in_flight[account.name] >= limit:
+            account.rejected_over_limit += 1
+            raise FakeApiError(429, 1303, OVER_LIMIT)
+        self.in_flight[account.name] += 1
+        account.peak_in_flight = max(account.peak_in_flight, self.in_flight[account.name])
 
     # --- faults --------------------------------------------------------------------------
 
@@ -186,6 +220,9 @@ class FakeState:
             if parent is None:
                 raise FakeApiError(400, 1201, f"video_id {request.video_id} does not exist")
         self.reject_unsafe(request)
+        holder = self.account_named(account)
+        if holder is not None:
+            self.take_slot(holder)
         low, high = self.config.finish_after
         self._next_id += 1 + self.rng.randrange(1000)
         now = self.now_ms()
@@ -218,7 +255,8 @@ class FakeState:
     def advance(self, task: FakeTask, status: str) -> None:
         task.status = status
         task.updated_at = self.now_ms()
-        if status in ("succeed", "failed"):
+        if status in ("succeed", "failed") and task.finished_at is None:
             task.finished_at = self.config.clock()
+            self.in_flight[task.account] -= 1  # the slot is held until the task ends
         if status == "succeed":
             task.video_id = str(uuid.UUID(int=self.rng.getrandbits(128), version=4))

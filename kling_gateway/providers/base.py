@@ -29,6 +29,21 @@ async def require_own_video(store: Store, user_id: str, video_id: str) -> str:
     return found
 
 
+# provider_data keys of a pooled provider (providers/kling/pool.py): the upstream account a
+# task is pinned to, and a request to free its slot and queue it again with the next save
+# (its create was refused, so it provably does not exist upstream).
+UPSTREAM_ACCOUNT = "upstream_account"
+RELEASE_SLOT = "release_slot"
+
+
+def releases_slot(task: Task) -> bool:
+    """Whether this save frees the task's slot (and unpins it); consumes the request."""
+    if not task.provider_data.pop(RELEASE_SLOT, False):
+        return False
+    task.provider_data.pop(UPSTREAM_ACCOUNT, None)
+    return True
+
+
 class Provider(Protocol):
     name: str
 

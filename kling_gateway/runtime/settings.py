@@ -117,6 +117,12 @@ class Settings:
     )
     kling_access_key: str = _opt("", "Kling access key", "kling")
     kling_secret_key: str = _opt("", "Kling secret key", "kling")
+    kling_max_concurrency: int = _opt(
+        1000,
+        "slots of the account of kling_access_key, stored once as the account 'default' "
+        "(then changed with the accounts command)",
+        "kling",
+    )
     kling_callback_secret: str = _opt(
         "", "secret in the URL Kling calls back (empty: no callbacks)", "kling"
     )
@@ -234,6 +240,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "task_deadline_seconds": (1, 30 * _DAY),
     "image_max_bytes": (1, 1 << 30),
     "kling_download_timeout": (0.1, _DAY),
+    "kling_max_concurrency": (1, 100_000),
     "callback_timeout": (0.1, 3_600),
     "header_timeout": (0.1, 3_600),
     "body_timeout": (0.1, 3_600),

@@ -14,6 +14,7 @@ from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.providers.base import Provider
 from kling_gateway.runtime.settings import Settings
 from kling_gateway.storage.base import Store
+from kling_gateway.storage.upstream_keys import Sealer
 from kling_gateway.worker.loop import Worker, WorkerConfig
 
 log = logging.getLogger("kling_gateway.worker")
@@ -25,11 +26,20 @@ def video_files(settings: Settings) -> VideoFiles:
     return VideoFiles(settings.videos_dir, settings.resolved_public_url)
 
 
+def server_sealer(settings: Settings) -> Sealer:
+    """The box of the server key (``--secret-key``/KLING_GATEWAY_SECRET_KEY, else
+    DATA_DIR/secret.key): it seals the accounts' secret keys, as it seals webhook secrets."""
+    from kling_gateway.storage.crypto import load_server_key
+
+    # getattr: the setting arrives with the storage-hardening work; until then the key file.
+    return load_server_key(str(getattr(settings, "secret_key", "") or ""), settings.data_dir)
+
+
 def build_provider(settings: Settings, store: Store) -> Provider:
     if settings.provider == "kling":
-        from kling_gateway.providers.kling.factory import kling_provider
+        from kling_gateway.providers.kling.factory import kling_pool
 
-        return kling_provider(settings, video_files(settings), store)
+        return kling_pool(settings, video_files(settings), store, server_sealer(settings))
     from kling_gateway.providers.local.provider import LocalProvider
 
     return LocalProvider(
@@ -62,7 +72,16 @@ def worker_config(settings: Settings) -> WorkerConfig:
 async def start_worker(settings: Settings, store: Store, events: TaskEvents) -> Stop:
     """Start the task worker and the callback deliverer; return how to stop them."""
     provider = build_provider(settings, store)
-    worker = Worker(store, provider, events, worker_config(settings))
+    claim = None
+    if settings.provider == "kling":
+        from kling_gateway.providers.kling.pool import KlingPool, claim_pooled
+
+        assert isinstance(provider, KlingPool)
+        await provider.start(
+            settings.kling_access_key, settings.kling_secret_key, settings.kling_max_concurrency
+        )
+        claim = claim_pooled
+    worker = Worker(store, provider, events, worker_config(settings), claim=claim)
     loops = [asyncio.create_task(worker.run(), name="worker")]
     deliverer_stop = asyncio.Event()
     loops.append(

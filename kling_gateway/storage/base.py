@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from kling_gateway.domain.accounts import Account, AccountState
 from kling_gateway.domain.task import Task
 from kling_gateway.storage.health import StoreHealth
 
@@ -44,6 +45,23 @@ class IdempotencyConflict(StoreError):
 
 class QuotaUsedUp(StoreError):
     """The application has no quota left for a new task."""
+
+
+class AccountExists(StoreError):
+    """An upstream account of that name exists already."""
+
+
+class AccountBusy(StoreError):
+    """The upstream account still has tasks holding slots on it."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamAccountRow:
+    """An upstream account as stored: ``account.in_flight`` counted from the slots held, and
+    the secret key sealed (``storage.crypto``; the store never sees it in the clear)."""
+
+    account: Account
+    sealed_secret: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +111,8 @@ class StoredTask:
     next_check_at: float = 0.0
     deadline_at: float = 0.0
     lease_owner: str | None = None
+    # The upstream account the task holds a slot on (pinned to: never paid twice).
+    account: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +122,9 @@ class Outcome:
     next_check_at: float | None
     attempts: int | None = None
     keep_lease: bool = False
+    # The task goes back to the queue (its create was refused: provably never created), and
+    # its slot frees in the same transaction.
+    release_account: bool = False
     # Callback deliveries to enqueue atomically with this state: (url, event, body JSON).
     callbacks: tuple[tuple[str, str, bytes], ...] = ()
 
@@ -204,6 +227,37 @@ class TaskRepo(Protocol):
     async def make_overdue_due(self, now: float) -> int:
         """The deadline sweep: make every unfinished task past its deadline whose next check is
         later than ``now`` (and that no worker holds) due now; return how many."""
+        ...
+
+    # -- upstream accounts and their slots (issue 14)
+    async def add_upstream_account(self, account: Account, sealed_secret: str, now: float) -> None:
+        """Raises AccountExists when the name is taken."""
+        ...
+
+    async def list_upstream_accounts(self) -> list[UpstreamAccountRow]: ...
+    async def set_upstream_account_state(
+        self, name: str, state: AccountState, reason: str | None
+    ) -> bool: ...
+    async def remove_upstream_account(self, name: str) -> bool:
+        """Raises AccountBusy while tasks hold slots on it."""
+        ...
+
+    async def mark_upstream_account_full(self, name: str, until: float, streak: int) -> None: ...
+    async def record_upstream_costs(
+        self, name: str, remaining: float | None, run_out: bool, now: float
+    ) -> None: ...
+    async def claim_for_slots(
+        self, worker_id: str, now: float, limit: int, lease_seconds: float
+    ) -> list[StoredTask]:
+        """Lease up to ``limit`` waiting tasks (due, never assigned) onto accounts with free
+        slots, in fair order (``domain.fair_queue``), in one transaction with the slot count:
+        never more tasks on an account than its max concurrency, with any number of workers."""
+        ...
+
+    async def claim_due_pinned(
+        self, worker_id: str, now: float, limit: int, lease_seconds: float
+    ) -> list[StoredTask]:
+        """``claim_due_tasks`` without the waiting tasks (those go through claim_for_slots)."""
         ...
 
 

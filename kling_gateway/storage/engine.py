@@ -52,6 +52,7 @@ from kling_gateway.storage.rows import (
     task_update_values,
     task_values,
 )
+from kling_gateway.storage.upstream import UpstreamFlows
 
 T = TypeVar("T")
 Row = Any  # sqlite3.Row or asyncpg.Record: both index by position and by name
@@ -112,7 +113,7 @@ _INSERT_CALLBACK = (
 _SECRET_CURRENT = "SELECT secret FROM webhook_secrets WHERE user_id = ? AND retired_at IS NULL"
 
 
-class SQLStore:
+class SQLStore(UpstreamFlows):
     """``Store`` over SQL; a backend sets ``dialect`` and implements the four runners."""
 
     dialect: Dialect
@@ -280,7 +281,8 @@ class SQLStore:
             earlier = await self._idempotent_match(tx, task, key, request_hash)
             if earlier is not None:
                 return earlier
-        values = (*task_values(task), 0, next_check_at, deadline_at, None, key, request_hash)
+        # version, attempts, the schedule, no lease and no upstream account yet.
+        values = (*task_values(task), 0, next_check_at, deadline_at, None, None, key, request_hash)
         if await tx.fetchval(_INSERT_TASK, *values) is not None:
             # Charged after the insert won: a replay that lost the race for the key pays nothing.
             if charge_quota and not await tx.execute(CHARGE_QUOTA, task.application_id):
@@ -436,6 +438,8 @@ class SQLStore:
         await tx.execute(
             _UPDATE_TASK, *task_update_values(task, attempts, next_check_at, lease_owner)
         )
+        if outcome.release_account:
+            await tx.execute("UPDATE tasks SET upstream_account = NULL WHERE id = ?", task.id)
         await self._store_record(tx, task)
         if outcome.callbacks:
             await tx.executemany(

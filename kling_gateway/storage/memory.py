@@ -12,10 +12,14 @@ from __future__ import annotations
 import copy
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
+from kling_gateway.domain.accounts import Account, AccountState
 from kling_gateway.domain.task import Task
 from kling_gateway.storage.base import (
+    AccountBusy,
+    AccountExists,
     CallbackDelivery,
     CredentialInfo,
     IdempotencyConflict,
@@ -24,6 +28,7 @@ from kling_gateway.storage.base import (
     QuotaUsedUp,
     StoredTask,
     TaskFilter,
+    UpstreamAccountRow,
 )
 from kling_gateway.storage.health import HEALTHY, StoreHealth
 from kling_gateway.storage.rows import (
@@ -32,6 +37,7 @@ from kling_gateway.storage.rows import (
     callback_view,
     is_final_event,
 )
+from kling_gateway.storage.upstream import choose, queue_moves, waiting_of
 
 
 @dataclass(slots=True)
@@ -59,6 +65,7 @@ class _TaskRow:
     lease_owner: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    account: str | None = None  # the upstream account it holds a slot on
 
     def stored(self) -> StoredTask:
         return StoredTask(
@@ -67,7 +74,12 @@ class _TaskRow:
             next_check_at=self.next_check_at or 0.0,
             deadline_at=self.deadline_at,
             lease_owner=self.lease_owner,
+            account=self.account,
         )
+
+    @property
+    def holds_slot(self) -> bool:
+        return self.account is not None and self.next_check_at is not None
 
 
 @dataclass(slots=True)
@@ -88,6 +100,7 @@ class _State:
     idempotency: dict[tuple[str, str], str] = field(default_factory=dict)
     callbacks: dict[str, tuple[CallbackDelivery, str | None]] = field(default_factory=dict)
     secrets: list[_Secret] = field(default_factory=list)
+    upstream: dict[str, tuple[Account, str]] = field(default_factory=dict)  # name -> (, sealed)
 
 
 class MemoryStore:
@@ -305,7 +318,7 @@ class MemoryStore:
             if r.next_check_at is not None and r.next_check_at <= now
         ]
         due.sort(key=lambda r: r.next_check_at or 0.0)
-        claimed = []
+        claimed: list[StoredTask] = []
         for row in due[:limit]:
             # As in SQL: the claim bumps the version but leaves the record as it was.
             row.lease_owner, row.next_check_at = worker_id, now + lease_seconds
@@ -331,6 +344,8 @@ class MemoryStore:
         )
         row.task, row.attempts = copy.deepcopy(task), attempts
         row.next_check_at, row.lease_owner = next_check_at, lease_owner
+        if outcome.release_account:
+            row.account = None
         self._put(row)
         for url, event, body in outcome.callbacks:
             delivery = CallbackDelivery(
@@ -360,6 +375,103 @@ class MemoryStore:
         return len(overdue)
 
     # -- callbacks
+    # -- upstream accounts and slots (as storage/upstream.py, over dicts)
+    def _held(self) -> Counter[str]:
+        return Counter(r.account for r in self._s.tasks.values() if r.holds_slot and r.account)
+
+    async def add_upstream_account(self, account: Account, sealed_secret: str, now: float) -> None:
+        if account.name in self._s.upstream:
+            raise AccountExists(f"an upstream account named {account.name!r} exists already")
+        self._s.upstream[account.name] = (replace(account, in_flight=0), sealed_secret)
+
+    async def list_upstream_accounts(self) -> list[UpstreamAccountRow]:
+        held = self._held()
+        return [
+            UpstreamAccountRow(replace(account, in_flight=held[name]), sealed)
+            for name, (account, sealed) in sorted(self._s.upstream.items())
+        ]
+
+    def _update_account(self, name: str, **changes: object) -> bool:
+        found = self._s.upstream.get(name)
+        if found is None:
+            return False
+        self._s.upstream[name] = (replace(found[0], **changes), found[1])  # type: ignore[arg-type]
+        return True
+
+    async def set_upstream_account_state(
+        self, name: str, state: AccountState, reason: str | None
+    ) -> bool:
+        found = self._s.upstream.get(name)
+        if found is None:
+            return False
+        enabling = state is AccountState.ENABLED
+        last_error = reason if enabling or reason is not None else found[0].last_error
+        full_until = 0.0 if enabling else found[0].full_until
+        return self._update_account(name, state=state, last_error=last_error, full_until=full_until)
+
+    async def remove_upstream_account(self, name: str) -> bool:
+        if name not in self._s.upstream:
+            return False
+        if held := self._held()[name]:
+            raise AccountBusy(f"upstream account {name!r} has {held} tasks in flight")
+        del self._s.upstream[name]
+        return True
+
+    async def mark_upstream_account_full(self, name: str, until: float, streak: int) -> None:
+        self._update_account(name, full_until=until, full_streak=streak)
+
+    async def record_upstream_costs(
+        self, name: str, remaining: float | None, run_out: bool, now: float
+    ) -> None:
+        self._update_account(
+            name, packs_remaining=remaining, packs_run_out=run_out, packs_checked_at=now
+        )
+
+    async def claim_for_slots(
+        self, worker_id: str, now: float, limit: int, lease_seconds: float
+    ) -> list[StoredTask]:
+        accounts = [row.account for row in await self.list_upstream_accounts()]
+        free = min(limit, sum(account.free_slots(now) for account in accounts))
+        if free <= 0:
+            return []
+        waiting = [
+            r.task
+            for r in self._s.tasks.values()
+            if r.next_check_at is not None and r.next_check_at <= now
+            and r.account is None and r.task.job_id is None
+        ]  # fmt: skip
+        held_by_user = Counter(r.task.user_id for r in self._s.tasks.values() if r.holds_slot)
+        chosen = choose(accounts, [waiting_of(t) for t in waiting], held_by_user, now, free)
+        claimed = []
+        for task_id, name in chosen:
+            row = self._s.tasks[task_id]
+            row.account, row.lease_owner, row.next_check_at = name, worker_id, now + lease_seconds
+            row.task.version += 1
+            claimed.append(row.stored())
+        held_by_user.update(Counter(s.task.user_id for s in claimed))
+        for task in queue_moves([copy.deepcopy(t) for t in waiting], chosen, held_by_user):
+            row = self._s.tasks[task.id]
+            row.task.response = task.response
+            self._put(row)
+        return claimed
+
+    async def claim_due_pinned(
+        self, worker_id: str, now: float, limit: int, lease_seconds: float
+    ) -> list[StoredTask]:
+        due = [
+            r
+            for r in self._s.tasks.values()
+            if r.next_check_at is not None and r.next_check_at <= now
+            and (r.account is not None or r.task.job_id is not None or r.deadline_at <= now)
+        ]  # fmt: skip
+        due.sort(key=lambda r: r.next_check_at or 0.0)
+        claimed: list[StoredTask] = []
+        for row in due[:limit]:
+            row.lease_owner, row.next_check_at = worker_id, now + lease_seconds
+            row.task.version += 1
+            claimed.append(row.stored())
+        return claimed
+
     async def claim_due_callbacks(
         self, worker_id: str, now: float, limit: int, lease_seconds: float
     ) -> list[CallbackDelivery]:

@@ -27,7 +27,7 @@ IDEMPOTENCY_WINDOW = 24 * 3600.0
 TASK_COLUMNS = (
     "id, object_id, user_id, application_id, credential_id, type, state, trace_id, job_id, "
     "request, params, response, provider_data, callback, created_at, started_at, finished_at, "
-    "version, attempts, next_check_at, deadline_at, lease_owner"
+    "version, attempts, next_check_at, deadline_at, lease_owner, upstream_account"
 )
 
 CALLBACK_COLUMNS = (
@@ -109,6 +109,7 @@ def task_from_row(row: Mapping[str, Any]) -> StoredTask:
         next_check_at=row["next_check_at"] or 0.0,
         deadline_at=row["deadline_at"],
         lease_owner=row["lease_owner"],
+        account=row["upstream_account"],
     )
 
 

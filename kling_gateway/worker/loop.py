@@ -23,7 +23,7 @@ import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,7 +38,7 @@ from kling_gateway.domain.transitions import (
 )
 from kling_gateway.infra.announce import announce
 from kling_gateway.infra.notify import WORKER_WAKEUP, TaskEvents
-from kling_gateway.providers.base import Provider, RunsJobs
+from kling_gateway.providers.base import Provider, RunsJobs, releases_slot
 from kling_gateway.storage.base import Outcome, Store, StoredTask
 from kling_gateway.worker.steps import (
     Fetch,
@@ -52,6 +52,10 @@ log = logging.getLogger("kling_gateway.worker")
 
 # How many times a look waits for a provider job that outlived the call (``RunsJobs``).
 _JOB_WAITS = 3
+
+# How the worker leases due tasks: ``Store.claim_due_tasks``, or a pool's fair claim
+# (``providers.kling.pool.claim_pooled``).
+ClaimTasks = Callable[[Store, str, float, int, float], Awaitable[list[StoredTask]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +110,10 @@ class Worker:
         *,
         worker_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        claim: ClaimTasks | None = None,
     ) -> None:
         self.store, self.provider, self.events, self.config = store, provider, events, config
+        self._claim_tasks = claim
         self.worker_id = worker_id or new_worker_id()
         self.stats = WorkerStats()
         self._clock = clock
@@ -184,9 +190,11 @@ class Worker:
         self._last_claim = asyncio.get_running_loop().time()
         self.stats.claims += 1
         try:
-            claimed = await self.store.claim_due_tasks(
-                self.worker_id, self._clock(), free, self.config.lease_seconds
-            )
+            now, lease = self._clock(), self.config.lease_seconds
+            if self._claim_tasks is not None:
+                claimed = await self._claim_tasks(self.store, self.worker_id, now, free, lease)
+            else:
+                claimed = await self.store.claim_due_tasks(self.worker_id, now, free, lease)
         except Exception:
             log.exception("claiming tasks failed; trying again shortly")
             return 0
@@ -357,6 +365,7 @@ class Worker:
             next_check_at=change.next_check_at,
             attempts=change.attempts,
             callbacks=change.callbacks,
+            release_account=releases_slot(change.task),
         )
         async with claim.lock:
             claim.done = True

@@ -74,7 +74,9 @@ async def _store_as_before(url: str, who: Owner, video_id: str) -> str:
     task = new_task(who)
     finish(task, video_id=video_id)
     values = (*task_values(task), 1, None, task.created_at + 3600, None, task.record_json())
-    sql = f"INSERT INTO tasks ({TASK_COLUMNS}, record) VALUES ({{}})"
+    # The columns of that release: upstream_account came with a later migration too.
+    columns = TASK_COLUMNS.removesuffix(", upstream_account")
+    sql = f"INSERT INTO tasks ({columns}, record) VALUES ({{}})"
     if url.startswith("sqlite"):
         conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
         conn.execute(sql.format(", ".join("?" * len(values))), values)

@@ -120,6 +120,14 @@ class KlingClient:
         answer = await self._call(self._submit_lane, "POST", _path(kind), json_body=body)
         return _task_data(self._checked(answer))
 
+    async def costs(self, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+        """``GET /account/costs``: the account's resource packs (free, QPS <= 1)."""
+        params = {"start_time": str(start_ms), "end_time": str(end_ms)}
+        answer = await self._call(self._check_lane, "GET", "/account/costs", params=params)
+        data = self._checked(answer)
+        infos = data.get("resource_pack_subscribe_infos") if isinstance(data, dict) else None
+        return [info for info in infos or [] if isinstance(info, dict)]
+
     async def get(self, kind: str, task_id: str) -> dict[str, Any]:
         """``GET /v1/videos/{kind}/{task_id}``."""
         answer = await self._call(self._check_lane, "GET", f"{_path(kind)}/{_segment(task_id)}")

@@ -11,8 +11,10 @@ from typing import Protocol
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.providers.kling.batch import BatchConfig
 from kling_gateway.providers.kling.client import KlingClientConfig
+from kling_gateway.providers.kling.pool import KlingPool
 from kling_gateway.providers.kling.provider import KlingProvider, KlingProviderConfig
 from kling_gateway.storage.base import Store
+from kling_gateway.storage.upstream_keys import Sealer
 
 CALLBACK_PATH = "/kling/upstream-callback"
 # A sweep reads at most this many list pages of 500 tasks (10,000 jobs in flight per kind).
@@ -70,8 +72,8 @@ def batch_window(settings: KlingSettings) -> float:
     return min(0.25, max(0.01, 0.05 * settings.check_interval))
 
 
-def kling_provider(settings: KlingSettings, files: VideoFiles, store: Store) -> KlingProvider:
-    config = KlingProviderConfig(
+def provider_config(settings: KlingSettings) -> KlingProviderConfig:
+    return KlingProviderConfig(
         client=client_config(settings),
         callback_url=callback_url(settings),
         download_results=settings.kling_download_results,
@@ -79,5 +81,17 @@ def kling_provider(settings: KlingSettings, files: VideoFiles, store: Store) -> 
         download_allow_private=settings.callback_allow_private,
         batch=BatchConfig(window=batch_window(settings), max_pages=LIST_MAX_PAGES),
     )
+
+
+def kling_provider(settings: KlingSettings, files: VideoFiles, store: Store) -> KlingProvider:
+    config = provider_config(settings)
     files_if_kept = files if settings.kling_download_results else None
     return KlingProvider(config, store=store, files=files_if_kept)
+
+
+def kling_pool(
+    settings: KlingSettings, files: VideoFiles, store: Store, sealer: Sealer
+) -> KlingPool:
+    """The provider over every stored account (the old single key pair is one of them)."""
+    files_if_kept = files if settings.kling_download_results else None
+    return KlingPool(provider_config(settings), store=store, sealer=sealer, files=files_if_kept)

@@ -268,6 +268,18 @@ def _classify(http_status: int, code: int | None) -> tuple[str, bool, str]:
     return _fallback(http_status)
 
 
+class KlingApiError(ProviderError):
+    """An error answer of the upstream, with its Kling code and HTTP status: what says
+    something about the account (1100-1103, 1302/1303, 401) rather than the task."""
+
+    def __init__(
+        self, message: str, *, kling_code: int | None, http_status: int, **kw: Any
+    ) -> None:
+        super().__init__(message, **kw)
+        self.kling_code = kling_code
+        self.http_status = http_status
+
+
 def error_from_response(
     http_status: int,
     code: int | None,
@@ -281,8 +293,10 @@ def error_from_response(
     text = text or description
     if code is not None and ours not in ("invalid_request", "content_policy_violation"):
         text = f"{text} (kling code {code})"
-    return ProviderError(
+    return KlingApiError(
         text,
+        kling_code=code,
+        http_status=http_status,
         code=ours,
         retryable=retryable,
         retry_after=parse_retry_after(retry_after) if retryable else None,
