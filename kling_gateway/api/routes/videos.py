@@ -13,7 +13,7 @@ from kling_gateway.api.context import AppContext
 from kling_gateway.api.requests import decode_body, describe_validation_error
 from kling_gateway.api.waiting import is_finished, wait_until_finished
 from kling_gateway.domain.ids import new_object_id, new_task_id
-from kling_gateway.domain.params import VideoParams
+from kling_gateway.domain.params import VideoParams, hash_input
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import stored_request, validate
 from kling_gateway.infra.egress import UnsafeTarget, check_callback_url
@@ -148,7 +148,7 @@ def _idempotency_key(scope: Scope) -> str | None:
 
 def _request_hash(params: VideoParams) -> str:
     # The validated request, defaults applied: two bodies asking for the same video match.
-    return hashlib.sha256(msgspec.json.encode(params)).hexdigest()
+    return hashlib.sha256(hash_input(params)).hexdigest()
 
 
 def _json(status: int, body: dict[str, Any]) -> Reply:
