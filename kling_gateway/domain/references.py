@@ -24,6 +24,7 @@ from kling_gateway.protocol.enums import (
     OMNI_MODELS,
     SHOT_TYPES,
     STORYBOARD_MODELS,
+    TURBO_ACTIONS,
     TURBO_MODEL,
     VIDEO_REFER_TYPES,
     VOICE_MODELS,
@@ -88,7 +89,7 @@ def check_model_rules(action: str, body: VideoRequestBody) -> None:
 
 
 def _check_turbo(action: str, body: VideoRequestBody) -> None:
-    if action not in ("text2video", "image2video"):
+    if action not in TURBO_ACTIONS:
         raise BadRequest(f"field `action`: {TURBO_MODEL} runs text2video and image2video only")
     if body.generate_audio is False:
         raise BadRequest(f"field `generate_audio`: audio is always on with {TURBO_MODEL}")
@@ -233,14 +234,14 @@ def _shots(items: list[ShotPrompt] | None, duration: int) -> tuple[Shot, ...]:
 
 def _shot(i: int, item: ShotPrompt) -> Shot:
     where = f"multi_prompt[{i}]"
-    if item.index != i + 1:
+    if item.index != i + 1:  # a float, as every number of the wire (a whole 1.0 is 1)
         raise BadRequest(f"field `{where}.index` must be {i + 1}: indices run 1, 2, 3... in order")
     if is_blank(item.prompt) or len(item.prompt) > MAX_SHOT_PROMPT:
         raise BadRequest(f"field `{where}.prompt` must be 1 to {MAX_SHOT_PROMPT} characters")
     value = item.duration
     if not math.isfinite(value) or value != int(value) or value < 1:
         raise BadRequest(f"field `{where}.duration` must be a whole number of seconds, at least 1")
-    return Shot(index=item.index, prompt=item.prompt, duration=int(value))
+    return Shot(index=i + 1, prompt=item.prompt, duration=int(value))
 
 
 def elements(body: VideoRequestBody) -> tuple[AssetReference, ...]:

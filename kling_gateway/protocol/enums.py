@@ -38,6 +38,7 @@ TURBO_MODEL = "kling-v3-turbo"
 # docs/contract.md §6: the v3 family (durations 3..15, audio) and the narrower sets of its rules.
 V3_MODELS = frozenset({"kling-v3", "kling-v3-omni", TURBO_MODEL})
 FOUR_K_MODELS = frozenset({"kling-v3", "kling-v3-omni"})
+TURBO_ACTIONS = ("text2video", "image2video")
 AUDIO_MODELS = frozenset({"kling-v2-6", *V3_MODELS})
 AUDIO_PRO_ONLY_MODELS = frozenset({"kling-v2-6"})  # generate_audio there needs mode `pro`
 OMNI_MODELS = frozenset({"kling-o1", "kling-v3-omni"})

@@ -41,7 +41,7 @@ class VideoRef(msgspec.Struct):
 class ShotPrompt(msgspec.Struct):
     """One shot of a customised storyboard's ``multi_prompt`` (docs/contract.md §6)."""
 
-    index: int
+    index: float
     prompt: str
     duration: float
 
