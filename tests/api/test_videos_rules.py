@@ -4,6 +4,7 @@ every documented field reaching the provider (the task's ``params``)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
@@ -15,10 +16,19 @@ from tests.videos_rules import ACCEPTED, IMG, IMG2, REFUSED, VID, strip_none
 
 
 async def _prepare(gateway: AppHarness, body: dict[str, Any]) -> dict[str, Any]:
-    """``body`` as alice sends it: ``VIDEO`` is a finished video of hers."""
-    user = gateway.user_ids["alice"]
+    """``body`` as alice sends it: ``VIDEO`` is a finished video of hers, and each
+    ``ELEMENT_n`` / ``VOICE_n`` the id of an element / voice registered for her."""
+    user, now = gateway.user_ids["alice"], time.time()
     await insert_finished(gateway.store, make_task(user), video_id="VIDEO")
-    return {**strip_none(body), "async": True}
+    text = msgspec.json.encode({**strip_none(body), "async": True}).decode()
+    for kind, prefix, count in (("element", "ELEMENT", 3), ("voice", "VOICE", 2)):
+        for n in range(1, count + 1):
+            asset = await gateway.store.add_asset(
+                user_id=user, kind=kind, upstream_id=f"up-{kind}-{n}", now=now
+            )
+            text = text.replace(f'"{prefix}_{n}"', f'"{asset}"')
+    sent: dict[str, Any] = msgspec.json.decode(text)
+    return sent
 
 
 async def _count(gateway: AppHarness) -> int:
@@ -95,7 +105,7 @@ async def test_every_omni_and_storyboard_field_reaches_the_provider(gateway: App
     assert params["video_list"] == [
         {"url": VID, "refer_type": "feature", "keep_original_sound": True}
     ]
-    assert [e["id"] for e in params["element_list"]] == ["ELEMENT_1"]
+    assert [e["upstream_id"] for e in params["element_list"]] == ["up-element-1"]
     assert (params["multi_shot"], params["shot_type"]) == (True, "customize")
     assert params["multi_prompt"] == [
         {"index": 1, "prompt": "one", "duration": 2},
@@ -110,7 +120,7 @@ async def test_every_omni_and_storyboard_field_reaches_the_provider(gateway: App
 
 async def test_every_voice_field_reaches_the_provider(gateway: AppHarness) -> None:
     params = await _params(gateway, VOICE_FULL)
-    assert [v["id"] for v in params["voice_list"]] == ["VOICE_1"]
+    assert [v["upstream_id"] for v in params["voice_list"]] == ["up-voice-1"]
     for name in (
         "prompt",
         "negative_prompt",

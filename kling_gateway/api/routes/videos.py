@@ -10,6 +10,7 @@ import msgspec
 
 from kling_gateway.api.asgi import Receive, Reply, Scope, header
 from kling_gateway.api.context import AppContext
+from kling_gateway.api.ownership import resolve_owned
 from kling_gateway.api.requests import decode_body, describe_validation_error
 from kling_gateway.api.waiting import is_finished, wait_until_finished
 from kling_gateway.domain.ids import new_object_id, new_task_id
@@ -44,6 +45,7 @@ class VideosEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, trace_id: str) -> Reply:
         principal, body = await self.ctx.admit(scope, receive, API_VIDEOS)
         raw, params = _decode(body)
+        params = await resolve_owned(self.ctx.store, principal.user_id, params)
         await self._check_callback(params)
         task = await self._create(principal, raw, params, trace_id, _idempotency_key(scope))
         if params.asynchronous:
