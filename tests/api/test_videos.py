@@ -115,7 +115,10 @@ async def test_extend_yields_a_longer_video_of_the_same_user(
     assert float(extended["duration"]) == pytest.approx(10.0, abs=0.1)
     await gateway.add_user("mallory")
     stolen = await gateway.videos({"action": "extend", "video_id": first["video_id"]}, "mallory")
-    assert stolen.json()["error"]["code"] == "video_not_found"
+    # refused at create, before a task or a charge (docs/contract.md §6)
+    assert stolen.status_code == 400, stolen.text
+    assert stolen.json()["error"]["code"] == "bad_request"
+    assert "`video_id`" in stolen.json()["error"]["message"]
 
 
 async def test_idempotency_key_gives_one_task(gateway: AppHarness) -> None:
