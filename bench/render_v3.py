@@ -67,8 +67,8 @@ def main() -> None:
         "# Local renders of the §6 shapes",
         "",
         f"- date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"- machine: {platform.processor() or platform.machine()}, Python {platform.python_version()}"
-        " (shared with other work: figures are the best of the rounds)",
+        f"- machine: {platform.processor() or platform.machine()}, "
+        f"Python {platform.python_version()} (shared with other work: best of the rounds)",
         "- command: `.venv/bin/python -m bench.render_v3`",
         "",
         "| case | size | output s | render s (best) | render s per output s | peak RSS MB |",
