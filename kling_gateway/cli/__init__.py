@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kling_gateway.cli import accounts
 
     accounts.add_accounts_commands(commands)
+    from kling_gateway.cli import assets
+
+    assets.add_assets_command(commands)
     from kling_gateway.cli import client
 
     client.add_client_commands(commands)

@@ -27,7 +27,14 @@ import httpx
 
 from kling_gateway.cli.tables import format_table
 from kling_gateway.client import Client, KlingError, Record, task_outcome, task_state
-from kling_gateway.protocol.enums import ACTIONS, ASPECT_RATIOS, MODELS, MODES
+from kling_gateway.protocol.enums import (
+    ACTIONS,
+    ASPECT_RATIOS,
+    IMAGE_REF_TYPES,
+    MODELS,
+    MODES,
+    VIDEO_REFER_TYPES,
+)
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_TASK_FAILED = 0, 1, 2, 3
@@ -90,7 +97,7 @@ def _add_videos(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     videos = commands.add_parser("videos", help="create videos on a running gateway")
     actions = videos.add_subparsers(dest="videos_command", required=True, metavar="ACTION")
     create = actions.add_parser("create", parents=[common], help="create a video task")
-    create.add_argument("prompt", metavar="PROMPT")
+    create.add_argument("prompt", metavar="PROMPT", nargs="?", help="not needed with --shot")
     create.add_argument("--action", choices=ACTIONS, default="text2video")
     # Choices from protocol/ (docs/contract.md §2), the server's own lists. The model stays
     # free text: the hosted service, which the SDK also speaks to, may know newer ones.
@@ -102,6 +109,21 @@ def _add_videos(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     create.add_argument("--aspect-ratio", choices=ASPECT_RATIOS)
     create.add_argument("--start-image-url", help="image2video: the first frame")
     create.add_argument("--video-id", help="extend: the video to extend")
+    # docs/contract.md §6
+    create.add_argument(
+        "--image-ref", action="append", default=[], metavar="URL[:first_frame|:end_frame]",
+        help="an Omni image reference (repeat for more)",
+    )  # fmt: skip
+    create.add_argument(
+        "--video-ref", metavar="URL[:base|:feature]", help="an Omni video reference"
+    )
+    create.add_argument(
+        "--shot", action="append", default=[], metavar="SECONDS:PROMPT",
+        help="a storyboard shot, in order (repeat for each)",
+    )  # fmt: skip
+    create.add_argument("--element", action="append", default=[], metavar="ID")
+    create.add_argument("--voice", action="append", default=[], metavar="ID")
+    create.add_argument("--audio", action="store_true", help="generate an audio track")
     create.add_argument("--wait", action="store_true", help="wait until the video is ready")
     create.add_argument(
         "--output", type=Path, metavar="FILE.mp4", help="save the video here (implies --wait)"
@@ -171,16 +193,18 @@ def _tasks_wait(client: Client, args: argparse.Namespace) -> int:
 
 
 def _videos_create(client: Client, args: argparse.Namespace) -> int:
+    extra = section_6_fields(args)
     created = client.videos.create(
         args.prompt,
         action=args.action,
         model=args.model,
         mode=args.mode,
-        duration=args.duration,
+        duration=extra.pop("duration", args.duration),
         aspect_ratio=args.aspect_ratio,
         start_image_url=args.start_image_url,
         video_id=args.video_id,
         async_=True,
+        **extra,
     )
     if not (args.wait or args.output):
         _print_record(created, args)
@@ -189,6 +213,45 @@ def _videos_create(client: Client, args: argparse.Namespace) -> int:
     if args.output is not None and task_outcome(record) == "succeeded":
         _download(_video_url(record), args.output)
     return _finish(record, args)
+
+
+def _suffixed(value: str, suffixes: tuple[str, ...]) -> tuple[str, str | None]:
+    """``URL:suffix`` split when the suffix is one of ``suffixes`` (a URL has colons too)."""
+    head, _, tail = value.rpartition(":")
+    return (head, tail) if head and tail in suffixes else (value, None)
+
+
+def _shot(index: int, value: str) -> dict[str, Any]:
+    seconds, sep, prompt = value.partition(":")
+    if not sep or not seconds.strip().isdigit() or not prompt.strip():
+        raise KlingError(f"--shot {value!r}: expected SECONDS:PROMPT", code="bad_argument")
+    return {"index": index, "prompt": prompt.strip(), "duration": int(seconds)}
+
+
+def section_6_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The §6 fields of ``videos create``'s flags (docs/contract.md §6); only those given."""
+    fields: dict[str, Any] = {}
+    images = []
+    for value in args.image_ref:
+        url, kind = _suffixed(value, IMAGE_REF_TYPES)
+        images.append({"image_url": url, **({"type": kind} if kind else {})})
+    if images:
+        fields["image_list"] = images
+    if args.video_ref:
+        url, refer = _suffixed(args.video_ref, VIDEO_REFER_TYPES)
+        fields["video_list"] = [{"video_url": url, **({"refer_type": refer} if refer else {})}]
+    if args.shot:
+        shots = [_shot(i, value) for i, value in enumerate(args.shot, start=1)]
+        fields.update(multi_shot=True, shot_type="customize", multi_prompt=shots)
+        if args.duration is None:
+            fields["duration"] = sum(s["duration"] for s in shots)
+    if args.element:
+        fields["element_list"] = [{"element_id": e} for e in args.element]
+    if args.voice:
+        fields["voice_list"] = [{"voice_id": v} for v in args.voice]
+    if args.audio:
+        fields["generate_audio"] = True
+    return fields
 
 
 def _wait(client: Client, task_id: str, timeout: float) -> Record:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Callable, Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -33,7 +33,7 @@ from kling_gateway.client.errors import (
     error_for,
 )
 from kling_gateway.client.types import FAILURE_STATES, SUCCESS_STATES, OnUpdate, Outcome, Record
-from kling_gateway.protocol.enums import AspectRatio, VideoAction, VideoMode, VideoModel
+from kling_gateway.protocol.enums import AspectRatio, ShotType, VideoAction, VideoMode, VideoModel
 from kling_gateway.protocol.retry_after import parse_retry_after
 
 DEFAULT_BASE_URL = "https://api.acedata.cloud"
@@ -432,6 +432,13 @@ class Videos(Generic[R_co, It_co]):
         callback_url: str | None = None,
         async_: bool | None = None,
         idempotency_key: str | None = None,
+        image_list: Sequence[Mapping[str, Any]] | None = None,
+        video_list: Sequence[Mapping[str, Any]] | None = None,
+        multi_shot: bool | None = None,
+        shot_type: ShotType | None = None,
+        multi_prompt: Sequence[Mapping[str, Any]] | None = None,
+        element_list: Sequence[Mapping[str, Any]] | None = None,
+        voice_list: Sequence[Mapping[str, Any]] | None = None,
         **extra: Any,
     ) -> R_co:
         """Create a video task (``POST /kling/videos``); fields left ``None`` are not sent.
@@ -439,6 +446,8 @@ class Videos(Generic[R_co, It_co]):
         Blocking unless ``callback_url`` is given or ``async_`` is true; the result is then
         ``{"task_id", "trace_id"}``. ``extra`` fields are sent as given. The ``Idempotency-Key``
         header (a new uuid4 unless given) stays the same across the retries of this call.
+        ``image_list`` ... ``voice_list`` are the §6 shapes (docs/contract.md §6): Omni
+        references, storyboards, and your own elements and voices.
         """
         fields = {
             "action": action,
@@ -456,8 +465,19 @@ class Videos(Generic[R_co, It_co]):
             "video_id": video_id,
             "callback_url": callback_url,
             "async": async_,
+            "image_list": _items(image_list),
+            "video_list": _items(video_list),
+            "multi_shot": multi_shot,
+            "shot_type": shot_type,
+            "multi_prompt": _items(multi_prompt),
+            "element_list": _items(element_list),
+            "voice_list": _items(voice_list),
         }
         return self._runner._run(self._core.create_video(fields, extra, idempotency_key))
+
+
+def _items(items: Sequence[Mapping[str, Any]] | None) -> list[dict[str, Any]] | None:
+    return None if items is None else [dict(item) for item in items]
 
 
 class Tasks(Generic[R_co, It_co]):

@@ -44,3 +44,11 @@ def is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+ASSET_PREFIXES = {"element": "el_", "voice": "vo_"}
+
+
+def new_asset_id(kind: str) -> str:
+    """A gateway element or voice id: its kind's prefix and 128 random bits."""
+    return ASSET_PREFIXES[kind] + uuid.uuid4().hex

@@ -8,18 +8,19 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from kling_gateway.domain import references as refs
 from kling_gateway.domain.outcomes import ProviderError
-from kling_gateway.domain.params import VideoParams
+from kling_gateway.domain.params import ImageReference, VideoParams, VideoReference
 from kling_gateway.domain.task import Task, is_blank
 from kling_gateway.protocol.enums import (
     ACTIONS,
     ASPECT_RATIOS,
-    AUDIO_MODELS,
     CAMERA_AXES,
     CAMERA_TYPES,
     MAX_PROMPT,
     MODELS,
     MODES,
+    TURBO_MODEL,
     V3_MODELS,
 )
 from kling_gateway.protocol.errors import ApiError, ApiNotImplemented, BadRequest
@@ -35,18 +36,21 @@ def stored_request(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate(body: VideoRequestBody) -> VideoParams:
-    """Every rule of docs/contract.md §2; each violation is a 400 naming the field."""
+    """Every rule of docs/contract.md §2 and §6; each violation is a 400 naming the field."""
     action = _action(body.action)
     _one_of("model", body.model, MODELS)
     _one_of("mode", body.mode, MODES)
     _one_of("aspect_ratio", body.aspect_ratio, ASPECT_RATIOS)
-    if body.mode == "4k" and body.model not in V3_MODELS:
-        raise BadRequest("field `mode`: 4k is only available on kling-v3 and kling-v3-omni")
-    prompt = _prompt(action, body.prompt)
+    refs.check_model_rules(action, body)
+    duration = _duration(body.model, body.duration)
+    multi_shot, shot_type, shots = refs.storyboard(body, duration)
+    prompt = _prompt(action, body.prompt, shot_type == "customize")
     _text("negative_prompt", body.negative_prompt)
     _range("cfg_scale", body.cfg_scale, 0.0, 1.0)
-    _check_audio(body)
-    _check_images(action, body)
+    refs.check_audio(body)
+    images, videos = _check_images(action, body)
+    voices = refs.voices(body)
+    refs.check_citations(prompt, {"image": len(images), "video": len(videos), "voice": len(voices)})
     if action == "extend" and (body.video_id is None or is_blank(body.video_id)):
         raise BadRequest("field `video_id` is required for extend")
     return VideoParams(
@@ -55,17 +59,25 @@ def validate(body: VideoRequestBody) -> VideoParams:
         prompt=prompt,
         negative_prompt=body.negative_prompt,
         mode=body.mode,
-        duration=_duration(body.model, body.duration),
+        duration=duration,
         aspect_ratio=body.aspect_ratio,
         cfg_scale=body.cfg_scale,
         camera_control=_camera(body.camera_control),
-        generate_audio=bool(body.generate_audio),
+        # turbo's audio is always on (§6)
+        generate_audio=bool(body.generate_audio) or body.model == TURBO_MODEL,
         start_image_url=body.start_image_url,
         end_image_url=body.end_image_url,
         video_id=body.video_id,
         callback_url=_callback_url(body.callback_url),
         callback_events=_callback_events(body.callback_events),
         asynchronous=body.callback_url is not None or body.async_ is True,
+        image_list=images,
+        video_list=videos,
+        multi_shot=multi_shot,
+        shot_type=shot_type,
+        multi_prompt=shots,
+        element_list=refs.elements(body),
+        voice_list=voices,
     )
 
 
@@ -110,9 +122,11 @@ def _text(name: str, value: str | None) -> None:
         raise BadRequest(f"field `{name}` is longer than {MAX_PROMPT} characters")
 
 
-def _prompt(action: str, prompt: str | None) -> str:
+def _prompt(action: str, prompt: str | None, storyboard: bool) -> str:
     _text("prompt", prompt)
-    if action in ("text2video", "image2video") and (prompt is None or is_blank(prompt)):
+    # A customised storyboard's prompts are its shots' (§6).
+    needed = action in ("text2video", "image2video") and not storyboard
+    if needed and (prompt is None or is_blank(prompt)):
         raise BadRequest(f"field `prompt` is required for {action}")
     return prompt or ""
 
@@ -129,27 +143,29 @@ def _duration(model: str, value: float) -> int:
     if model in V3_MODELS:
         if not 3 <= seconds <= 15:
             raise BadRequest(f"field `duration` must be from 3 to 15 seconds on {model}")
+    elif model == "kling-o1":
+        if seconds != 5:
+            raise BadRequest("field `duration` must be 5 seconds on kling-o1")
     elif seconds not in (5, 10):
         raise BadRequest(f"field `duration` must be 5 or 10 seconds on {model}")
     return seconds
 
 
-def _check_audio(body: VideoRequestBody) -> None:
-    if not body.generate_audio:
-        return
-    if body.model not in AUDIO_MODELS:
-        raise BadRequest("field `generate_audio` needs kling-v2-6 (pro mode) or a kling-v3 model")
-    if body.model == "kling-v2-6" and body.mode != "pro":
-        raise BadRequest("field `generate_audio` on kling-v2-6 needs mode pro")
-
-
-def _check_images(action: str, body: VideoRequestBody) -> None:
+def _check_images(
+    action: str, body: VideoRequestBody
+) -> tuple[tuple[ImageReference, ...], tuple[VideoReference, ...]]:
+    """The frames of §2 and the Omni references of §6, checked together."""
     _http_url("start_image_url", body.start_image_url)
     _http_url("end_image_url", body.end_image_url)
-    if action == "image2video" and not body.start_image_url:
+    images = refs.image_references(body, _http_url)
+    first = body.start_image_url or any(i.type == "first_frame" for i in images)
+    if action == "image2video" and not first:
         raise BadRequest("field `start_image_url` is required for image2video")
-    if body.end_image_url and not body.start_image_url:
+    if body.end_image_url and not first:
         raise BadRequest("field `end_image_url` needs `start_image_url`")
+    refs.check_frames(body, images)
+    framed = bool(first) or body.end_image_url is not None
+    return images, refs.video_references(body, _http_url, framed)
 
 
 def _http_url(name: str, value: str | None) -> None:

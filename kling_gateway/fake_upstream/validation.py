@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit
+
+from kling_gateway.fake_upstream import references as refs
+from kling_gateway.fake_upstream.validation_base import FakeApiError, http_url, invalid, is_number
+
+__all__ = ["CreateRequest", "FakeApiError", "invalid", "validate_create"]
 
 MODELS: Final = frozenset(
     {
@@ -22,10 +25,13 @@ MODELS: Final = frozenset(
         "kling-v3",
         "kling-v3-omni",
         "kling-o1",
+        "kling-v3-turbo",
     }
 )
-V3_MODELS: Final = frozenset({"kling-v3", "kling-v3-omni"})
-SOUND_MODELS: Final = frozenset({"kling-v2-6", "kling-v3", "kling-v3-omni"})
+V3_MODELS: Final = frozenset({"kling-v3", "kling-v3-omni", "kling-v3-turbo"})
+SOUND_MODELS: Final = frozenset(
+    {"kling-v2-6", "kling-v3", "kling-v3-omni", "kling-v3-turbo", "kling-video-o1"}
+)
 ASPECT_RATIOS: Final = frozenset({"16:9", "9:16", "1:1"})
 CAMERA_TYPES: Final = frozenset(
     {"simple", "down_back", "forward_up", "left_turn_forward", "right_turn_forward"}
@@ -34,7 +40,7 @@ CAMERA_AXES: Final = frozenset({"horizontal", "vertical", "pan", "tilt", "roll",
 MAX_PROMPT: Final = 2500
 MAX_EXTERNAL_ID: Final = 128
 
-TEXT_FIELDS: Final = frozenset(
+_TEXT_FIELDS: Final = frozenset(
     {
         "model_name",
         "prompt",
@@ -49,30 +55,16 @@ TEXT_FIELDS: Final = frozenset(
         "external_task_id",
     }
 )
+# text2video / image2video on v3 models also take storyboards and element / voice lists.
+TEXT_FIELDS: Final = _TEXT_FIELDS | refs.STORYBOARD_FIELDS | refs.LIST_FIELDS
 FIELDS_BY_KIND: Final = {
     "text2video": TEXT_FIELDS,
     "image2video": TEXT_FIELDS | {"image", "image_tail"},
+    "omni-video": refs.OMNI_FIELDS,
     "video-extend": frozenset(
         {"video_id", "prompt", "negative_prompt", "cfg_scale", "callback_url"}
     ),
 }
-
-
-class FakeApiError(Exception):
-    """An error answer of the fake: HTTP status, upstream code, message."""
-
-    def __init__(
-        self, http_status: int, code: int, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.http_status = http_status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-
-def invalid(message: str) -> FakeApiError:
-    return FakeApiError(400, 1201, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,20 +92,18 @@ def _string(body: dict[str, Any], name: str, *, limit: int | None = None) -> str
     return value
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _http_url(value: str) -> bool:
-    parts = urlsplit(value)
-    return parts.scheme in ("http", "https") and bool(parts.netloc)
+_is_number = is_number
+_http_url = http_url
 
 
 def _check_model(body: dict[str, Any], kind: str) -> str:
     if kind == "video-extend":
         return "kling-v1"
-    model = _string(body, "model_name") or "kling-v1"
-    if model not in MODELS:
+    model = _string(body, "model_name") or (
+        "kling-video-o1" if kind == "omni-video" else "kling-v1"
+    )
+    allowed = refs.OMNI_MODELS if kind == "omni-video" else MODELS
+    if model not in allowed:
         raise FakeApiError(404, 1203, f"model {model} does not exist")
     return model
 
@@ -122,14 +112,17 @@ def _check_duration(body: dict[str, Any], model: str) -> str:
     value = body.get("duration", "5")
     if not isinstance(value, str):
         raise invalid("duration must be a string")
-    allowed = {str(n) for n in range(3, 16)} if model in V3_MODELS else {"5", "10"}
+    if model in V3_MODELS:
+        allowed = {str(n) for n in range(3, 16)}
+    else:
+        allowed = {"5"} if model == "kling-video-o1" else {"5", "10"}
     if value not in allowed:
         raise invalid(f"duration {value!r} is not supported by {model}")
     return value
 
 
 def _check_choices(body: dict[str, Any], model: str) -> None:
-    modes = {"std", "pro", "4k"} if model in V3_MODELS else {"std", "pro"}
+    modes = {"std", "pro", "4k"} if model in ("kling-v3", "kling-v3-omni") else {"std", "pro"}
     if body.get("mode") is not None and body["mode"] not in modes:
         raise invalid(f"mode must be one of {sorted(modes)} for {model}")
     if body.get("aspect_ratio") is not None and body["aspect_ratio"] not in ASPECT_RATIOS:
@@ -220,13 +213,18 @@ def validate_create(kind: str, body: Any, *, strict_fields: bool) -> CreateReque
         if not video_id:
             raise invalid("video_id is required")
     else:
-        if kind == "text2video" and not prompt:
+        storyboard = body.get("shot_type") == "customize"
+        if kind in ("text2video", "omni-video") and not prompt and not storyboard:
             raise invalid("prompt is required")
         duration = _check_duration(body, model)
         _check_choices(body, model)
         _check_camera(body)
         if kind == "image2video":
             _check_images(body)
+        refs.check_image_list(body)
+        refs.check_video_list(body)
+        refs.check_storyboard(body, duration)
+        refs.check_asset_lists(body)
     return CreateRequest(
         kind=kind,
         model=model,

@@ -17,6 +17,7 @@ VideoModel = Literal[
     "kling-v3",
     "kling-v3-omni",
     "kling-o1",
+    "kling-v3-turbo",
 ]
 VideoMode = Literal["std", "pro", "4k"]
 AspectRatio = Literal["16:9", "9:16", "1:1"]
@@ -25,12 +26,36 @@ CameraType = Literal["simple", "down_back", "forward_up", "left_turn_forward", "
 CallbackEvent = Literal["processing", "succeed", "failed"]
 # The actions of POST /kling/tasks (§1); `retrieve` when the body names none.
 TaskAction = Literal["retrieve", "retrieve_batch", "delete"]
+# The Omni references, storyboards and element/voice lists of docs/contract.md §6.
+ImageRefType = Literal["first_frame", "end_frame"]
+VideoReferType = Literal["base", "feature"]
+YesNo = Literal["yes", "no"]
+ShotType = Literal["intelligence", "customize"]
 
 ACTIONS: tuple[str, ...] = get_args(VideoAction)
 MODELS: tuple[str, ...] = get_args(VideoModel)
-V3_MODELS = frozenset({"kling-v3", "kling-v3-omni"})
+TURBO_MODEL = "kling-v3-turbo"
+# docs/contract.md §6: the v3 family (durations 3..15, audio) and the narrower sets of its rules.
+V3_MODELS = frozenset({"kling-v3", "kling-v3-omni", TURBO_MODEL})
+FOUR_K_MODELS = frozenset({"kling-v3", "kling-v3-omni"})
+TURBO_ACTIONS = ("text2video", "image2video")
 AUDIO_MODELS = frozenset({"kling-v2-6", *V3_MODELS})
 AUDIO_PRO_ONLY_MODELS = frozenset({"kling-v2-6"})  # generate_audio there needs mode `pro`
+OMNI_MODELS = frozenset({"kling-o1", "kling-v3-omni"})
+STORYBOARD_MODELS = frozenset({"kling-v3", "kling-v3-omni"})
+ELEMENT_MODELS = frozenset({"kling-v3", "kling-v3-omni", "kling-o1"})
+VOICE_MODELS = frozenset({"kling-v2-6"})
+EXTEND_MODELS = frozenset({"kling-v1", "kling-v1-6", "kling-v2-5-turbo"})
+IMAGE_REF_TYPES: tuple[str, ...] = get_args(ImageRefType)
+VIDEO_REFER_TYPES: tuple[str, ...] = get_args(VideoReferType)
+YES_NO: tuple[str, ...] = get_args(YesNo)
+SHOT_TYPES: tuple[str, ...] = get_args(ShotType)
+MAX_IMAGE_REFS = 7
+MAX_IMAGE_REFS_WITH_VIDEO = 4
+MAX_SHOTS = 6
+MAX_SHOT_PROMPT = 512
+MAX_ELEMENTS = 3
+MAX_VOICES = 2
 MODES: tuple[str, ...] = get_args(VideoMode)
 ASPECT_RATIOS: tuple[str, ...] = get_args(AspectRatio)
 CAMERA_TYPES: tuple[str, ...] = get_args(CameraType)

@@ -23,6 +23,37 @@ class CameraControl(msgspec.Struct):
     config: CameraConfig | None = None
 
 
+class ImageRef(msgspec.Struct):
+    """One item of ``image_list`` (docs/contract.md §6)."""
+
+    image_url: str
+    type: str | None = None
+
+
+class VideoRef(msgspec.Struct):
+    """The item of ``video_list`` (docs/contract.md §6)."""
+
+    video_url: str
+    refer_type: str | None = None
+    keep_original_sound: str | None = None
+
+
+class ShotPrompt(msgspec.Struct):
+    """One shot of a customised storyboard's ``multi_prompt`` (docs/contract.md §6)."""
+
+    index: float
+    prompt: str
+    duration: float
+
+
+class ElementRef(msgspec.Struct):
+    element_id: str
+
+
+class VoiceRef(msgspec.Struct):
+    voice_id: str
+
+
 class VideoRequestBody(msgspec.Struct, rename={"async_": "async"}):
     """The fields of §2 with their JSON types; unknown fields are ignored (§5)."""
 
@@ -42,6 +73,14 @@ class VideoRequestBody(msgspec.Struct, rename={"async_": "async"}):
     callback_url: str | None = None
     callback_events: list[str] | None = None
     async_: bool | None = None
+    # docs/contract.md §6
+    image_list: list[ImageRef] | None = None
+    video_list: list[VideoRef] | None = None
+    multi_shot: bool | None = None
+    shot_type: str | None = None
+    multi_prompt: list[ShotPrompt] | None = None
+    element_list: list[ElementRef] | None = None
+    voice_list: list[VoiceRef] | None = None
 
 
 class TasksRequestBody(msgspec.Struct):

@@ -298,7 +298,20 @@ class SecretRepo(Protocol):
         ...
 
 
-class Store(AccountRepo, TaskRepo, OutboxRepo, SecretRepo, Protocol):
+class AssetRepo(Protocol):
+    """Element and voice ids per user (docs/contract.md §6, migration 0008): a gateway id
+    names an upstream id that only its user's requests may use."""
+
+    async def add_asset(self, *, user_id: str, kind: str, upstream_id: str, now: float) -> str:
+        """Register an upstream element or voice id for ``user_id``; returns its gateway id."""
+        ...
+
+    async def find_user_assets(self, user_id: str, kind: str, ids: list[str]) -> dict[str, str]:
+        """The upstream id of each of ``ids`` that is a ``kind`` asset of ``user_id``."""
+        ...
+
+
+class Store(AccountRepo, TaskRepo, OutboxRepo, SecretRepo, AssetRepo, Protocol):
     """What the gateway keeps. All methods are coroutines; a backend owns its connections."""
 
     url: str

@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 
 from kling_gateway.domain.accounts import Account, AccountState
+from kling_gateway.domain.ids import new_asset_id
 from kling_gateway.domain.task import Task
 from kling_gateway.storage.base import (
     AccountBusy,
@@ -101,6 +102,7 @@ class _State:
     callbacks: dict[str, tuple[CallbackDelivery, str | None]] = field(default_factory=dict)
     secrets: list[_Secret] = field(default_factory=list)
     upstream: dict[str, tuple[Account, str]] = field(default_factory=dict)  # name -> (, sealed)
+    assets: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # id -> user, kind, up
 
 
 class MemoryStore:
@@ -295,6 +297,15 @@ class MemoryStore:
         if row.idempotency_key is not None:
             self._s.idempotency.pop((user_id, row.idempotency_key), None)
         return True
+
+    async def add_asset(self, *, user_id: str, kind: str, upstream_id: str, now: float) -> str:
+        asset_id = new_asset_id(kind)
+        self._s.assets[asset_id] = (user_id, kind, upstream_id)
+        return asset_id
+
+    async def find_user_assets(self, user_id: str, kind: str, ids: list[str]) -> dict[str, str]:
+        found = {i: self._s.assets.get(i) for i in ids}
+        return {i: a[2] for i, a in found.items() if a is not None and a[:2] == (user_id, kind)}
 
     async def find_user_video(self, user_id: str, video_id: str) -> str | None:
         for row in self._s.tasks.values():

@@ -22,8 +22,13 @@ from kling_gateway.protocol.errors import ERRORS_BY_CODE
 from kling_gateway.protocol.requests import (
     CameraConfig,
     CameraControl,
+    ElementRef,
+    ImageRef,
+    ShotPrompt,
     TasksRequestBody,
+    VideoRef,
     VideoRequestBody,
+    VoiceRef,
 )
 from kling_gateway.protocol.task import TASK_TYPE_VIDEOS, TaskState
 
@@ -94,11 +99,25 @@ DERIVED: dict[str, Any] = {
     f"{VIDEOS}/allOf/0/if/properties/action/const": enums.ACTIONS[0],
     f"{VIDEOS}/allOf/1/if/properties/action/const": enums.ACTIONS[1],
     f"{VIDEOS}/allOf/2/if/properties/action/const": enums.ACTIONS[2],
-    f"{VIDEOS}/allOf/3/then/properties/model/enum": _in_order(enums.V3_MODELS),
+    f"{VIDEOS}/allOf/2/then/properties/model/enum": _in_order(enums.EXTEND_MODELS),
+    f"{VIDEOS}/allOf/3/then/properties/model/enum": _in_order(enums.FOUR_K_MODELS),
     f"{VIDEOS}/allOf/4/if/not/properties/model/enum": _in_order(enums.V3_MODELS),
     f"{VIDEOS}/allOf/4/then/properties/duration/enum": list(enums.DURATIONS),
     f"{VIDEOS}/allOf/5/then/properties/model/enum": _in_order(enums.AUDIO_MODELS),
     f"{VIDEOS}/allOf/6/if/properties/model/const": next(iter(enums.AUDIO_PRO_ONLY_MODELS)),
+    f"{VIDEOS}/allOf/7/if/properties/model/const": "kling-o1",
+    f"{VIDEOS}/allOf/8/if/properties/model/const": enums.TURBO_MODEL,
+    f"{VIDEOS}/allOf/8/then/properties/action/enum": list(enums.TURBO_ACTIONS),
+    # docs/contract.md §6
+    f"{VIDEOS}/properties/shot_type/enum": list(enums.SHOT_TYPES),
+    f"{VIDEOS}/properties/image_list/maxItems": enums.MAX_IMAGE_REFS,
+    f"{VIDEOS}/properties/multi_prompt/maxItems": enums.MAX_SHOTS,
+    f"{VIDEOS}/properties/element_list/maxItems": enums.MAX_ELEMENTS,
+    f"{VIDEOS}/properties/voice_list/maxItems": enums.MAX_VOICES,
+    f"{S}/ImageRef/properties/type/enum": list(enums.IMAGE_REF_TYPES),
+    f"{S}/VideoRef/properties/refer_type/enum": list(enums.VIDEO_REFER_TYPES),
+    f"{S}/VideoRef/properties/keep_original_sound/enum": list(enums.YES_NO),
+    f"{S}/ShotPrompt/properties/prompt/maxLength": enums.MAX_SHOT_PROMPT,
 }
 
 
@@ -216,6 +235,10 @@ CASES: dict[str, tuple[type[msgspec.Struct], tuple[str, ...]]] = {
     "CameraControl": (CameraControl, ("CameraControl",)),
     "CameraControl.config": (CameraConfig, ()),
     "TasksRequest": (TasksRequestBody, TASK_REQUESTS),
+    **{
+        kind.__name__: (kind, (kind.__name__,))
+        for kind in (ImageRef, VideoRef, ShotPrompt, ElementRef, VoiceRef)
+    },
 }
 
 

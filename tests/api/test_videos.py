@@ -94,12 +94,15 @@ async def test_a_client_that_disconnects_does_not_cancel_its_task(tmp_path: Path
 
 
 async def test_failed_task_answers_the_failed_body(gateway_with_worker: AppHarness) -> None:
-    request = {"action": "extend", "video_id": "no-such-video", "prompt": "longer"}
+    # An extend of an unknown video is now refused at create (docs/contract.md §6); an image
+    # the egress guard will not fetch (loopback) still fails the task itself.
+    image = "http://127.0.0.1:9/no-such-image.png"
+    request = {"action": "image2video", "start_image_url": image, "prompt": "longer"}
     response = await gateway_with_worker.videos(request)
     body = response.json()
     assert body["success"] is False and body["state"] == "failed"
-    assert body["error"]["code"] == "video_not_found"
-    assert "no-such-video" in body["error"]["message"]
+    assert body["error"]["code"] == "image_fetch_failed"
+    assert "start_image_url" in body["error"]["message"]
 
 
 async def test_extend_yields_a_longer_video_of_the_same_user(
@@ -112,7 +115,10 @@ async def test_extend_yields_a_longer_video_of_the_same_user(
     assert float(extended["duration"]) == pytest.approx(10.0, abs=0.1)
     await gateway.add_user("mallory")
     stolen = await gateway.videos({"action": "extend", "video_id": first["video_id"]}, "mallory")
-    assert stolen.json()["error"]["code"] == "video_not_found"
+    # refused at create, before a task or a charge (docs/contract.md §6)
+    assert stolen.status_code == 400, stolen.text
+    assert stolen.json()["error"]["code"] == "bad_request"
+    assert "`video_id`" in stolen.json()["error"]["message"]
 
 
 async def test_idempotency_key_gives_one_task(gateway: AppHarness) -> None:

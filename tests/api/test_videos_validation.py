@@ -171,7 +171,8 @@ async def test_a_valid_body_of_every_field_is_accepted(gateway: AppHarness) -> N
         "model": "kling-v3",
         "prompt": "a mug turns",
         "negative_prompt": "blur",
-        "mode": "4k",
+        # 4k takes no camera_control (docs/contract.md §6)
+        "mode": "pro",
         "duration": 12,
         "aspect_ratio": "1:1",
         "cfg_scale": 0.5,

@@ -20,6 +20,8 @@ from kling_gateway.protocol.enums import MODELS
 from kling_gateway.protocol.errors import ApiError, ApiNotImplemented, BadRequest
 from kling_gateway.protocol.requests import VideoRequestBody
 
+V3 = frozenset({"kling-v3", "kling-v3-omni", "kling-v3-turbo"})
+
 TEXT = {"action": "text2video", "prompt": "a ceramic mug on marble"}
 IMAGE = {"action": "image2video", "prompt": "it moves", "start_image_url": "https://img.ex/a.png"}
 EXTEND = {"action": "extend", "video_id": "030bb06d-98d4-4044-9042-0aa0822e8c8c"}
@@ -135,6 +137,7 @@ def test_the_model_list_is_the_contracts() -> None:
         "kling-v3",
         "kling-v3-omni",
         "kling-o1",
+        "kling-v3-turbo",
     }
 
 
@@ -168,7 +171,8 @@ def test_unknown_mode_is_refused(mode: str) -> None:
 # -- duration -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model", [m for m in MODELS if m not in ("kling-v3", "kling-v3-omni")])
+# kling-o1 takes 5 seconds only (docs/contract.md §6)
+@pytest.mark.parametrize("model", [m for m in MODELS if m not in V3 and m != "kling-o1"])
 @pytest.mark.parametrize("duration", [5, 10, 5.0, 10.0])
 def test_non_v3_durations(model: str, duration: float) -> None:
     assert check({**TEXT, "model": model, "duration": duration}).duration == int(duration)
@@ -179,7 +183,7 @@ def test_non_v3_refuses_other_durations(duration: int) -> None:
     refused({**TEXT, "model": "kling-v2-6", "duration": duration}, "duration")
 
 
-@pytest.mark.parametrize("model", ["kling-v3", "kling-v3-omni"])
+@pytest.mark.parametrize("model", sorted(V3))
 @pytest.mark.parametrize("duration", range(3, 16))
 def test_v3_whole_durations_3_to_15(model: str, duration: int) -> None:
     assert check({**TEXT, "model": model, "duration": duration}).duration == duration
@@ -369,14 +373,13 @@ def test_audio_on_v2_6_needs_pro() -> None:
     assert "pro" in message
 
 
-@pytest.mark.parametrize(
-    "model", [m for m in MODELS if m not in ("kling-v2-6", "kling-v3", "kling-v3-omni")]
-)
+@pytest.mark.parametrize("model", [m for m in MODELS if m not in ("kling-v2-6", *V3)])
 def test_audio_refused_on_other_models(model: str) -> None:
     refused({**TEXT, "model": model, "mode": "pro", "generate_audio": True}, "generate_audio")
 
 
-@pytest.mark.parametrize("model", MODELS)
+# but kling-v3-turbo, whose audio is always on (§6)
+@pytest.mark.parametrize("model", [m for m in MODELS if m != "kling-v3-turbo"])
 def test_audio_false_is_fine_everywhere(model: str) -> None:
     assert check({**TEXT, "model": model, "generate_audio": False}).generate_audio is False
 

@@ -99,3 +99,41 @@ def test_missing_token_is_a_usage_error(gateway: Gateway) -> None:
     done = subprocess.run([EXE, "tasks", "get", "x"], capture_output=True, text=True, env=env)
     assert done.returncode == 2
     assert "token" in done.stderr
+
+
+def test_videos_create_storyboard_with_audio(gateway: Gateway) -> None:
+    # docs/contract.md §6: --shot SECONDS:PROMPT per shot (the duration is their sum), --audio
+    done = gateway.run(
+        "videos", "create", "--model", "kling-v3", "--shot", "2:a red fox",
+        "--shot", "1:a blue ship", "--audio", "--output", "story.mp4",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    record = json.loads(done.stdout)
+    assert record["request"]["multi_prompt"] == [
+        {"index": 1, "prompt": "a red fox", "duration": 2},
+        {"index": 2, "prompt": "a blue ship", "duration": 1},
+    ]
+    assert (record["request"]["duration"], record["request"]["generate_audio"]) == (3, True)
+    import av
+
+    with av.open(str(gateway.workdir / "story.mp4")) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]
+
+
+def test_videos_create_omni_references(gateway: Gateway) -> None:
+    done = gateway.run(
+        "videos", "create", "<<<image_1>>> walks", "--model", "kling-o1",
+        "--image-ref", "https://img.example/a.png:first_frame",
+        "--image-ref", "https://img.example:8443/b.png",
+        "--video-ref", "https://v.example/a.mp4:feature",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    request = json.loads(done.stdout)
+    record = json.loads(gateway.run("tasks", "get", request["task_id"]).stdout)
+    assert record["request"]["image_list"] == [
+        {"image_url": "https://img.example/a.png", "type": "first_frame"},
+        {"image_url": "https://img.example:8443/b.png"},
+    ]
+    assert record["request"]["video_list"] == [
+        {"video_url": "https://v.example/a.mp4", "refer_type": "feature"}
+    ]

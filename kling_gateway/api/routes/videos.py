@@ -10,10 +10,11 @@ import msgspec
 
 from kling_gateway.api.asgi import Receive, Reply, Scope, header
 from kling_gateway.api.context import AppContext
+from kling_gateway.api.ownership import resolve_owned
 from kling_gateway.api.requests import decode_body, describe_validation_error
 from kling_gateway.api.waiting import is_finished, wait_until_finished
 from kling_gateway.domain.ids import new_object_id, new_task_id
-from kling_gateway.domain.params import VideoParams
+from kling_gateway.domain.params import VideoParams, hash_input
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import stored_request, validate
 from kling_gateway.infra.egress import UnsafeTarget, check_callback_url
@@ -44,6 +45,7 @@ class VideosEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, trace_id: str) -> Reply:
         principal, body = await self.ctx.admit(scope, receive, API_VIDEOS)
         raw, params = _decode(body)
+        params = await resolve_owned(self.ctx.store, principal.user_id, params)
         await self._check_callback(params)
         task = await self._create(principal, raw, params, trace_id, _idempotency_key(scope))
         if params.asynchronous:
@@ -148,7 +150,7 @@ def _idempotency_key(scope: Scope) -> str | None:
 
 def _request_hash(params: VideoParams) -> str:
     # The validated request, defaults applied: two bodies asking for the same video match.
-    return hashlib.sha256(msgspec.json.encode(params)).hexdigest()
+    return hashlib.sha256(hash_input(params)).hexdigest()
 
 
 def _json(status: int, body: dict[str, Any]) -> Reply:

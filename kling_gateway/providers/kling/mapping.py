@@ -23,11 +23,17 @@ from kling_gateway.domain.params import VideoParams
 from kling_gateway.protocol.enums import AUDIO_MODELS, CAMERA_AXES
 from kling_gateway.protocol.retry_after import parse_retry_after
 from kling_gateway.protocol.task import TaskState
+from kling_gateway.providers.kling.mapping_v3 import (
+    KIND_OMNI_VIDEO,
+    add_v3_fields,
+    is_omni,
+    omni_body,
+)
 
 KIND_TEXT2VIDEO: Final = "text2video"
 KIND_IMAGE2VIDEO: Final = "image2video"
 KIND_VIDEO_EXTEND: Final = "video-extend"
-KINDS: Final = frozenset({KIND_TEXT2VIDEO, KIND_IMAGE2VIDEO, KIND_VIDEO_EXTEND})
+KINDS: Final = frozenset({KIND_TEXT2VIDEO, KIND_IMAGE2VIDEO, KIND_VIDEO_EXTEND, KIND_OMNI_VIDEO})
 
 _KIND_BY_ACTION: Final = {
     "text2video": KIND_TEXT2VIDEO,
@@ -65,6 +71,8 @@ def kind_for(params: VideoParams) -> str:
     kind = _KIND_BY_ACTION.get(params.action)
     if kind is None:
         raise ProviderError(f"kling cannot run action {params.action!r}", code="unsupported_action")
+    if kind != KIND_VIDEO_EXTEND and is_omni(params):
+        return KIND_OMNI_VIDEO
     return kind
 
 
@@ -144,12 +152,15 @@ def build_create(
     ``duration`` nor ``external_task_id`` upstream, so none of them is sent.
     """
     kind = kind_for(params)
-    if kind == KIND_VIDEO_EXTEND:
+    if kind == KIND_OMNI_VIDEO:
+        body = omni_body(params, task_id)
+    elif kind == KIND_VIDEO_EXTEND:
         body = _extend_body(params)
     else:
         body = _common_fields(params)
         _cfg_scale(params, body)
         body["external_task_id"] = task_id
+        add_v3_fields(params, body)
     if kind == KIND_IMAGE2VIDEO:
         if params.start_image_url is not None:
             body["image"] = params.start_image_url

@@ -37,7 +37,7 @@ import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar, cast
+from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 import httpx
 
@@ -50,6 +50,7 @@ from kling_gateway.infra.fetch import FetchError, fetch_bytes
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.task import TaskState, format_seconds
 from kling_gateway.providers.base import require_own_video
+from kling_gateway.providers.local.references import OmniInputs, fetch_omni, shots_of
 from kling_gateway.providers.local.render import (
     AspectRatio,
     Mode,
@@ -232,11 +233,16 @@ class LocalProvider:
         existing = await self._in_pool(_probe_existing, self._files, path)
         if existing is not None:
             return existing
+        omni = await fetch_omni(
+            self._http, params, image_max_bytes=self._image_max_bytes, timeout=self._fetch_timeout
+        )
         try:
-            spec = await self._spec(task, params)
+            spec = await self._spec(task, params, omni)
             result = await self._in_pool(self._renderer, path, spec)
         except RenderError as exc:
             raise ProviderError(str(exc), code="render_failed") from exc
+        finally:
+            await asyncio.to_thread(omni.cleanup)
         if await self._store.load_task(task.id) is None:
             # Deleted while rendering: its delete found no file to remove, so remove it here.
             await self._in_pool(self._files.remove, video_id)
@@ -248,14 +254,15 @@ class LocalProvider:
         call = functools.partial(fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
 
-    async def _spec(self, task: Task, params: VideoParams) -> RenderSpec:
+    async def _spec(self, task: Task, params: VideoParams, omni: OmniInputs) -> RenderSpec:
         source: Path | None = None
-        start: bytes | None = None
-        end: bytes | None = None
+        # Omni first and end frames are the video's first and last frame (docs/contract.md §6).
+        start: bytes | None = omni.first
+        end: bytes | None = omni.end
         # Images only drive image2video: text2video and extend ignore them, as Kling does.
         if params.action == "image2video":
-            start = await self._image("start", params.start_image_url)
-            end = await self._image("end", params.end_image_url)
+            start = await self._image("start", params.start_image_url) or start
+            end = await self._image("end", params.end_image_url) or end
         elif params.action == "extend":
             source = await self._source(task.user_id, params.video_id or "")
         return RenderSpec(
@@ -269,6 +276,12 @@ class LocalProvider:
             source_video=source,
             fps=self._fps,
             max_side=self._max_side,
+            shots=shots_of(params),
+            references=tuple(omni.references),
+            reference_video=omni.video,
+            reference_role=_role(params),
+            audio=params.generate_audio,
+            keep_original_sound=any(v.keep_original_sound for v in params.video_list),
         )
 
     async def _image(self, which: str, url: str | None) -> bytes | None:
@@ -294,6 +307,11 @@ class LocalProvider:
         if not await asyncio.to_thread(path.is_file):
             raise _video_not_found(f"the file of video {video_id!r} is no longer stored here")
         return path
+
+
+def _role(params: VideoParams) -> Literal["base", "feature"]:
+    refer = params.video_list[0].refer_type if params.video_list else "base"
+    return "feature" if refer == "feature" else "base"
 
 
 def _video_id(task: Task) -> str | None:

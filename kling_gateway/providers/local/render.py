@@ -84,6 +84,14 @@ class RenderSpec:
     source_video: Path | None = None
     fps: int = 24
     max_side: int | None = None
+    # docs/contract.md §6 (see compose.py and audio.py): a storyboard's (prompt, seconds)
+    # shots, Omni reference images, a reference video and its role, and the audio track.
+    shots: tuple[tuple[str, float], ...] = ()
+    references: tuple[bytes, ...] = ()
+    reference_video: Path | None = None
+    reference_role: Literal["base", "feature"] = "base"
+    audio: bool = False
+    keep_original_sound: bool = False
 
     def __post_init__(self) -> None:
         # Literal types are not checked at runtime and these values come from requests.
@@ -137,7 +145,7 @@ def render_video(path: Path, spec: RenderSpec) -> RenderedVideo:
     part = path.with_name(f"{path.name}.{uuid.uuid4().hex}.part")
     try:
         width, height, rate, frames = _plan(spec)
-        _encode(part, width, height, rate, frames)
+        _encode(part, width, height, rate, frames, _sound(spec))
         result = probe_video(part)
         os.replace(part, path)
     except BaseException:
@@ -175,14 +183,46 @@ def _plan(spec: RenderSpec) -> _Plan:
         return _plan_extend(spec, spec.source_video, seed)
     width, height = frame_size(spec.aspect_ratio, spec.mode, spec.max_side)
     count = round(spec.duration * spec.fps)
-    if spec.start_image is None:
-        frames = _scene_frames(spec.prompt, seed, width, height, count, spec.fps)
-    else:
+    # compose builds on this module's frames, so it is imported here rather than at the top.
+    from kling_gateway.providers.local import compose
+
+    base = spec.reference_video if spec.reference_role == "base" else None
+    if base is not None:
+        frames = compose.base_frames(base, width, height, count)
+    elif spec.start_image is not None:
         # Decode now, not inside the generator, so a bad image fails before any encoding.
         start = _fit(_decode_image(spec.start_image, "start"), width, height)
         end = _fit_optional(spec.end_image, width, height)
         frames = _image_frames(start, end, seed, count, first_step=0)
+    elif spec.shots:
+        frames = compose.storyboard_frames(spec.shots, width, height, spec.fps)
+    else:
+        frames = _scene_frames(spec.prompt, seed, width, height, count, spec.fps)
+    if spec.reference_video is not None and spec.reference_role == "feature":
+        frames = compose.washed(frames, compose.feature_look(spec.reference_video))
+    if spec.references:
+        frames = compose.composited(frames, compose.thumbnails(spec.references, width, height))
     return width, height, Fraction(spec.fps), frames
+
+
+def _sound(spec: RenderSpec) -> Iterator[npt.NDArray[np.float32]] | None:
+    """The audio track's samples, or None for a silent video (no audio stream)."""
+    from kling_gateway.providers.local import audio
+
+    if spec.keep_original_sound and spec.reference_video is not None:
+        kept = audio.source_samples(spec.reference_video, spec.duration)
+        if kept is not None:
+            return kept
+    return audio.tone_samples(spec.prompt, spec.duration) if spec.audio else None
+
+
+def scene_frames(prompt: str, width: int, height: int, count: int, fps: int) -> Iterator[Pixels]:
+    """The text2video scene of ``prompt`` (a storyboard draws each shot with it)."""
+    return _scene_frames(prompt, _seed(prompt), width, height, count, fps)
+
+
+def decode_image(data: bytes, which: str) -> Image.Image:
+    return _decode_image(data, which)
 
 
 def _plan_extend(spec: RenderSpec, source: Path, seed: int) -> _Plan:
@@ -396,8 +436,18 @@ def _caption(prompt: str, width: int, height: int) -> _Caption | None:
 # -- encoding ---------------------------------------------------------------------------------
 
 
-def _encode(path: Path, width: int, height: int, rate: Fraction, frames: Iterator[Pixels]) -> None:
-    """H.264 yuv420p in MP4, one frame per 1/rate second, moov atom first for streaming."""
+def _encode(
+    path: Path,
+    width: int,
+    height: int,
+    rate: Fraction,
+    frames: Iterator[Pixels],
+    sound: Iterator[npt.NDArray[np.float32]] | None = None,
+) -> None:
+    """H.264 yuv420p in MP4, one frame per 1/rate second, moov atom first for streaming; with
+    ``sound``, an AAC track beside it."""
+    from kling_gateway.providers.local import audio
+
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as out:
         stream = out.add_stream("libx264", rate=rate)
         stream.width, stream.height = width, height
@@ -406,6 +456,8 @@ def _encode(path: Path, width: int, height: int, rate: Fraction, frames: Iterato
         # size; 4K gets "ultrafast" because anything slower runs well behind real time.
         preset = "ultrafast" if width * height > 1920 * 1080 else "superfast"
         stream.options = {"preset": preset, "crf": "23"}
+        # Every stream before the first packet: the header is written with it.
+        track = audio.add_audio_stream(out) if sound is not None else None
         time_base = 1 / rate
         for index, pixels in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
@@ -413,3 +465,5 @@ def _encode(path: Path, width: int, height: int, rate: Fraction, frames: Iterato
             frame.time_base = time_base
             out.mux(stream.encode(frame))
         out.mux(stream.encode(None))
+        if track is not None and sound is not None:
+            audio.encode_audio(out, track, sound)

@@ -184,7 +184,7 @@ async def test_image2video_and_v3_fields(provider: KlingProvider, fake: FakeUpst
         model="kling-v3",
         prompt="p",
         duration=7,
-        mode="4k",
+        mode="pro",  # 4k takes no camera_control (docs/contract.md §6)
         aspect_ratio="9:16",
         cfg_scale=0.3,
         generate_audio=True,
@@ -196,7 +196,7 @@ async def test_image2video_and_v3_fields(provider: KlingProvider, fake: FakeUpst
     await submit(provider, task)
     body = stored_body(fake, task.job_id or "")
     assert body["model_name"] == "kling-v3"
-    assert (body["duration"], body["sound"], body["mode"]) == ("7", "on", "4k")
+    assert (body["duration"], body["sound"], body["mode"]) == ("7", "on", "pro")
     assert body["image"] == "https://img.example/start.png"
     assert body["image_tail"] == "https://img.example/end.png"
     assert body["camera_control"]["config"]["pan"] == -5

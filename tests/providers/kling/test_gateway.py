@@ -449,16 +449,21 @@ async def extend(h: AppHarness, video_id: str, user: str = "alice") -> str:
     return task_id
 
 
-async def test_extend_of_a_video_not_yours_fails_without_an_upstream_call(
+async def test_extend_of_a_video_not_yours_is_refused_without_an_upstream_call(
     gateway: AppHarness, admin: httpx.AsyncClient, fake: FakeUpstream
 ) -> None:
+    # docs/contract.md §6: refused at create (400, no task, no quota), never a late failure.
     await gateway.add_user("bob")
     video_id = await source_video(gateway)
     before = (await admin.get("/fake-admin/counters")).json()["requests_by_route"]
     for user, asked in (("bob", video_id), ("alice", "no-such-video")):
-        task_id = await extend(gateway, asked, user=user)
-        found = await settled(gateway.client, gateway.headers(user), [task_id])
-        assert [e["code"] for e in errors(found)] == ["video_not_found"]
+        body = {"action": "extend", "video_id": asked, "prompt": "and on", "async": True}
+        response = await gateway.videos(body, user=user)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "bad_request"
+        assert "`video_id`" in response.json()["error"]["message"]
+    listed = await gateway.tasks({"action": "retrieve_batch"}, user="bob")
+    assert listed.json()["count"] == 0
     assert (await admin.get("/fake-admin/counters")).json()["requests_by_route"] == before
     assert extend_jobs(fake) == 0
 
