@@ -83,6 +83,14 @@ class Settings:
     files_public_url: str = _opt(
         "", "base URL of video links in records, e.g. a CDN (default: PUBLIC_URL)", "store"
     )
+    retention_days: float = _opt(
+        0.0,
+        "remove finished tasks, their videos and callbacks after this many days (0: never)",
+        "store",
+    )
+    retention_sweep_seconds: float = _opt(
+        3600.0, "how often a worker sweeps for expired tasks (with retention_days)", "store"
+    )
     # -- the API
     max_body_bytes: int = _opt(1_048_576, "largest request body accepted, in bytes", "server")
     header_timeout: float = _opt(10.0, "seconds a client has to send a request's headers", "server")
@@ -284,6 +292,10 @@ def _check_storage(settings: Settings) -> None:
         )
     except StorageConfigError as exc:
         raise SettingsError(str(exc)) from exc
+    if settings.retention_days < 0:
+        raise SettingsError(f"{flag_of('retention_days')} must be 0 (keep forever) or more")
+    if settings.retention_sweep_seconds <= 0:
+        raise SettingsError(f"{flag_of('retention_sweep_seconds')} must be greater than 0")
     if settings.storage_presign and not settings.storage_url.startswith("s3://"):
         raise SettingsError("--storage-presign needs --storage-url s3://BUCKET/PREFIX")
 

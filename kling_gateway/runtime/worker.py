@@ -16,6 +16,7 @@ from kling_gateway.runtime.settings import Settings
 from kling_gateway.storage.base import Store
 from kling_gateway.storage.upstream_keys import Sealer
 from kling_gateway.worker.loop import Worker, WorkerConfig
+from kling_gateway.worker.retention import run_retention
 
 log = logging.getLogger("kling_gateway.worker")
 
@@ -74,7 +75,9 @@ def worker_config(settings: Settings) -> WorkerConfig:
 async def start_worker(
     settings: Settings, store: Store, events: TaskEvents, files: VideoFiles | None = None
 ) -> Stop:
-    """Start the task worker and the callback deliverer; return how to stop them."""
+    """Start the task worker, the callback deliverer and (with ``--retention-days``) the
+    retention sweep; return how to stop them."""
+    files = files or video_files(settings)
     provider = build_provider(settings, store, files)
     claim = None
     if settings.provider == "kling":
@@ -95,6 +98,11 @@ async def start_worker(
             )
         )
     )
+    if settings.retention_days > 0:
+        sweep = run_retention(
+            store, files, settings.retention_days, settings.retention_sweep_seconds, deliverer_stop
+        )
+        loops.append(asyncio.create_task(sweep, name="retention"))
     log.info("worker %s started with the %s provider", worker.worker_id, provider.name)
 
     async def stop() -> None:
