@@ -169,7 +169,10 @@ def start_seaweed(binary: str) -> SeaweedS3:
         f"-master.port={master}",
         f"-master.port.grpc={master_grpc}",
         "-master.telemetry=false",
-        "-master.volumeSizeLimitMB=1024",
+        # Every bucket is a collection with volumes of its own: small volumes, and enough of
+        # them for every test's bucket (the default, 8 volumes, runs out: 500 InternalError).
+        "-master.volumeSizeLimitMB=64",
+        "-volume.max=200",
         f"-volume.port={volume}",
         f"-volume.port.grpc={volume_grpc}",
         "-filer",

@@ -43,7 +43,7 @@ class RangeNotSatisfiable(ApiError):
 def parse_range(header: str | None) -> tuple[int | None, int | None] | None:
     """``(start, end)`` of a single ``bytes=`` range; None for no range or one we do not
     honour (several ranges, other units: the whole file is the allowed answer, RFC 9110
-    §14.2)."""
+    section 14.2)."""
     if not header:
         return None
     match = _RANGE.match(header.strip())

@@ -276,6 +276,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "keep_alive_timeout": (0.1, 3_600),
     "max_connections": (1, 1_000_000),
     "redis_timeout": (0.01, 60),
+    "retention_days": (0, 36_500),
+    "retention_sweep_seconds": (1, _DAY),
 }
 
 
@@ -292,10 +294,6 @@ def _check_storage(settings: Settings) -> None:
         )
     except StorageConfigError as exc:
         raise SettingsError(str(exc)) from exc
-    if settings.retention_days < 0:
-        raise SettingsError(f"{flag_of('retention_days')} must be 0 (keep forever) or more")
-    if settings.retention_sweep_seconds <= 0:
-        raise SettingsError(f"{flag_of('retention_sweep_seconds')} must be greater than 0")
     if settings.storage_presign and not settings.storage_url.startswith("s3://"):
         raise SettingsError("--storage-presign needs --storage-url s3://BUCKET/PREFIX")
 

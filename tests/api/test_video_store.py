@@ -76,7 +76,7 @@ async def test_the_whole_video_then_ranges(gateway: AppHarness, tmp_path: Path) 
     assert tail.content == data[-10:]
     rest = await gateway.client.get(path, headers={"range": f"bytes={size - 5}-"})
     assert (rest.status_code, rest.content) == (206, data[-5:])
-    # Several ranges are not honoured: the whole file is an allowed answer (RFC 9110 §14.2).
+    # Several ranges are not honoured: the whole file is an allowed answer (RFC 9110 section 14.2).
     several = await gateway.client.get(path, headers={"range": "bytes=0-1,5-6"})
     assert (several.status_code, several.content) == (200, data)
 
