@@ -11,8 +11,8 @@ is run to its end with one ``send`` (``run_to_end``): one thread hop per transac
 from __future__ import annotations
 
 import asyncio
-import os
 import fcntl
+import os
 import sqlite3
 import threading
 import time
