@@ -64,3 +64,18 @@ async def gateway_with_worker(tmp_path: Path) -> AsyncIterator[AppHarness]:
     settings = make_settings(tmp_path, worker=True, local_delay=0.05)
     async with AppHarness.start(settings) as harness:
         yield harness
+
+
+@pytest.fixture(autouse=True)
+def _root_log_filters() -> Iterator[None]:
+    """Tests that run ``kling_gateway.cli.main`` in-process get its repeat-folding filter
+    (runtime/log_fold.py) put on the root handlers, pytest's among them: take it off again, so
+    a later test's caplog still sees a message an earlier test logged too."""
+    import logging
+
+    root = logging.getLogger()
+    before = {handler: list(handler.filters) for handler in root.handlers}
+    yield
+    for handler in root.handlers:
+        if handler in before:
+            handler.filters[:] = before[handler]

@@ -31,6 +31,7 @@ from kling_gateway.api.routes.tasks import TasksEndpoint
 from kling_gateway.api.routes.videos import VideosEndpoint
 from kling_gateway.api.waiting import ClientGone, shutting_down
 from kling_gateway.domain.ids import new_trace_id
+from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.notify import LocalTaskEvents, TaskEvents
 from kling_gateway.infra.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
 from kling_gateway.protocol.errors import ApiError, InternalError
@@ -103,6 +104,7 @@ def create_app(
     events: TaskEvents | None = None,
     limiter: RateLimiter | None = None,
     services: list[Service] | None = None,
+    files: VideoFiles | None = None,
 ) -> GatewayApp:
     """The gateway over ``store``. Its lifespan opens the store, starts ``services`` (the
     worker, when it runs in this process) and stops them again in reverse order."""
@@ -112,6 +114,7 @@ def create_app(
         auth=Authenticator(store, settings.auth_cache_seconds),
         limiter=limiter or _default_limiter(settings),
         events=events or LocalTaskEvents(),
+        files=files or VideoFiles(settings.videos_dir, settings.resolved_files_url),
     )
 
     @asynccontextmanager

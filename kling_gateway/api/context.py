@@ -9,6 +9,7 @@ from typing import Protocol
 from kling_gateway.api.asgi import Receive, Scope, headers, read_body
 from kling_gateway.api.auth import Authenticator
 from kling_gateway.api.waiting import Waiters
+from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.infra.ratelimit import RateLimiter
 from kling_gateway.protocol.errors import TooManyRequests
@@ -45,6 +46,10 @@ class ApiSettings(Protocol):
     def videos_dir(self) -> Path: ...
     @property
     def resolved_public_url(self) -> str: ...
+    @property
+    def resolved_files_url(self) -> str: ...
+    @property
+    def storage_presign(self) -> bool: ...
 
 
 @dataclass(slots=True)
@@ -54,6 +59,7 @@ class AppContext:
     auth: Authenticator
     limiter: RateLimiter
     events: TaskEvents
+    files: VideoFiles
     waiters: Waiters = field(default_factory=Waiters)
 
     async def admit(self, scope: Scope, receive: Receive, api: str) -> tuple[Principal, bytes]:

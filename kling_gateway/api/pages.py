@@ -12,11 +12,11 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Route
 
 from kling_gateway.api.asgi import error_body, unexpected_error
 from kling_gateway.api.context import AppContext
-from kling_gateway.api.files import VideoFiles
+from kling_gateway.api.files import VideoFilesRoute
 from kling_gateway.api.routes.events import event_routes
 from kling_gateway.api.routes.kling_callbacks import kling_callback_routes
 from kling_gateway.protocol.errors import (
@@ -80,9 +80,10 @@ def build_pages(ctx: AppContext, lifespan: Lifespan) -> Starlette:
         Route("/openapi.json", openapi_json),
         Route("/docs", docs_page),
         Route("/healthz", health),
-        Mount(
-            "/files/videos",
-            VideoFiles(directory=ctx.settings.videos_dir, check_dir=False),
+        Route(
+            "/files/videos/{name:path}",
+            VideoFilesRoute(ctx.files, presign=ctx.settings.storage_presign).handle,
+            methods=["GET", "HEAD"],
             name="videos",
         ),
         *kling_callback_routes(ctx),

@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     from kling_gateway.cli import assets
 
     assets.add_assets_command(commands)
+    from kling_gateway.cli.backup import add_backup_command
+
+    add_backup_command(commands)
+    from kling_gateway.cli.prune import add_prune_command
+
+    add_prune_command(commands)
     from kling_gateway.cli import client
 
     client.add_client_commands(commands)

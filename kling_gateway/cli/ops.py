@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 
 # Importing any of these fails in an SDK-only install (see pyproject.toml's `server` extra).
-SERVER_MODULES = frozenset({"starlette", "uvicorn", "av", "numpy", "PIL", "asyncpg", "redis"})
+SERVER_MODULES = frozenset(
+    {"starlette", "uvicorn", "av", "numpy", "PIL", "asyncpg", "redis", "obstore"}
+)
 SERVER_EXTRA = "pip install 'kling-gateway[server]'"
 
 

@@ -15,6 +15,7 @@ import uvicorn
 from kling_gateway.api.app import GatewayApp, Service, create_app
 from kling_gateway.api.context import AppContext
 from kling_gateway.infra.notify import TaskEvents
+from kling_gateway.runtime.objects import build_video_files, check_video_storage
 from kling_gateway.runtime.settings import Settings, env_name, load_settings
 from kling_gateway.runtime.startup import StartupError, startup_errors, where
 from kling_gateway.storage import PoolLimits, Store, open_store
@@ -138,7 +139,12 @@ def build_app(settings: Settings) -> GatewayApp:
     if settings.worker:
         services.append(_worker_service(settings))
     return create_app(
-        settings, store, events=build_events(settings), limiter=limiter, services=services
+        settings,
+        store,
+        events=build_events(settings),
+        limiter=limiter,
+        services=services,
+        files=build_video_files(settings),
     )
 
 
@@ -154,7 +160,7 @@ def _worker_service(
     async def start(ctx: AppContext) -> Callable[[], Awaitable[None]]:
         from kling_gateway.runtime.worker import start_worker
 
-        return await start_worker(settings, ctx.store, ctx.events)
+        return await start_worker(settings, ctx.store, ctx.events, ctx.files)
 
     return start
 
@@ -225,6 +231,7 @@ def _serve(settings: Settings) -> int:
 async def _prepare(settings: Settings) -> None:
     ensure_data_dir(settings)
     await check_redis(settings)
+    await check_video_storage(build_video_files(settings))
     await with_store(settings, lambda store: bootstrap(settings, store))
 
 
@@ -259,13 +266,15 @@ async def _run_worker(settings: Settings) -> None:
 
     ensure_data_dir(settings)
     await check_redis(settings)
+    files = build_video_files(settings)
+    await check_video_storage(files)
     store, _ = await open_migrated(settings, api=False)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
         events = build_events(settings)
         await events.start()
         stack.push_async_callback(events.aclose)
-        stack.push_async_callback(await start_worker(settings, store, events))
+        stack.push_async_callback(await start_worker(settings, store, events, files))
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -67,6 +67,30 @@ class Settings:
     postgres_acquire_timeout: float = _opt(
         5.0, "seconds a call waits for a PostgreSQL connection before it fails (503)", "store"
     )
+    storage_url: str = _opt(
+        "",
+        "where videos are stored: file://DIR or s3://BUCKET/PREFIX (default DATA_DIR/videos)",
+        "store",
+    )
+    s3_endpoint_url: str = _opt(
+        "",
+        "S3-compatible endpoint for s3:// storage (empty: AWS; credentials from AWS_*)",
+        "store",
+    )
+    storage_presign: bool = _opt(
+        False, "serve /files/ by redirecting to a presigned URL (s3:// storage)", "store"
+    )
+    files_public_url: str = _opt(
+        "", "base URL of video links in records, e.g. a CDN (default: PUBLIC_URL)", "store"
+    )
+    retention_days: float = _opt(
+        0.0,
+        "remove finished tasks, their videos and callbacks after this many days (0: never)",
+        "store",
+    )
+    retention_sweep_seconds: float = _opt(
+        3600.0, "how often a worker sweeps for expired tasks (with retention_days)", "store"
+    )
     # -- the API
     max_body_bytes: int = _opt(1_048_576, "largest request body accepted, in bytes", "server")
     header_timeout: float = _opt(10.0, "seconds a client has to send a request's headers", "server")
@@ -171,6 +195,10 @@ class Settings:
         return worker + (API_POOL_CONNECTIONS if api else 0)
 
     @property
+    def resolved_files_url(self) -> str:
+        return (self.files_public_url or self.resolved_public_url).rstrip("/")
+
+    @property
     def videos_dir(self) -> Path:
         return Path(self.data_dir) / "videos"
 
@@ -180,6 +208,7 @@ class Settings:
 
     def validate(self) -> Settings:
         _check_bounds(self)
+        _check_storage(self)
         if self.check_max_interval < self.check_interval:
             raise SettingsError(
                 f"{flag_of('check_max_interval')} must be at least {flag_of('check_interval')}"
@@ -247,7 +276,26 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "keep_alive_timeout": (0.1, 3_600),
     "max_connections": (1, 1_000_000),
     "redis_timeout": (0.01, 60),
+    "retention_days": (0, 36_500),
+    "retention_sweep_seconds": (1, _DAY),
 }
+
+
+def _check_storage(settings: Settings) -> None:
+    """The storage URL's form (reaching the store is checked at start: runtime/objects.py)."""
+    from kling_gateway.infra.objects import StorageConfigError, open_object_store
+
+    try:
+        open_object_store(
+            settings.storage_url,
+            default_dir=settings.videos_dir,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            environ={},
+        )
+    except StorageConfigError as exc:
+        raise SettingsError(str(exc)) from exc
+    if settings.storage_presign and not settings.storage_url.startswith("s3://"):
+        raise SettingsError("--storage-presign needs --storage-url s3://BUCKET/PREFIX")
 
 
 def _check_bounds(settings: Settings) -> None:

@@ -16,6 +16,7 @@ from kling_gateway.runtime.settings import Settings
 from kling_gateway.storage.base import Store
 from kling_gateway.storage.upstream_keys import Sealer
 from kling_gateway.worker.loop import Worker, WorkerConfig
+from kling_gateway.worker.retention import run_retention
 
 log = logging.getLogger("kling_gateway.worker")
 
@@ -23,7 +24,8 @@ Stop = Callable[[], Awaitable[None]]
 
 
 def video_files(settings: Settings) -> VideoFiles:
-    return VideoFiles(settings.videos_dir, settings.resolved_public_url)
+    """``file://DATA_DIR/videos`` (the runtime passes the configured store instead)."""
+    return VideoFiles(settings.videos_dir, settings.resolved_files_url)
 
 
 def server_sealer(settings: Settings) -> Sealer:
@@ -35,15 +37,16 @@ def server_sealer(settings: Settings) -> Sealer:
     return load_server_key(str(getattr(settings, "secret_key", "") or ""), settings.data_dir)
 
 
-def build_provider(settings: Settings, store: Store) -> Provider:
+def build_provider(settings: Settings, store: Store, files: VideoFiles | None = None) -> Provider:
+    files = files or video_files(settings)
     if settings.provider == "kling":
         from kling_gateway.providers.kling.factory import kling_pool
 
-        return kling_pool(settings, video_files(settings), store, server_sealer(settings))
+        return kling_pool(settings, files, store, server_sealer(settings))
     from kling_gateway.providers.local.provider import LocalProvider
 
     return LocalProvider(
-        files=video_files(settings),
+        files=files,
         store=store,
         delay=settings.local_delay,
         render=settings.local_render,
@@ -69,9 +72,13 @@ def worker_config(settings: Settings) -> WorkerConfig:
     )
 
 
-async def start_worker(settings: Settings, store: Store, events: TaskEvents) -> Stop:
-    """Start the task worker and the callback deliverer; return how to stop them."""
-    provider = build_provider(settings, store)
+async def start_worker(
+    settings: Settings, store: Store, events: TaskEvents, files: VideoFiles | None = None
+) -> Stop:
+    """Start the task worker, the callback deliverer and (with ``--retention-days``) the
+    retention sweep; return how to stop them."""
+    files = files or video_files(settings)
+    provider = build_provider(settings, store, files)
     claim = None
     if settings.provider == "kling":
         from kling_gateway.providers.kling.pool import KlingPool, claim_pooled
@@ -91,6 +98,11 @@ async def start_worker(settings: Settings, store: Store, events: TaskEvents) -> 
             )
         )
     )
+    if settings.retention_days > 0:
+        sweep = run_retention(
+            store, files, settings.retention_days, settings.retention_sweep_seconds, deliverer_stop
+        )
+        loops.append(asyncio.create_task(sweep, name="retention"))
     log.info("worker %s started with the %s provider", worker.worker_id, provider.name)
 
     async def stop() -> None:

@@ -9,6 +9,7 @@ finish a task. The rendered record is kept beside the task so a retrieve returns
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -311,7 +312,25 @@ class AssetRepo(Protocol):
         ...
 
 
-class Store(AccountRepo, TaskRepo, OutboxRepo, SecretRepo, AssetRepo, Protocol):
+class RetentionRepo(Protocol):
+    """What the retention sweep needs (storage/retention_sql.py)."""
+
+    async def expired_tasks(self, before: float, limit: int) -> list[StoredTask]:
+        """Up to ``limit`` tasks finished before ``before`` with no callback still pending,
+        oldest first."""
+        ...
+
+    async def purge_tasks(self, task_ids: list[str], before: float) -> int:
+        """Delete those of ``task_ids`` still expired at ``before``, with their records and
+        callbacks; how many tasks went."""
+        ...
+
+    def sweep_lock(self) -> AbstractAsyncContextManager[bool]:
+        """Held while one process sweeps; yields False when another process holds it."""
+        ...
+
+
+class Store(AccountRepo, TaskRepo, OutboxRepo, SecretRepo, AssetRepo, RetentionRepo, Protocol):
     """What the gateway keeps. All methods are coroutines; a backend owns its connections."""
 
     url: str

@@ -22,6 +22,7 @@ from typing import Any, Protocol, TypeVar
 
 from kling_gateway.domain.ids import new_asset_id
 from kling_gateway.domain.task import Task
+from kling_gateway.storage import retention_sql
 from kling_gateway.storage.base import (
     CallbackDelivery,
     CredentialInfo,
@@ -401,6 +402,32 @@ class SQLStore(UpstreamFlows):
             "SELECT id FROM tasks WHERE user_id = ? AND video_id = ? LIMIT 1", user_id, video_id
         )
         return None if task_id is None else str(task_id)
+
+    # -- retention
+    async def expired_tasks(self, before: float, limit: int) -> list[StoredTask]:
+        rows = await self._read_bulk(
+            lambda tx: tx.fetch(retention_sql.EXPIRED, float(before), limit)
+        )
+        return [task_from_row(row) for row in rows]
+
+    async def purge_tasks(self, task_ids: list[str], before: float) -> int:
+        return await self._write(lambda tx: self._purge(tx, task_ids, float(before)))
+
+    async def _purge(self, tx: Tx, task_ids: list[str], before: float) -> int:
+        ids_in = self.dialect.ids_in
+        still = await tx.fetch(
+            retention_sql.STILL_EXPIRED.format(ids_in=ids_in),
+            self.dialect.ids_param(task_ids),
+            before,
+        )
+        ids = self.dialect.ids_param([str(row[0]) for row in still])
+        for sql in (
+            retention_sql.PURGE_CALLBACKS,
+            retention_sql.PURGE_RECORDS,
+            retention_sql.PURGE_TASKS,
+        ):
+            count = await tx.execute(sql.format(ids_in=ids_in), ids)
+        return count if still else 0
 
     # -- tasks: the worker side
     async def load_task(self, task_id: str) -> StoredTask | None:

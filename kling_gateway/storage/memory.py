@@ -13,6 +13,8 @@ import copy
 import time
 import uuid
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
 from kling_gateway.domain.accounts import Account, AccountState
@@ -306,6 +308,42 @@ class MemoryStore:
     async def find_user_assets(self, user_id: str, kind: str, ids: list[str]) -> dict[str, str]:
         found = {i: self._s.assets.get(i) for i in ids}
         return {i: a[2] for i, a in found.items() if a is not None and a[:2] == (user_id, kind)}
+
+    # -- retention
+    def _expired(self, row: _TaskRow, before: float) -> bool:
+        finished = row.task.finished_at
+        pending = any(
+            d.task_id == row.task.id and d.state == "pending" for d, _ in self._s.callbacks.values()
+        )
+        return (
+            row.next_check_at is None
+            and finished is not None
+            and finished < before
+            and not (pending)
+        )
+
+    async def expired_tasks(self, before: float, limit: int) -> list[StoredTask]:
+        rows = [row for row in self._s.tasks.values() if self._expired(row, before)]
+        rows.sort(key=lambda row: row.task.finished_at or 0.0)
+        return [row.stored() for row in rows[:limit]]
+
+    async def purge_tasks(self, task_ids: list[str], before: float) -> int:
+        gone = 0
+        for task_id in task_ids:
+            row = self._s.tasks.get(task_id)
+            if row is None or not self._expired(row, before):
+                continue
+            await self.delete_task(row.task.user_id, task_id)
+            callbacks = self._s.callbacks
+            for delivery_id in [i for i, (d, _) in callbacks.items() if d.task_id == task_id]:
+                del callbacks[delivery_id]
+            gone += 1
+        return gone
+
+    @asynccontextmanager
+    async def sweep_lock(self) -> AsyncIterator[bool]:
+        # One process by definition: the store lives in it.
+        yield True
 
     async def find_user_video(self, user_id: str, video_id: str) -> str | None:
         for row in self._s.tasks.values():

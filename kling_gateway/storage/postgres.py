@@ -10,7 +10,8 @@ back any transaction left open on release.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,6 +21,7 @@ from kling_gateway.storage.base import StoreError, StoreUnavailable
 from kling_gateway.storage.engine import Dialect, Flow, Row, SQLStore
 from kling_gateway.storage.health import HEALTHY, StoreHealth
 from kling_gateway.storage.pg_pool import GuardedPool, PoolLimits
+from kling_gateway.storage.retention_sql import POSTGRES_SWEEP_LOCK_KEY
 
 T = TypeVar("T")
 # Seconds a migration script may run (it may rewrite a large table).
@@ -170,3 +172,14 @@ class PostgresStore(SQLStore):
 
     def __repr__(self) -> str:
         return f"PostgresStore({redact(self.url)!r})"
+
+    @asynccontextmanager
+    async def sweep_lock(self) -> AsyncIterator[bool]:
+        key = POSTGRES_SWEEP_LOCK_KEY
+        async with self.pool.acquire() as conn:
+            held = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            try:
+                yield held
+            finally:
+                if held:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)

@@ -106,6 +106,9 @@ def _sample(name: str, tmp_path: Path) -> tuple[str, Any]:
         "callback_retry_schedule": ("1,2", "1,2"),
         "lease_seconds": ("300", 300.0),
         "provider_timeout": ("20", 20.0),
+        "storage_url": ("s3://bucket/videos", "s3://bucket/videos"),
+        "s3_endpoint_url": ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+        "files_public_url": ("https://cdn.example", "https://cdn.example"),
     }
     if name in special:
         return special[name]
@@ -125,6 +128,8 @@ def _valid_env(name: str) -> dict[str, str]:
         return {"KLING_GATEWAY_KLING_ACCESS_KEY": "ak", "KLING_GATEWAY_KLING_SECRET_KEY": "sk"}
     if name == "processes":
         return {"KLING_GATEWAY_DATABASE_URL": "postgresql://db/kg"}
+    if name == "storage_presign":  # presigned URLs are the bucket's
+        return {"KLING_GATEWAY_STORAGE_URL": "s3://bucket/videos"}
     return {}
 
 

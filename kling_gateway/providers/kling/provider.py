@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ from kling_gateway.domain.transitions import earlier_submit_at
 from kling_gateway.domain.videos import params_of
 from kling_gateway.infra.egress import GuardedTransport, UnsafeTarget, origin_of
 from kling_gateway.infra.files import VideoFiles
+from kling_gateway.infra.objects import ObjectStoreError
 from kling_gateway.protocol.task import TaskState
 from kling_gateway.providers.base import require_own_video
 from kling_gateway.providers.kling.batch import BatchConfig, CheckBatcher
@@ -262,11 +262,18 @@ class KlingProvider:
         if not self._config.download_results or self._files is None:
             return status
         try:
-            target = self._files.path_for(video.video_id)
+            self._files.key_for(video.video_id)
         except ValueError:
             return status
-        if not await asyncio.to_thread(_has_content, target):
-            await self._download(video.video_url, target)
+        try:
+            stored = await self._files.stat(video.video_id)
+            if stored is None or stored.size == 0:
+                await self._download(video.video_url, video.video_id)
+        except ObjectStoreError as exc:
+            # Unreachable storage: retried with backoff; Kling keeps the result for 30 days.
+            raise ProviderError(
+                f"could not store the result video: {exc}", code="storage_error", retryable=True
+            ) from exc
         extra = dict(status.provider_data or {})
         extra["upstream_url"] = video.video_url
         ours = VideoResult(
@@ -276,11 +283,13 @@ class KlingProvider:
         )
         return replace(status, video=ours, provider_data=extra)
 
-    async def _download(self, url: str, target: Path) -> None:
-        part = target.with_name(f"{target.name}.{uuid.uuid4().hex}.part")
+    async def _download(self, url: str, video_id: str) -> None:
+        """Stream the result into a scratch file, then publish it to the object store."""
+        assert self._files is not None  # materialize only downloads with a VideoFiles
+        part = self._files.scratch_path(video_id, ".part")
         try:
             await self._stream_to(url, part)
-            await asyncio.to_thread(part.replace, target)
+            await self._files.publish(video_id, part)
         except OSError as exc:
             raise ProviderError(
                 f"could not store the result video: {exc}", code="storage_error", retryable=True
@@ -378,13 +387,6 @@ def _check_download(response: httpx.Response, limit: int) -> None:
     length = response.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limit:
         raise _too_large(limit)
-
-
-def _has_content(path: Path) -> bool:
-    try:
-        return path.stat().st_size > 0
-    except OSError:
-        return False
 
 
 def _open_binary(path: Path) -> BinaryIO:

@@ -29,6 +29,7 @@ refused, on the address actually connected to (so DNS rebinding cannot get aroun
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import math
 import os
@@ -48,6 +49,7 @@ from kling_gateway.domain.videos import params_of
 from kling_gateway.infra.egress import GuardedTransport
 from kling_gateway.infra.fetch import FetchError, fetch_bytes
 from kling_gateway.infra.files import VideoFiles
+from kling_gateway.infra.objects import ObjectNotFound, ObjectStoreError
 from kling_gateway.protocol.task import TaskState, format_seconds
 from kling_gateway.providers.base import require_own_video
 from kling_gateway.providers.local.references import OmniInputs, fetch_omni, shots_of
@@ -228,26 +230,57 @@ class LocalProvider:
             render.exception()
 
     async def _render_once(self, task: Task, params: VideoParams, video_id: str) -> float:
-        """Render the video of ``task`` (or find it rendered already); its measured seconds."""
-        path = self._files.path_for(video_id)
-        existing = await self._in_pool(_probe_existing, self._files, path)
-        if existing is not None:
-            return existing
-        omni = await fetch_omni(
-            self._http, params, image_max_bytes=self._image_max_bytes, timeout=self._fetch_timeout
-        )
+        """Render the video of ``task`` (or find it rendered already); its measured seconds.
+
+        The render goes to a scratch file of this process and is published to the object
+        store when complete; a store that cannot be reached is a retryable failure.
+        """
         try:
-            spec = await self._spec(task, params, omni)
-            result = await self._in_pool(self._renderer, path, spec)
+            existing = await self._published(video_id)
+            if existing is not None:
+                return existing
+            path = self._files.scratch_path(video_id)
+            omni = await fetch_omni(
+                self._http,
+                params,
+                image_max_bytes=self._image_max_bytes,
+                timeout=self._fetch_timeout,
+            )
+            source: Path | None = None
+            try:
+                spec = await self._spec(task, params, omni)
+                source = spec.source_video
+                result = await self._in_pool(self._renderer, path, spec)
+                await self._files.publish(video_id, path)
+            finally:
+                await asyncio.to_thread(omni.cleanup)
+                await asyncio.to_thread(_unlink_quietly, path)
+                if source is not None:
+                    await asyncio.to_thread(_unlink_quietly, source)
         except RenderError as exc:
             raise ProviderError(str(exc), code="render_failed") from exc
-        finally:
-            await asyncio.to_thread(omni.cleanup)
+        except ObjectStoreError as exc:
+            raise _storage_error(exc) from exc
         if await self._store.load_task(task.id) is None:
             # Deleted while rendering: its delete found no file to remove, so remove it here.
-            await self._in_pool(self._files.remove, video_id)
+            await self._files.remove(video_id)
             raise ProviderError("the task was deleted while its video rendered", code="deleted")
         return result.duration
+
+    async def _published(self, video_id: str) -> float | None:
+        """Seconds of an already published video (a re-check after a crash), None when there
+        is none. Objects only appear complete, so an unreadable one is damage after the fact:
+        render it again (the publish replaces it)."""
+        if await self._files.stat(video_id) is None:
+            return None
+        path = self._files.scratch_path(video_id)
+        try:
+            await self._files.fetch(video_id, path)
+            return (await self._in_pool(probe_video, path)).duration
+        except (RenderError, ObjectNotFound):
+            return None
+        finally:
+            await asyncio.to_thread(_unlink_quietly, path)
 
     async def _in_pool(self, fn: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
         """Run ``fn`` in the render pool (see the module docstring)."""
@@ -298,14 +331,17 @@ class LocalProvider:
             ) from exc
 
     async def _source(self, user_id: str, video_id: str) -> Path:
-        """The file of the user's earlier video ``video_id``, the source of an extend."""
+        """A local copy of the user's earlier video ``video_id`` (the source of an extend),
+        read back from the object store: any worker can extend any worker's video."""
         await require_own_video(self._store, user_id, video_id)
         try:
-            path = self._files.path_for(video_id)
+            path = self._files.scratch_path(video_id, ".source.mp4")
         except ValueError as exc:
-            raise _video_not_found(f"video_id {video_id!r} cannot name a local file") from exc
-        if not await asyncio.to_thread(path.is_file):
-            raise _video_not_found(f"the file of video {video_id!r} is no longer stored here")
+            raise _video_not_found(f"video_id {video_id!r} cannot name a stored video") from exc
+        try:
+            await self._files.fetch(video_id, path)
+        except ObjectNotFound as exc:
+            raise _video_not_found(f"the file of video {video_id!r} is no longer stored") from exc
         return path
 
 
@@ -327,19 +363,17 @@ def _ready_at(task: Task) -> float | None:
     return None
 
 
-def _probe_existing(files: VideoFiles, path: Path) -> float | None:
-    """Seconds of an already rendered file (a re-check after a crash), None when there is none.
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.unlink()
 
-    Runs in a thread. render_video only ever renames complete files into place, so an
-    unreadable one is damage after the fact: render it again (the rename replaces it).
-    """
-    files.ensure_root()
-    if not path.is_file():
-        return None
-    try:
-        return probe_video(path).duration
-    except RenderError:
-        return None
+
+def _storage_error(exc: ObjectStoreError) -> ProviderError:
+    # Unreachable or refusing storage is retried with backoff until the task's deadline: the
+    # video is not lost, only not yet stored.
+    return ProviderError(
+        f"could not store or read the video: {exc}", code="storage_error", retryable=True
+    )
 
 
 def _video_not_found(message: str) -> ProviderError:

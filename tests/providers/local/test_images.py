@@ -277,7 +277,9 @@ async def test_a_corrupt_image_fails_the_render(
 
     assert (error.code, error.retryable) == ("render_failed", False)
     assert "start image could not be decoded" in error.message
-    assert list((tmp_path / "videos").iterdir()) == []  # nothing half-written
+    # Nothing half-written: no object, and no scratch file left behind either.
+    assert list(tmp_path.glob("videos/*")) == []  # noqa: ASYNC240
+    assert list(tmp_path.glob("scratch/*")) == []  # noqa: ASYNC240
 
 
 # --- the SSRF guard ---------------------------------------------------------------------------

@@ -749,7 +749,7 @@ async def test_a_task_deleted_while_its_video_renders_leaves_no_file(
     await wait_for_renders(renderer, 1)
 
     assert await store.delete_task(task.user_id, task.id)
-    assert files.remove_task_videos(task) == []  # what the delete does: no file there yet
+    assert await files.remove_task_videos(task) == []  # what the delete does: no file there yet
     renderer.gate.set()
 
     with pytest.raises(ProviderError) as info:
