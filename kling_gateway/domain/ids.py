@@ -24,7 +24,7 @@ def new_trace_id() -> str:
     A trace id names a request in the logs and needs no secrecy, so it comes from ``random``
     (no system call), whose shared generator CPython re-seeds in a forked child.
     """
-    h = "%032x" % random.getrandbits(128)
+    h = f"{random.getrandbits(128):032x}"
     variant = "89ab"[int(h[16], 16) & 3]
     return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{variant}{h[17:20]}-{h[20:]}"
 
