@@ -90,7 +90,7 @@ def test_a_half_sent_second_request_on_a_kept_alive_connection_is_closed(
     port, token = server
     whole = (
         b"POST /kling/tasks HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n"
-        + f"authorization: Bearer {token}\r\n\r\n{{\"id\":\"x\"}}".encode()
+        + f'authorization: Bearer {token}\r\n\r\n{{"id":"x"}}'.encode()
     )
     with connect(port) as sock:
         sock.sendall(whole + whole[:30])  # one request, then the start of a second
