@@ -16,6 +16,7 @@ from typing import Protocol
 # The channels on which new tasks, and new callback deliveries, are announced to idle workers.
 WORKER_WAKEUP = "__worker__"
 CALLBACK_WAKEUP = "__callbacks__"
+WAKEUPS = frozenset({WORKER_WAKEUP, CALLBACK_WAKEUP})
 
 
 class Subscription:

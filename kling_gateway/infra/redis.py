@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from kling_gateway.infra.notify import LocalTaskEvents, Subscription
+from kling_gateway.infra.notify import WAKEUPS, LocalTaskEvents, Subscription
 from kling_gateway.infra.ratelimit import MemoryRateLimiter
 
 log = logging.getLogger("kling_gateway.redis")
@@ -217,13 +217,20 @@ class RedisRateLimiter:
 
 
 class RedisTaskEvents:
-    """``TaskEvents`` shared by every process on one Redis, over one pub/sub channel."""
+    """``TaskEvents`` shared by every process on one Redis, over two pub/sub channels.
+
+    Wake-ups of workers and callback deliverers (``WAKEUPS``) go on one channel and task
+    changes on the other. A process that serves no waiters of tasks (a stand-alone worker:
+    ``task_changes=False``) subscribes to the wake-ups alone, so it does not parse a message
+    for every change of every task in the cluster.
+    """
 
     def __init__(
         self,
         url: str,
         *,
         channel: str | None = None,
+        task_changes: bool = True,
         start_timeout: float = 2.0,
         timeout: float = COMMAND_TIMEOUT,
     ) -> None:
@@ -231,6 +238,8 @@ class RedisTaskEvents:
         # Pub/sub ignores the database index: without it in the name, gateways sharing a Redis
         # server through different databases would wake each other's waiters.
         self.channel = channel or f"{KEY_PREFIX}{redis_db(url)}:tasks"
+        self.wakeup_channel = f"{self.channel}:wakeups"
+        self._channels = [self.wakeup_channel, *([self.channel] if task_changes else [])]
         self._local = LocalTaskEvents()
         self._start_timeout = start_timeout
         self._subscribed = asyncio.Event()
@@ -252,7 +261,8 @@ class RedisTaskEvents:
         # the subscriber, then finds nobody left to wake.
         self._local.deliver(task_id)
         with contextlib.suppress(RedisDown):  # a hint: waiters re-read the store anyway
-            await self.breaker.call(lambda: self._redis.publish(self.channel, task_id))
+            channel = self.wakeup_channel if task_id in WAKEUPS else self.channel
+            await self.breaker.call(lambda: self._redis.publish(channel, task_id))
 
     def subscribe(self, task_id: str) -> Subscription:
         return self._local.subscribe(task_id)
@@ -299,7 +309,7 @@ class RedisTaskEvents:
         pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
         try:
             async with asyncio.timeout(max(1.0, self.breaker.timeout * 4)):
-                await pubsub.subscribe(self.channel)
+                await pubsub.subscribe(*self._channels)
             subscribed.set()
             self._subscribed.set()
             self.breaker.reset()

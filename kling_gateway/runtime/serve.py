@@ -113,11 +113,15 @@ async def bootstrap(settings: Settings, store: Store) -> str | None:
     return issued.token
 
 
-def build_events(settings: Settings) -> TaskEvents:
+def build_events(settings: Settings, *, task_changes: bool = True) -> TaskEvents:
+    """``task_changes``: whether this process serves waiters of tasks (API processes do; a
+    stand-alone worker needs only the wake-ups)."""
     if settings.redis_url:
         from kling_gateway.infra.redis import RedisTaskEvents
 
-        return RedisTaskEvents(settings.redis_url, timeout=settings.redis_timeout)
+        return RedisTaskEvents(
+            settings.redis_url, task_changes=task_changes, timeout=settings.redis_timeout
+        )
     from kling_gateway.infra.notify import LocalTaskEvents
 
     return LocalTaskEvents()
@@ -271,7 +275,7 @@ async def _run_worker(settings: Settings) -> None:
     store, _ = await open_migrated(settings, api=False)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
-        events = build_events(settings)
+        events = build_events(settings, task_changes=False)
         await events.start()
         stack.push_async_callback(events.aclose)
         stack.push_async_callback(await start_worker(settings, store, events, files))

@@ -124,6 +124,11 @@ class Worker:
         self._wake = asyncio.Event()
         self._notified = False
         self._last_claim = -float("inf")  # loop time of the last claim query
+        # Whether the last claim filled every free slot (so more tasks may be due than it took):
+        # only then is a slot freeing up a reason to claim again. A worker whose queue ran dry
+        # would otherwise run a claim query for every task it finishes (and with several
+        # workers, each of those mostly finds nothing).
+        self._saturated = False
         self._stopping = asyncio.Event()
         self._next_due = 0.0
         self._sweep_at = 0.0
@@ -201,6 +206,7 @@ class Worker:
         for stored in claimed:
             self._spawn(stored)
         self.stats.claimed += len(claimed)
+        self._saturated = len(claimed) >= free
         return len(claimed)
 
     def _spawn(self, stored: StoredTask) -> None:
@@ -211,7 +217,8 @@ class Worker:
 
     def _finished(self, key: int) -> None:
         del self._in_flight[key]
-        self._wake.set()
+        if self._saturated:
+            self._wake.set()
 
     async def _sleep(self) -> None:
         """Until new work is announced, a slot frees up, a sweep or our earliest next check is

@@ -84,6 +84,21 @@ def test_half_sent_requests_are_closed_and_others_are_served_meanwhile(
     assert retrieve(port, token).status_code == 200
 
 
+def test_a_half_sent_second_request_on_a_kept_alive_connection_is_closed(
+    server: tuple[int, str],
+) -> None:
+    port, token = server
+    whole = (
+        b"POST /kling/tasks HTTP/1.1\r\nhost: x\r\ncontent-length: 10\r\n"
+        + f'authorization: Bearer {token}\r\n\r\n{{"id":"x"}}'.encode()
+    )
+    with connect(port) as sock:
+        sock.sendall(whole + whole[:30])  # one request, then the start of a second
+        reply = read_all(sock)
+    # the first answered (a missing task: `{}`), the second closed at its header deadline
+    assert reply.startswith(b"HTTP/1.1 200") and reply.endswith(b"\r\n\r\n{}"), reply
+
+
 def test_an_idle_kept_alive_connection_is_closed(server: tuple[int, str]) -> None:
     port, _ = server
     with connect(port) as sock:

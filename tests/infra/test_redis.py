@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from kling_gateway.infra.notify import WORKER_WAKEUP
+from kling_gateway.infra.notify import CALLBACK_WAKEUP, WORKER_WAKEUP
 from kling_gateway.infra.ratelimit import MemoryRateLimiter
 from kling_gateway.infra.redis import (
     RedisRateLimiter,
@@ -202,6 +202,23 @@ async def test_instances_on_other_databases_are_not_woken(url: str) -> None:
     finally:
         await here.aclose()
         await there.aclose()
+
+
+async def test_a_process_without_task_waiters_hears_only_the_wake_ups(url: str) -> None:
+    api, worker = RedisTaskEvents(url), RedisTaskEvents(url, task_changes=False)
+    await api.start()
+    await worker.start()
+    try:
+        woken = asyncio.create_task(worker.wait(CALLBACK_WAKEUP, 30.0))
+        await until_waiting(worker)
+        for task_id in ("task-1", "task-2", WORKER_WAKEUP, CALLBACK_WAKEUP):
+            await api.publish(task_id)
+        assert await woken is True
+        await until(lambda: api.received >= 4)  # the API process hears all four back
+        assert worker.received == 2  # the worker parsed the two wake-ups, no task change
+    finally:
+        await api.aclose()
+        await worker.aclose()
 
 
 async def test_after_losing_its_connection_it_resubscribes_and_wakes_every_waiter(

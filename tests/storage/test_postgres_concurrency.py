@@ -182,3 +182,32 @@ async def test_records_are_stored_once_and_uncompressed(pg_store: Store, pg_data
     finally:
         await conn.close()
     assert await pg_store.get_task_record(alice.user_id, task.id) == task.record_json()
+
+
+async def test_record_ids_compare_bytewise_and_batches_probe_the_key(
+    pg_store: Store, pg_database: str
+) -> None:
+    import asyncpg
+
+    alice = await owner(pg_store)
+    tasks = [await insert(pg_store, alice) for _ in range(3)]
+    conn = await asyncpg.connect(pg_database)
+    try:
+        collation = await conn.fetchval(
+            "SELECT collname FROM pg_attribute a JOIN pg_collation c ON c.oid = a.attcollation "
+            "WHERE a.attrelid = 'task_records'::regclass AND a.attname = 'id'"
+        )
+        assert collation == "C"
+        # The store's batch query still uses the primary key under the column's collation.
+        await conn.execute("SET enable_seqscan = off")
+        rows = await conn.fetch(
+            "EXPLAIN SELECT id, record FROM task_records WHERE id = ANY($1::text[]) "
+            "AND user_id = $2",
+            [t.id for t in tasks],
+            alice.user_id,
+        )
+        assert "task_records_pkey" in "\n".join(row[0] for row in rows)
+    finally:
+        await conn.close()
+    found = await pg_store.get_task_records(alice.user_id, [t.id for t in tasks])
+    assert sorted(found) == sorted(t.id for t in tasks)

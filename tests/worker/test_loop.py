@@ -405,6 +405,27 @@ async def test_a_burst_of_new_tasks_costs_a_bounded_number_of_claims(
     assert {(await stored(store, t)).task.job_id is not None for t in tasks} == {True}
 
 
+async def test_finishing_tasks_with_nothing_else_due_runs_no_claims(
+    store: CountingStore, clock: Clock
+) -> None:
+    provider = ScriptedProvider([Submission(f"job-{i}") for i in range(20)])
+    w = worker(store, provider, clock, idle_poll_seconds=30.0)  # concurrency 64: never full
+    for _ in range(20):
+        await add_task(store, clock)  # their next checks, after submission, are far ahead
+    running = asyncio.create_task(w.run())
+    for _ in range(1000):  # at most 10 s
+        if provider.calls.count("submit") == 20 and not w.in_flight:
+            break
+        await asyncio.sleep(0.01)
+    for _ in range(10):  # room for any claim that a finished job would have set off
+        await asyncio.sleep(0.01)
+    await w.stop()
+    await running
+    # One claim took all 20 (fewer than the free slots: nothing more was due); the 20 jobs
+    # ending freed slots, which is no news then, so they set off no claim each.
+    assert store.claims == 1, store.claims
+
+
 # -- lease renewal (issue 10 #1) -----------------------------------------------------------------
 
 

@@ -212,8 +212,8 @@ def _whole(name: str, value: float | None, low: int, high: int, default: int) ->
     return int(value)
 
 
-def _retry_hint(record: bytes | None) -> list[tuple[bytes, bytes]]:
+def _retry_hint(record: bytes | None) -> tuple[tuple[bytes, bytes], ...]:
     """Unfinished tasks carry a hint of when to ask again."""
     if record is None or is_finished(record):
-        return []
-    return [RETRY_HINT]
+        return ()
+    return (RETRY_HINT,)
