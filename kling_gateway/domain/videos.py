@@ -9,9 +9,8 @@ from urllib.parse import urlsplit
 import msgspec
 
 from kling_gateway.domain import references as refs
-from kling_gateway.domain.outcomes import ProviderError
 from kling_gateway.domain.params import ImageReference, VideoParams, VideoReference
-from kling_gateway.domain.task import Task, is_blank
+from kling_gateway.domain.task import Task, is_blank, params_as
 from kling_gateway.protocol.enums import (
     ACTIONS,
     ASPECT_RATIOS,
@@ -95,13 +94,9 @@ def params_from_stored(raw: dict[str, Any]) -> VideoParams | None:
 
 
 def params_of(task: Task) -> VideoParams:
-    """``task.params``, or the provider failure of a task without a valid request."""
-    if task.params is None:
-        raise ProviderError(
-            "the stored request is invalid: it does not pass the request validation",
-            code="invalid_request",
-        )
-    return task.params
+    """``task.params`` of a video task, or the provider failure of a task without a valid
+    video request."""
+    return params_as(task, VideoParams)
 
 
 def _action(action: str | None) -> str:
