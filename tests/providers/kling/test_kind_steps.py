@@ -113,8 +113,8 @@ async def test_the_fake_refuses_an_expired_session(
         "/v1/videos/identify-face", {"video_url": "https://x.example/v.mp4"}
     )
     clip = base64.b64encode(make_wav(3.0)).decode()
-    body = {"session_id": data["session_id"],
-            "face_choose": [{"face_id": data["face_data"][0]["face_id"], "sound_file": clip}]}  # fmt: skip
+    face = {"face_id": data["face_data"][0]["face_id"], "sound_file": clip}
+    body = {"session_id": data["session_id"], "face_choose": [face]}
     clock.now += DAY + 1
     with pytest.raises(ProviderError) as caught:
         await provider.client.create("advanced-lip-sync", body)
