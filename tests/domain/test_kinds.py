@@ -34,6 +34,8 @@ LIP_OK = {"mode": "audio2video", "video_url": VID, "audio_url": AUD}
 TEXT_OK = {"mode": "text2video", "video_id": "vid-1", "text": "hello there", "voice_id": "v1"}
 PHOTO_OK = {"image_url": IMG, "audio_url": AUD}
 WAV64 = base64.b64encode(make_wav(2.0)).decode()
+GIF64 = base64.b64encode(b"GIF89a...").decode()
+HUGE64 = base64.b64encode(b"RIFF" + b"\0" * 5 * 1024 * 1024).decode()
 
 
 def run(kind: TaskKind, body: dict[str, Any]) -> Any:
@@ -110,18 +112,8 @@ def test_lip_sync_file_is_decoded_and_sniffed() -> None:
         ({**LIP_OK, "audio_type": "file"}, "audio_url"),
         ({**LIP_OK, "audio_url": None, "audio_type": "file"}, "audio_file"),
         ({**LIP_OK, "audio_url": None, "audio_file": "!!!"}, "audio_file"),
-        (
-            {**LIP_OK, "audio_url": None, "audio_file": base64.b64encode(b"GIF89a...").decode()},
-            "audio_file",
-        ),  # fmt: skip
-        (
-            {
-                **LIP_OK,
-                "audio_url": None,
-                "audio_file": base64.b64encode(b"RIFF" + b"\0" * 5 * 1024 * 1024).decode(),
-            },
-            "audio_file",
-        ),  # fmt: skip
+        ({**LIP_OK, "audio_url": None, "audio_file": GIF64}, "audio_file"),
+        ({**LIP_OK, "audio_url": None, "audio_file": HUGE64}, "audio_file"),
         ({**LIP_OK, "text": "hi"}, "text"),
         ({**TEXT_OK, "text": None}, "text"),
         ({**TEXT_OK, "text": "x" * 121}, "text"),
