@@ -44,7 +44,7 @@ def lip_sync_video(path: Path, source: Path, samples: Samples) -> RenderedVideo:
     if width < 2 or height < 2:
         raise RenderError(f"source video {source.name} is too small: {info.width}x{info.height}")
     frames = mouthed(decode_frames(source), envelope, width, height)
-    return write_video(path, width, height, rate, frames, iter([_trimmed(samples, count, rate)]))
+    return write_video(path, width, height, rate, frames, iter([audio_under(samples, count, rate)]))
 
 
 def frames_for(audio_seconds: float, rate: Fraction, available: int) -> int:
@@ -61,7 +61,7 @@ def mouthed(
         yield draw_mouth(pixels[:height, :width], float(loudness))
 
 
-def _trimmed(samples: Samples, count: int, rate: Fraction) -> Samples:
+def audio_under(samples: Samples, count: int, rate: Fraction) -> Samples:
     """The audio under ``count`` frames, padded with silence if it is shorter."""
     total = round(count / rate * SAMPLE_RATE)
     if len(samples) >= total:
