@@ -41,6 +41,7 @@ class VideoResult:
     video_id: str
     video_url: str
     duration: str
+    source_video_url: str | None = None
 
 
 @dataclass(slots=True)

@@ -9,8 +9,6 @@ an ``AudioError``, a RenderError whose message is the failed task's reason.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
 
 import av
@@ -18,12 +16,13 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
+from kling_gateway.domain.audio_input import decode_audio_file
 from kling_gateway.domain.outcomes import ProviderError
 from kling_gateway.infra.fetch import FetchError, fetch_bytes
+from kling_gateway.protocol.errors import BadRequest
 from kling_gateway.providers.local.audio import SAMPLE_RATE, Samples
 from kling_gateway.providers.local.render import RenderError
 
-MAX_AUDIO_FILE_BYTES = 5 * 1024 * 1024  # docs/contract.md §7
 # Below this RMS a frame is silence, whatever the clip's loud level (dithering, hiss).
 _SILENCE_RMS = 1e-3
 # The loud level the envelope is normalised by: a high percentile, so one click does not
@@ -38,24 +37,12 @@ class AudioError(RenderError):
 
 
 def audio_from_base64(text: str) -> bytes:
-    """The bytes of a base64 ``audio_file`` (a ``data:...;base64,`` prefix is allowed)."""
-    payload = text.split(",", 1)[1] if text.startswith("data:") and "," in text else text
-    # The decoded size is known before decoding: refuse a huge payload without allocating it.
-    if len(payload) * 3 // 4 > MAX_AUDIO_FILE_BYTES + 3:
-        raise AudioError(_too_big())
+    """The bytes of a base64 ``audio_file`` (a ``data:...;base64,`` prefix allowed), by the
+    request's own rules (``domain.audio_input``): a stored request passed them already."""
     try:
-        data = base64.b64decode("".join(payload.split()), validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise AudioError(f"`audio_file` is not valid base64: {exc}") from exc
-    if len(data) > MAX_AUDIO_FILE_BYTES:
-        raise AudioError(_too_big())
-    if not data:
-        raise AudioError("`audio_file` is empty")
-    return data
-
-
-def _too_big() -> str:
-    return f"`audio_file` is larger than {MAX_AUDIO_FILE_BYTES // (1024 * 1024)} MB"
+        return decode_audio_file(text)[1]
+    except BadRequest as exc:
+        raise AudioError(exc.message) from exc
 
 
 def decode_audio(data: bytes, *, max_seconds: float | None = None) -> Samples:

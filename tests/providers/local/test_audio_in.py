@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kling_gateway.protocol.enums import MAX_AUDIO_FILE_BYTES
 from kling_gateway.providers.local.audio import SAMPLE_RATE
 from kling_gateway.providers.local.audio_in import (
-    MAX_AUDIO_FILE_BYTES,
     AudioError,
     audio_from_base64,
     decode_audio,
@@ -69,6 +69,7 @@ def test_base64_audio_file_round_trips_and_accepts_a_data_url() -> None:
     ("text", "reason"),
     [
         ("%%% not base64 %%%", "not valid base64"),
+        (base64.b64encode(b"plain text, not audio").decode(), "must be mp3, wav, m4a"),
         ("", "empty"),
         ("A" * (MAX_AUDIO_FILE_BYTES * 4 // 3 + 16), "larger than 5 MB"),
     ],
@@ -79,10 +80,11 @@ def test_bad_base64_audio_files_are_refused(text: str, reason: str) -> None:
 
 
 def test_exactly_five_megabytes_is_allowed() -> None:
-    text = base64.b64encode(b"\x00" * MAX_AUDIO_FILE_BYTES).decode()
-    assert len(audio_from_base64(text)) == MAX_AUDIO_FILE_BYTES
+    wav = encode_audio(silence_then_tone(0.1), "wav")
+    padded = wav + b"\x00" * (MAX_AUDIO_FILE_BYTES - len(wav))
+    assert len(audio_from_base64(base64.b64encode(padded).decode())) == MAX_AUDIO_FILE_BYTES
     with pytest.raises(AudioError, match="larger"):
-        audio_from_base64(base64.b64encode(b"\x00" * (MAX_AUDIO_FILE_BYTES + 1)).decode())
+        audio_from_base64(base64.b64encode(padded + b"\x00").decode())
 
 
 def test_envelope_follows_loudness_one_value_per_frame() -> None:
