@@ -215,8 +215,9 @@ def _status(
         video = status.video
         task.state = TaskState.SUCCEED
         task.response = success_response(
-            task.id, video_id=video.video_id, video_url=video.video_url, duration=video.duration
-        )
+            task.id, video_id=video.video_id, video_url=video.video_url, duration=video.duration,
+            source_video_url=video.source_video_url,
+        )  # fmt: skip
         task.finished_at = now
         return Change(task, None, schedule.attempts, changed=True)
     if status.state is TaskState.FAILED or status.state is TaskState.SUCCEED:
