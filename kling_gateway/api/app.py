@@ -28,9 +28,10 @@ from kling_gateway.api.auth import Authenticator
 from kling_gateway.api.context import ApiSettings, AppContext
 from kling_gateway.api.pages import build_pages
 from kling_gateway.api.routes.tasks import TasksEndpoint
-from kling_gateway.api.routes.videos import VideosEndpoint
+from kling_gateway.api.routes.videos import CreateEndpoint
 from kling_gateway.api.waiting import ClientGone, shutting_down
 from kling_gateway.domain.ids import new_trace_id
+from kling_gateway.domain.kinds import KINDS
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.notify import LocalTaskEvents, TaskEvents
 from kling_gateway.infra.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
@@ -133,8 +134,9 @@ def create_app(
             stack.callback(ctx.waiters.close)
             yield
 
-    tasks, videos = TasksEndpoint(ctx), VideosEndpoint(ctx)
-    handlers: dict[str, Handler] = {"/kling/tasks": tasks, "/kling/videos": videos}
+    handlers: dict[str, Handler] = {"/kling/tasks": TasksEndpoint(ctx)}
+    for kind in KINDS:
+        handlers[kind.path] = CreateEndpoint(ctx, kind)
     return GatewayApp(ctx, handlers, build_pages(ctx, lifespan))
 
 

@@ -62,10 +62,13 @@ class AppContext:
     files: VideoFiles
     waiters: Waiters = field(default_factory=Waiters)
 
-    async def admit(self, scope: Scope, receive: Receive, api: str) -> tuple[Principal, bytes]:
-        """Authenticate, count against the rate limit, then read the capped body."""
+    async def admit(
+        self, scope: Scope, receive: Receive, api: str, *, max_body: int | None = None
+    ) -> tuple[Principal, bytes]:
+        """Authenticate, count against the rate limit, then read the body, capped at
+        ``max_body`` (default: the server's ``max_body_bytes``)."""
         principal = await self.authorize(scope, api)
-        body = await read_body(receive, self.settings.max_body_bytes)
+        body = await read_body(receive, max_body or self.settings.max_body_bytes)
         return principal, body
 
     async def authorize(self, scope: Scope, api: str) -> Principal:
