@@ -1,5 +1,5 @@
-"""The `kling-gateway` command: serve | worker | migrate | tokens | accounts | tasks | videos |
-callbacks."""
+"""The `kling-gateway` command: serve | worker | migrate | tokens | apps | usage | accounts |
+tasks | videos | callbacks."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kling_gateway.cli import accounts
 
     accounts.add_accounts_commands(commands)
+    from kling_gateway.cli import apps
+
+    apps.add_apps_commands(commands)
     from kling_gateway.cli import assets
 
     assets.add_assets_command(commands)
@@ -64,7 +67,7 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = commands.add_parser("worker", help="run only the worker")
-    add_settings_arguments(worker, ("store", "worker", "kling", "callbacks", "server"))
+    add_settings_arguments(worker, ("store", "worker", "kling", "callbacks", "server", "billing"))
     worker.set_defaults(handler=_worker)
 
 
@@ -87,7 +90,8 @@ def _add_tokens(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     revoke = actions.add_parser("revoke", help="revoke a token by its id or its prefix")
     revoke.add_argument("token", metavar="ID_OR_PREFIX")
     revoke.set_defaults(handler=_tokens_revoke)
-    for sub in (create, listing, revoke):
+    add_settings_arguments(create, ("store", "billing"))
+    for sub in (listing, revoke):
         add_settings_arguments(sub, STORE_GROUPS)
 
 
@@ -123,10 +127,17 @@ def _tokens_create(args: argparse.Namespace) -> int:
         apis = parse_apis(args.apis)
     except ValueError as exc:
         raise SettingsError(f"--apis: {exc}") from exc
+    settings = _settings(args)
     issued = asyncio.run(
         with_store(
-            _settings(args),
-            lambda s: issue_token(s, args.user, apis=apis, expires_in_days=args.expires_in),
+            settings,
+            lambda s: issue_token(
+                s,
+                args.user,
+                apis=apis,
+                expires_in_days=args.expires_in,
+                default_credits=settings.default_credits_value,
+            ),
         )
     )
     print(issued.token)
