@@ -5,6 +5,7 @@ Idempotency-Key, quota, rate limits, ownership, the record's type, long-poll and
 from __future__ import annotations
 
 import base64
+import time
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,9 @@ async def create(gateway: AppHarness, path: str, user: str = "alice", **extra: A
     response = await gateway.create(path, {**BODIES[path], "async": True, **extra}, user,
                                     headers=headers)  # fmt: skip
     assert response.status_code == 200, response.text
-    assert set(response.json()) == {"task_id", "trace_id"}
+    # every kind is priced (docs/billing.md): the answer carries its usage
+    assert set(response.json()) == {"task_id", "trace_id", "usage"}
+    assert response.json()["usage"]["credits"] > 0
     task_id: str = response.json()["task_id"]
     return task_id
 
@@ -87,7 +90,9 @@ async def test_idempotency_key_is_per_request_and_kind(gateway: AppHarness) -> N
 
 async def test_quota_and_grants_apply(gateway: AppHarness) -> None:
     await gateway.add_user("trial")
-    await gateway.store.set_application("trial", quota=1)
+    priced = await gateway.create("/kling/lip-sync", {**BODIES["/kling/lip-sync"], "async": True})
+    price = priced.json()["usage"]["credits"]  # what one costs (alice is unmetered)
+    await gateway.store.grant_credits("trial", price, time.time())  # enough for one
     await create(gateway, "/kling/lip-sync", "trial")
     spent = await gateway.create("/kling/talking-photo", BODIES["/kling/talking-photo"], "trial")
     assert spent.status_code == 403 and spent.json()["error"]["code"] == "used_up"
