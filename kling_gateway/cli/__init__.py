@@ -1,11 +1,10 @@
 """The `kling-gateway` command: serve | worker | migrate | tokens | accounts | tasks | videos |
-callbacks."""
+callbacks | status."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -50,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kling_gateway.cli.prune import add_prune_command
 
     add_prune_command(commands)
+    from kling_gateway.cli.status import add_status_command
+
+    add_status_command(commands)
     from kling_gateway.cli import client
 
     client.add_client_commands(commands)
@@ -164,15 +166,12 @@ def _tokens_revoke(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Before the settings are read (their errors are logged too): the flag, else its twin.
     level = getattr(args, "log_level", None) or os.environ.get("KLING_GATEWAY_LOG_LEVEL")
-    logging.basicConfig(
-        level=(level or "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # httpx logs every request at INFO: one line per callback or upstream call is noise.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    from kling_gateway.runtime.log_fold import install
+    fmt = getattr(args, "log_format", None) or os.environ.get("KLING_GATEWAY_LOG_FORMAT")
+    from kling_gateway.runtime.log_format import configure_logging
 
-    install()  # an outage logs each failure once per interval, with a count
+    configure_logging(level or "info", fmt or "text")
     handler: Command = args.handler
     try:
         return handler(args)

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # Importing any of these fails in an SDK-only install (see pyproject.toml's `server` extra).
 SERVER_MODULES = frozenset(
     {"starlette", "uvicorn", "av", "numpy", "PIL", "asyncpg", "redis", "obstore"}
+    | {"prometheus_client"}
 )
 SERVER_EXTRA = "pip install 'kling-gateway[server]'"
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from kling_gateway.domain.accounts import Account, AccountState
 from kling_gateway.domain.task import Task
 from kling_gateway.storage.health import StoreHealth
+from kling_gateway.storage.stats import StoreStats
 
 
 class StoreError(Exception):
@@ -339,6 +340,10 @@ class Store(AccountRepo, TaskRepo, OutboxRepo, SecretRepo, AssetRepo, RetentionR
     async def close(self) -> None: ...
     async def health(self) -> StoreHealth:
         """Whether the store can take writes now (readiness); never raises."""
+        ...
+
+    async def stats(self, now: float) -> StoreStats:
+        """Unfinished tasks, the queue, leases, account slots (``/metrics``, ``status``)."""
         ...
 
     async def migrate(self) -> list[str]:

@@ -54,6 +54,7 @@ from kling_gateway.storage.rows import (
     task_update_values,
     task_values,
 )
+from kling_gateway.storage.stats import StatsFlows
 from kling_gateway.storage.upstream import UpstreamFlows
 
 T = TypeVar("T")
@@ -115,7 +116,7 @@ _INSERT_CALLBACK = (
 _SECRET_CURRENT = "SELECT secret FROM webhook_secrets WHERE user_id = ? AND retired_at IS NULL"
 
 
-class SQLStore(UpstreamFlows):
+class SQLStore(UpstreamFlows, StatsFlows):
     """``Store`` over SQL; a backend sets ``dialect`` and implements the four runners."""
 
     dialect: Dialect

@@ -40,6 +40,7 @@ from kling_gateway.storage.rows import (
     callback_view,
     is_final_event,
 )
+from kling_gateway.storage.stats import OldestWaiting, StoreStats
 from kling_gateway.storage.upstream import choose, queue_moves, waiting_of
 
 
@@ -125,6 +126,26 @@ class MemoryStore:
 
     async def migrate(self) -> list[str]:
         return []  # nothing to migrate: the layout is this module's dataclasses
+
+    async def stats(self, now: float) -> StoreStats:
+        live = [r for r in self._s.tasks.values() if r.next_check_at is not None]
+        waiting = sorted(
+            (r for r in live if r.account is None and r.task.job_id is None),
+            key=lambda r: r.task.created_at,
+        )
+        pending = [d for d, _ in self._s.callbacks.values() if d.next_attempt_at is not None]
+        leased = (r.lease_owner for r in live if r.lease_owner and (r.next_check_at or 0) > now)
+        return StoreStats(
+            tasks=dict(Counter((r.task.type, r.task.state.value) for r in live)),
+            queue_depth=len(waiting),
+            oldest_waiting=(
+                OldestWaiting(waiting[0].task.id, waiting[0].task.created_at) if waiting else None
+            ),
+            in_flight_by_worker=dict(Counter(leased)),
+            accounts=tuple(row.account for row in await self.list_upstream_accounts()),
+            callbacks_pending=len(pending),
+            callbacks_retrying=sum(1 for d in pending if d.attempts > 0),
+        )
 
     # -- accounts
     async def ensure_account(self, user_name: str, now: float) -> tuple[str, str]:
