@@ -7,7 +7,9 @@ import argparse
 import asyncio
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from kling_gateway import __version__
 from kling_gateway.cli.tables import format_table
@@ -139,21 +141,42 @@ def _tokens_list(args: argparse.Namespace) -> int:
     from kling_gateway.runtime.serve import with_store
 
     rows = asyncio.run(with_store(_settings(args), lambda s: s.list_credentials()))
+    now = time.time()
     lines = [
-        (row.id, row.user_name, row.token_prefix, ",".join(row.apis), _token_status(row))
+        (
+            row.id,
+            row.user_name,
+            row.token_prefix,
+            ",".join(row.apis),
+            _when(row.created_at),
+            _expires(row, now),
+            _when(row.last_used_at) if row.last_used_at else "never",
+            _token_status(row, now),
+        )
         for row in rows
     ]
-    print(format_table(("ID", "USER", "PREFIX", "APIS", "STATUS"), lines))
+    header = ("ID", "USER", "PREFIX", "APIS", "CREATED", "EXPIRES", "LAST USED", "STATUS")
+    print(format_table(header, lines))
     return 0
 
 
-def _token_status(row: CredentialInfo) -> str:
-    return "revoked" if row.revoked_at else ("expires" if row.expires_at else "active")
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _expires(row: CredentialInfo, now: float) -> str:
+    if row.expires_at is None:
+        return "never"
+    return "expired" if row.expires_at <= now else _when(row.expires_at)
+
+
+def _token_status(row: CredentialInfo, now: float) -> str:
+    if row.revoked_at:
+        return "revoked"
+    return "expired" if row.expires_at is not None and row.expires_at <= now else "active"
 
 
 def _tokens_revoke(args: argparse.Namespace) -> int:
-    import time
-
     from kling_gateway.runtime.serve import with_store
 
     count = asyncio.run(

@@ -38,6 +38,7 @@ from kling_gateway.storage.rows import (
     IDEMPOTENCY_WINDOW,
     apply_outcome,
     callback_view,
+    is_failing,
     is_final_event,
 )
 from kling_gateway.storage.stats import OldestWaiting, StoreStats
@@ -208,6 +209,12 @@ class MemoryStore:
 
     async def list_credentials(self) -> list[CredentialInfo]:
         return sorted((c.info for c in self._s.credentials.values()), key=lambda i: i.created_at)
+
+    async def touch_credentials(self, used: dict[str, float]) -> None:
+        for credential_id, at in used.items():
+            cred = self._s.credentials.get(credential_id)
+            if cred is not None and (cred.info.last_used_at or 0.0) < at:
+                cred.info = replace(cred.info, last_used_at=at)
 
     async def revoke_credential(self, id_or_prefix: str, now: float) -> int:
         hits = [
@@ -575,8 +582,7 @@ class MemoryStore:
         found = [
             copy.deepcopy(d)
             for d, _ in self._s.callbacks.values()
-            if (task_id is None or d.task_id == task_id)
-            and (not failed_only or d.state == "failed")
+            if (task_id is None or d.task_id == task_id) and (not failed_only or is_failing(d))
         ]
         found.sort(key=lambda d: d.created_at, reverse=True)
         return found[:limit]
