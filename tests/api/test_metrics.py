@@ -8,6 +8,8 @@ import time
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from kling_gateway.storage.sqlite import SQLiteStore
+from tests.api.test_failures import PROMPT, fill_up
 from tests.api.test_videos import TEXT2VIDEO, wait_finished
 from tests.harness import AppHarness, make_task
 from tests.seaweed import free_port
@@ -122,3 +124,15 @@ async def test_a_404_is_one_route_label_whatever_the_path(gateway: AppHarness) -
     assert (
         delta(before, after, "kling_gateway_http_requests_total", route="other", status="404") == 3
     )
+
+
+async def test_a_full_store_is_counted_as_a_storage_error(gateway: AppHarness) -> None:
+    assert isinstance(gateway.store, SQLiteStore)
+    before = await scrape(gateway)
+    await fill_up(gateway.store)
+    big = {**PROMPT, "prompt": "x" * 2500, "padding": "y" * 200_000}
+    assert (await gateway.videos(big)).status_code == 507
+    after = await scrape(gateway)
+    assert delta(before, after, "kling_gateway_storage_errors_total", where="api", kind="full") == 1
+    full = {"route": "/kling/videos", "status": "507"}
+    assert delta(before, after, "kling_gateway_http_requests_total", **full) == 1
