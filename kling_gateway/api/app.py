@@ -36,6 +36,7 @@ from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.metrics import process_exiting
 from kling_gateway.infra.notify import LocalTaskEvents, TaskEvents
 from kling_gateway.infra.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
+from kling_gateway.infra.request_metrics import flushing
 from kling_gateway.protocol.errors import ApiError, InternalError
 from kling_gateway.storage.base import Store
 
@@ -128,6 +129,7 @@ def create_app(
         # reverse order at shutdown.
         async with AsyncExitStack() as stack:
             stack.callback(process_exiting)  # last: this process's live gauges leave the sums
+            await stack.enter_async_context(flushing())  # request metrics, in batches
             await store.open()
             stack.push_async_callback(store.close)
             stack.push_async_callback(ctx.limiter.aclose)

@@ -21,6 +21,7 @@ from kling_gateway.api.context import AppContext
 from kling_gateway.infra.metrics import CONTENT_TYPE, exposition
 from kling_gateway.infra.metrics_store import stats_exposition
 from kling_gateway.infra.objects import ObjectStoreError
+from kling_gateway.infra.request_metrics import flush_requests
 from kling_gateway.storage.stats import StoreStats
 
 # One probe of /readyz may take this long before it counts as failed.
@@ -79,6 +80,7 @@ def observe_routes(ctx: AppContext) -> list[BaseRoute]:
                 stats = await ctx.store.stats(now)
         except Exception:  # noqa: BLE001 - a scrape during an outage still answers (store_up 0)
             stats = None
+        flush_requests()  # this process's requests up to now
         return Response(exposition() + stats_exposition(stats, now), media_type=CONTENT_TYPE)
 
     return [Route("/readyz", readyz), Route("/metrics", metrics)]

@@ -8,14 +8,13 @@ process writes its values there and a scrape of any of them sums all (``expositi
 
 Every metric has labels: their children (and so their values, which in multi-process mode are
 files) are made on first use, after the runtime chose the mode, never at import. The hot
-paths bind their children once (``RouteMetrics``): a request costs two counter increments and
-a histogram observation, no label lookup.
+paths count in plain Python and add their counts to these metrics in batches
+(``infra.request_metrics``).
 """
 
 from __future__ import annotations
 
 import os
-import time
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -26,7 +25,7 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _NS = "kling_gateway"
 # Request latencies: the hot paths answer in a millisecond or two; blocking calls wait minutes.
-_LATENCY = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600)
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 60, 600)
 # Queue waits and upstream calls: seconds to hours.
 _WAIT = (0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200)
 
@@ -44,7 +43,7 @@ HTTP_DURATION = Histogram(
     "Time to answer an HTTP request, by route",
     ("route",),
     namespace=_NS,
-    buckets=_LATENCY,
+    buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
 TASKS_CREATED = Counter(
@@ -90,7 +89,7 @@ UPSTREAM_DURATION = Histogram(
     "Time of one call to the Kling API, by call",
     ("call",),
     namespace=_NS,
-    buckets=_LATENCY,
+    buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
 ACCOUNT_SIGNALS = Counter(
@@ -116,24 +115,6 @@ STORAGE_ERRORS = Counter(
     namespace=_NS,
     registry=REGISTRY,
 )
-
-
-class RouteMetrics:
-    """The request metrics of one route, children bound once: ``observe`` is the hot path."""
-
-    __slots__ = ("_by_status", "_duration", "_route")
-
-    def __init__(self, route: str) -> None:
-        self._route = route
-        self._duration = HTTP_DURATION.labels(route)
-        self._by_status: dict[int, Counter] = {}
-
-    def observe(self, status: int, started: float) -> None:
-        self._duration.observe(time.perf_counter() - started)
-        count = self._by_status.get(status)
-        if count is None:  # a status first seen on this route: bound once
-            count = self._by_status[status] = HTTP_REQUESTS.labels(self._route, str(status))
-        count.inc()
 
 
 _CREATED: dict[str, Counter] = {}
