@@ -15,7 +15,7 @@ from typing import cast
 from starlette.applications import Starlette
 
 from kling_gateway.api.asgi import (
-    Message,
+    ASGIApp,
     Receive,
     Reply,
     Scope,
@@ -26,15 +26,18 @@ from kling_gateway.api.asgi import (
 )
 from kling_gateway.api.auth import Authenticator
 from kling_gateway.api.context import ApiSettings, AppContext
+from kling_gateway.api.instrument import CLIENT_GONE, Observed, with_cors
+from kling_gateway.api.observe import Probe
 from kling_gateway.api.pages import build_pages
 from kling_gateway.api.routes.tasks import TasksEndpoint
 from kling_gateway.api.routes.videos import CreateEndpoint
 from kling_gateway.api.waiting import ClientGone, shutting_down
-from kling_gateway.domain.ids import new_trace_id
 from kling_gateway.domain.kinds import KINDS
 from kling_gateway.infra.files import VideoFiles
+from kling_gateway.infra.metrics import process_exiting
 from kling_gateway.infra.notify import LocalTaskEvents, TaskEvents
 from kling_gateway.infra.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
+from kling_gateway.infra.request_metrics import flushing
 from kling_gateway.protocol.errors import ApiError, InternalError
 from kling_gateway.storage.base import Store
 
@@ -45,12 +48,14 @@ Service = Callable[[AppContext], Awaitable[Callable[[], Awaitable[None]]]]
 
 
 class GatewayApp:
-    """Routes the API hot paths directly and hands the rest to Starlette."""
+    """Routes the API hot paths directly and hands the rest to Starlette; measures both."""
 
     def __init__(self, ctx: AppContext, handlers: dict[str, Handler], pages: Starlette) -> None:
         self.ctx = ctx
         self._handlers = handlers
         self._pages = pages
+        self._observed = Observed(access_log=ctx.settings.access_log, hot_routes=handlers)
+        self._entry: ASGIApp = with_cors(self._dispatch, ctx.settings.cors_origins)
 
     def lifespan(self) -> AbstractAsyncContextManager[None]:
         """Startup and shutdown outside an ASGI server (embedding, tests)."""
@@ -59,43 +64,41 @@ class GatewayApp:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._entry(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            handler = self._handlers.get(scope["path"].rstrip("/"))
+            path = scope["path"].rstrip("/")
+            handler = self._handlers.get(path)
             if handler is not None and scope["method"] == "POST":
-                await self._serve(handler, scope, receive, send)
+                await self._serve(handler, path, scope, receive, send)
                 return
-            await self._pages(scope, receive, _with_trace_id(scope, send))
+            await self._observed.page(self._pages, scope, receive, send)
             return
         await self._pages(scope, receive, send)
 
-    async def _serve(self, handler: Handler, scope: Scope, receive: Receive, send: Send) -> None:
-        trace_id = new_trace_id()
+    async def _serve(
+        self, handler: Handler, path: str, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        served = self._observed.start(path)
+        trace_id = served.trace_id
         try:
-            reply = await handler(scope, receive, trace_id)
-        except ClientGone:
-            return  # nobody to answer; the server closes the connection
-        except ApiError as exc:
-            reply = error_reply(exc, trace_id)
-        except Exception as exc:  # noqa: BLE001 - the one translation to 500/503, logged there
-            error = unexpected_error(exc, trace_id, scope["path"])
-            if self.ctx.waiters.closing and isinstance(error, InternalError):
-                error = shutting_down()  # a store closing under a request: retry elsewhere
-            reply = error_reply(error, trace_id)
-        await send_reply(send, reply, trace_id)
-
-
-def _with_trace_id(scope: Scope, send: Send) -> Send:
-    trace_id = new_trace_id()
-    scope.setdefault("state", {})["trace_id"] = trace_id
-
-    async def send_with_trace_id(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = list(message.get("headers", []))
-            headers.append((b"x-trace-id", trace_id.encode()))
-            message["headers"] = headers
-        await send(message)
-
-    return send_with_trace_id
+            try:
+                reply = await handler(scope, receive, trace_id)
+            except ClientGone:
+                served.status = CLIENT_GONE
+                return  # nobody to answer; the server closes the connection
+            except ApiError as exc:
+                reply = error_reply(exc, trace_id)
+            except Exception as exc:  # noqa: BLE001 - the one translation to 500/503, logged there
+                error = unexpected_error(exc, trace_id, scope["path"])
+                if self.ctx.waiters.closing and isinstance(error, InternalError):
+                    error = shutting_down()  # a store closing under a request: retry elsewhere
+                reply = error_reply(error, trace_id)
+            served.status = reply.status
+            await send_reply(send, reply, trace_id)
+        finally:
+            self._observed.end(served)
 
 
 def create_app(
@@ -106,9 +109,11 @@ def create_app(
     limiter: RateLimiter | None = None,
     services: list[Service] | None = None,
     files: VideoFiles | None = None,
+    probes: tuple[Probe, ...] = (),
 ) -> GatewayApp:
     """The gateway over ``store``. Its lifespan opens the store, starts ``services`` (the
-    worker, when it runs in this process) and stops them again in reverse order."""
+    worker, when it runs in this process) and stops them again in reverse order. ``probes``:
+    what /readyz checks beside the store and the object storage."""
     ctx = AppContext(
         settings=settings,
         store=store,
@@ -116,6 +121,7 @@ def create_app(
         limiter=limiter or _default_limiter(settings),
         events=events or LocalTaskEvents(),
         files=files or VideoFiles(settings.videos_dir, settings.resolved_files_url),
+        probes=probes,
     )
 
     @asynccontextmanager
@@ -123,6 +129,8 @@ def create_app(
         # Each part is closed again if a later one fails to start (nothing leaks), and all in
         # reverse order at shutdown.
         async with AsyncExitStack() as stack:
+            stack.callback(process_exiting)  # last: this process's live gauges leave the sums
+            await stack.enter_async_context(flushing())  # request metrics, in batches
             await store.open()
             stack.push_async_callback(store.close)
             stack.push_async_callback(ctx.limiter.aclose)

@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from kling_gateway.infra.metrics import STORAGE_ERRORS
 from kling_gateway.protocol.errors import (
     ApiError,
     BadRequest,
@@ -103,9 +104,11 @@ def unexpected_error(exc: Exception, trace_id: str, path: str) -> ApiError:
     503 when the store is out of reach (worth a retry, with Retry-After), 400 for a body
     nested too deeply to decode, else 500."""
     if is_storage_full(exc):
+        STORAGE_ERRORS.labels("api", "full").inc()
         log.error("storage full, path=%s: %s", path, _one_line(exc))
         return StorageFull()
     if is_unavailable(exc) or _is_unavailable_typed(exc):
+        STORAGE_ERRORS.labels("api", "unavailable").inc()
         log.error("store unavailable, path=%s: %s", path, _one_line(exc))
         return ServiceUnavailable("the task store is unavailable; retry shortly")
     if isinstance(exc, RecursionError):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 
 from kling_gateway.protocol.errors import Disabled, InvalidToken, TokenExpired, TokenMismatched
@@ -9,15 +11,25 @@ from kling_gateway.storage.base import Principal, Store
 from kling_gateway.storage.tokens import hash_token
 
 _CACHE_LIMIT = 10_000
+# A token's last use is written at most this often per process: never a write per request.
+TOUCH_SECONDS = 60.0
+
+log = logging.getLogger("kling_gateway.api")
 
 
 class Authenticator:
     """Turns an ``authorization`` header into a ``Principal`` allowed to call ``api``."""
 
-    def __init__(self, store: Store, cache_seconds: float) -> None:
+    def __init__(
+        self, store: Store, cache_seconds: float, touch_seconds: float = TOUCH_SECONDS
+    ) -> None:
         self._store = store
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[Principal, float]] = {}
+        self._touch_seconds = touch_seconds
+        self._touched: dict[str, float] = {}  # credential id -> the last use written
+        self._unwritten: dict[str, float] = {}
+        self._writer: asyncio.Task[None] | None = None
 
     async def authenticate(self, authorization: list[str], api: str) -> Principal:
         """``authorization``: every value of the header; more than one is refused, since
@@ -34,7 +46,30 @@ class Authenticator:
             raise Disabled()
         if api not in principal.apis:
             raise TokenMismatched(f"this token was not granted the {api} API")
+        self._used(principal.credential_id, now)
         return principal
+
+    def _used(self, credential_id: str, now: float) -> None:
+        """Note a use; written in the background, once per ``touch_seconds`` per token."""
+        last = self._touched.get(credential_id)
+        if last is not None and now - last < self._touch_seconds:
+            return
+        if len(self._touched) >= _CACHE_LIMIT:
+            self._touched.clear()
+        self._touched[credential_id] = self._unwritten[credential_id] = now
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_uses())
+
+    async def _write_uses(self) -> None:
+        try:
+            while self._unwritten:
+                used, self._unwritten = self._unwritten, {}
+                await self._store.touch_credentials(used)
+        except Exception as exc:  # noqa: BLE001 - a lost last-use time is not worth a failure
+            log.warning("recording when tokens were last used failed: %s", exc)
+            self._unwritten.clear()
+        finally:
+            self._writer = None
 
     async def _lookup(self, header: str | None) -> Principal | None:
         # Cached by the header as sent: a repeat request skips parsing and hashing alike.

@@ -4,17 +4,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from kling_gateway.api.asgi import Receive, Scope, headers, read_body
 from kling_gateway.api.auth import Authenticator
 from kling_gateway.api.waiting import Waiters
 from kling_gateway.domain.pricing import PriceTable
 from kling_gateway.infra.files import VideoFiles
+from kling_gateway.infra.log_context import note_user
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.infra.ratelimit import RateLimiter
 from kling_gateway.protocol.errors import TooManyRequests
 from kling_gateway.storage.base import Principal, Store
+
+if TYPE_CHECKING:
+    from kling_gateway.api.observe import Probe
 
 
 class ApiSettings(Protocol):
@@ -53,6 +57,10 @@ class ApiSettings(Protocol):
     def storage_presign(self) -> bool: ...
     @property
     def price_table(self) -> PriceTable: ...
+    @property
+    def access_log(self) -> bool: ...
+    @property
+    def cors_origins(self) -> str: ...
 
 
 @dataclass(slots=True)
@@ -64,6 +72,8 @@ class AppContext:
     events: TaskEvents
     files: VideoFiles
     waiters: Waiters = field(default_factory=Waiters)
+    # What /readyz checks beside the store and the object storage (Redis, when configured).
+    probes: tuple[Probe, ...] = ()
 
     async def admit(
         self, scope: Scope, receive: Receive, api: str, *, max_body: int | None = None
@@ -77,6 +87,7 @@ class AppContext:
     async def authorize(self, scope: Scope, api: str) -> Principal:
         """Authenticate and count against the rate limit (for requests without a body)."""
         principal = await self.auth.authenticate(headers(scope, b"authorization"), api)
+        note_user(principal.user_name)
         retry_after = await self.limiter.hit(principal.credential_id)
         if retry_after is not None:
             raise TooManyRequests(retry_after)

@@ -17,6 +17,7 @@ from starlette.routing import BaseRoute, Route
 from kling_gateway.api.asgi import error_body, unexpected_error
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.files import VideoFilesRoute
+from kling_gateway.api.observe import observe_routes
 from kling_gateway.api.routes.events import event_routes
 from kling_gateway.api.routes.kling_callbacks import kling_callback_routes
 from kling_gateway.protocol.errors import (
@@ -88,6 +89,7 @@ def build_pages(ctx: AppContext, lifespan: Lifespan) -> Starlette:
         ),
         *kling_callback_routes(ctx),
         *event_routes(ctx),
+        *observe_routes(ctx),
     ]
     handlers: dict[Any, Any] = {
         404: _not_found,

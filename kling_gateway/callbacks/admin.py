@@ -46,7 +46,8 @@ def delivery_row(delivery: CallbackDelivery) -> dict[str, Any]:
 async def list_deliveries(
     store: Store, task_id: str | None = None, failed_only: bool = False, limit: int = 100
 ) -> list[dict[str, Any]]:
-    """The newest deliveries first, optionally of one task and/or only the failed ones."""
+    """The newest deliveries first, optionally of one task and/or only those failing now
+    (retrying or given up)."""
     found = await store.list_callbacks(task_id=task_id, failed_only=failed_only, limit=limit)
     return [delivery_row(d) for d in found]
 

@@ -39,6 +39,7 @@ from kling_gateway.infra.egress import (  # noqa: F401 - GuardedBackend: re-expo
     UnsafeTarget,
     check_callback_url,
 )
+from kling_gateway.infra.metrics import CALLBACK_ATTEMPTS
 from kling_gateway.protocol.retry_after import parse_retry_after
 from kling_gateway.storage.base import CallbackDelivery, Store
 
@@ -211,9 +212,9 @@ class CallbackDeliverer:
             result = AttemptResult("stop", None, "the task was deleted; callback dropped")
         else:
             result = await self.attempt(delivery)
-        apply_result(delivery, result, self._clock(), self._schedule, self._rng)
-        if delivery.state == "failed":
-            log.warning("callback %s to %s failed: %s", delivery.id, delivery.url, result.error)
+        now = self._clock()
+        apply_result(delivery, result, now, self._schedule, self._rng)
+        _observe_attempt(delivery, result, now)
         await self._store.finish_callback_attempt(delivery, self._worker_id)
 
     async def attempt(self, delivery: CallbackDelivery) -> AttemptResult:
@@ -266,6 +267,26 @@ class CallbackDeliverer:
             if count == 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), idle)
+
+
+def _observe_attempt(delivery: CallbackDelivery, result: AttemptResult, now: float) -> None:
+    """Count the attempt by outcome; log every failed one (a retry too, with when)."""
+    extra = {"task_id": delivery.task_id}
+    if delivery.state == "delivered":
+        CALLBACK_ATTEMPTS.labels("delivered").inc()
+    elif delivery.state == "failed":
+        CALLBACK_ATTEMPTS.labels("failed").inc()
+        log.warning(
+            "callback %s to %s failed, attempt %d, giving up: %s",
+            delivery.id, delivery.url, delivery.attempts, delivery.last_error, extra=extra,
+        )  # fmt: skip
+    else:
+        CALLBACK_ATTEMPTS.labels("retrying").inc()
+        wait = (delivery.next_attempt_at or now) - now
+        log.warning(
+            "callback %s to %s failed, attempt %d, next in %.0f s: %s",
+            delivery.id, delivery.url, delivery.attempts, wait, result.error, extra=extra,
+        )  # fmt: skip
 
 
 def _describe(exc: BaseException) -> str:

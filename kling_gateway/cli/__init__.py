@@ -1,14 +1,15 @@
 """The `kling-gateway` command: serve | worker | migrate | tokens | apps | usage | accounts |
-tasks | videos | callbacks."""
+tasks | videos | callbacks | status."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 
 from kling_gateway import __version__
 from kling_gateway.cli.tables import format_table
@@ -53,6 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kling_gateway.cli.prune import add_prune_command
 
     add_prune_command(commands)
+    from kling_gateway.cli.status import add_status_command
+
+    add_status_command(commands)
     from kling_gateway.cli import client
 
     client.add_client_commands(commands)
@@ -148,21 +152,42 @@ def _tokens_list(args: argparse.Namespace) -> int:
     from kling_gateway.runtime.serve import with_store
 
     rows = asyncio.run(with_store(_settings(args), lambda s: s.list_credentials()))
+    now = time.time()
     lines = [
-        (row.id, row.user_name, row.token_prefix, ",".join(row.apis), _token_status(row))
+        (
+            row.id,
+            row.user_name,
+            row.token_prefix,
+            ",".join(row.apis),
+            _when(row.created_at),
+            _expires(row, now),
+            _when(row.last_used_at) if row.last_used_at else "never",
+            _token_status(row, now),
+        )
         for row in rows
     ]
-    print(format_table(("ID", "USER", "PREFIX", "APIS", "STATUS"), lines))
+    header = ("ID", "USER", "PREFIX", "APIS", "CREATED", "EXPIRES", "LAST USED", "STATUS")
+    print(format_table(header, lines))
     return 0
 
 
-def _token_status(row: CredentialInfo) -> str:
-    return "revoked" if row.revoked_at else ("expires" if row.expires_at else "active")
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _expires(row: CredentialInfo, now: float) -> str:
+    if row.expires_at is None:
+        return "never"
+    return "expired" if row.expires_at <= now else _when(row.expires_at)
+
+
+def _token_status(row: CredentialInfo, now: float) -> str:
+    if row.revoked_at:
+        return "revoked"
+    return "expired" if row.expires_at is not None and row.expires_at <= now else "active"
 
 
 def _tokens_revoke(args: argparse.Namespace) -> int:
-    import time
-
     from kling_gateway.runtime.serve import with_store
 
     count = asyncio.run(
@@ -175,15 +200,12 @@ def _tokens_revoke(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Before the settings are read (their errors are logged too): the flag, else its twin.
     level = getattr(args, "log_level", None) or os.environ.get("KLING_GATEWAY_LOG_LEVEL")
-    logging.basicConfig(
-        level=(level or "info").upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # httpx logs every request at INFO: one line per callback or upstream call is noise.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    from kling_gateway.runtime.log_fold import install
+    fmt = getattr(args, "log_format", None) or os.environ.get("KLING_GATEWAY_LOG_FORMAT")
+    from kling_gateway.runtime.log_format import configure_logging
 
-    install()  # an outage logs each failure once per interval, with a count
+    configure_logging(level or "info", fmt or "text")
     handler: Command = args.handler
     try:
         return handler(args)

@@ -23,11 +23,18 @@ def _cell(name: str, value: Any) -> str:
     return str(value)
 
 
+def _shown(row: dict[str, Any], column: str) -> Any:
+    """A pending delivery whose attempts failed so far shows as ``retrying``."""
+    if column == "state" and row.get("state") == "pending" and (row.get("attempts") or 0) > 0:
+        return "retrying"
+    return row.get(column)
+
+
 def format_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] = COLUMNS) -> str:
     """Aligned columns, one delivery per line, each followed by its last error if any."""
     if not rows:
         return "no callback deliveries"
-    cells = [[_cell(c, row.get(c)) for c in columns] for row in rows]
+    cells = [[_cell(c, _shown(row, c)) for c in columns] for row in rows]
     header, *aligned = align(columns, cells).split("\n")
     lines = [header]
     for row, line in zip(rows, aligned, strict=True):

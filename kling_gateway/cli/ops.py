@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 # Importing any of these fails in an SDK-only install (see pyproject.toml's `server` extra).
 SERVER_MODULES = frozenset(
     {"starlette", "uvicorn", "av", "numpy", "PIL", "asyncpg", "redis", "obstore"}
+    | {"prometheus_client"}
 )
 SERVER_EXTRA = "pip install 'kling-gateway[server]'"
 
@@ -54,7 +55,11 @@ def _add_callbacks(commands: argparse._SubParsersAction[argparse.ArgumentParser]
     actions = callbacks.add_subparsers(dest="callbacks_command", required=True, metavar="ACTION")
     listing = actions.add_parser("list", help="list callback deliveries, newest first")
     listing.add_argument("--task", help="only this task's deliveries")
-    listing.add_argument("--failed", action="store_true", help="only deliveries that gave up")
+    listing.add_argument(
+        "--failed",
+        action="store_true",
+        help="only deliveries failing now: retrying after a failed attempt, or given up",
+    )
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
     listing.set_defaults(handler=_callbacks_list)
     redeliver = actions.add_parser("redeliver", help="queue a delivery again, now")

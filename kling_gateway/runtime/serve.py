@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import logging
 import os
+import shutil
 import signal
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
+import tempfile
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
 from typing import TypeVar
 
 import uvicorn
 
 from kling_gateway.api.app import GatewayApp, Service, create_app
 from kling_gateway.api.context import AppContext
+from kling_gateway.api.observe import Probe
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.runtime.objects import build_video_files, check_video_storage
 from kling_gateway.runtime.settings import Settings, env_name, load_settings
@@ -149,7 +153,19 @@ def build_app(settings: Settings) -> GatewayApp:
         limiter=limiter,
         services=services,
         files=build_video_files(settings),
+        probes=readiness_probes(settings),
     )
+
+
+def readiness_probes(settings: Settings) -> tuple[Probe, ...]:
+    """What /readyz checks beside the store and the object storage: Redis when configured
+    (a gateway that runs degraded without it is still not ready in the way it was set up)."""
+    if not settings.redis_url:
+        return ()
+    from kling_gateway.infra.redis import ping
+
+    url, timeout = settings.redis_url, max(1.0, settings.redis_timeout)
+    return (Probe("redis", lambda: ping(url, timeout=timeout)),)
 
 
 async def _answer_waiters_at_exit_signals(ctx: AppContext) -> Callable[[], Awaitable[None]]:
@@ -172,6 +188,9 @@ def _worker_service(
 def app_from_environment() -> GatewayApp:
     """uvicorn factory for `serve --processes N`: each process reads the same environment."""
     settings = load_settings()
+    from kling_gateway.runtime.log_format import configure_logging
+
+    configure_logging(settings.log_level, settings.log_format)  # a new process: no handler yet
     _configure_protocol(settings)
     return build_app(settings)
 
@@ -211,6 +230,9 @@ def _serve(settings: Settings) -> int:
         "host": settings.host,
         "port": settings.port,
         "log_level": settings.log_level,
+        # uvicorn's records go to the root logger in --log-format (runtime/log_format.py);
+        # the access log is the app's (--access-log): it knows the trace id and the user.
+        "log_config": None,
         "access_log": False,
         "loop": "uvloop",
         # httptools with deadlines for headers and bodies and a connection bound
@@ -221,12 +243,13 @@ def _serve(settings: Settings) -> int:
     if settings.processes > 1:
         _warn_without_redis(settings)
         _export(settings)
-        uvicorn.run(
-            "kling_gateway.runtime.serve:app_from_environment",
-            factory=True,
-            workers=settings.processes,
-            **common,  # type: ignore[arg-type]
-        )
+        with multiprocess_metrics():
+            uvicorn.run(
+                "kling_gateway.runtime.serve:app_from_environment",
+                factory=True,
+                workers=settings.processes,
+                **common,  # type: ignore[arg-type]
+            )
         return 0
     uvicorn.run(build_app(settings), **common)  # type: ignore[arg-type]
     return 0
@@ -257,6 +280,27 @@ def _export(settings: Settings) -> None:
 
     for f in dataclasses.fields(settings):
         os.environ[env_name(f.name)] = str(getattr(settings, f.name))
+
+
+@contextmanager
+def multiprocess_metrics() -> Iterator[None]:
+    """Metrics summed over the API processes: each writes its values into one directory
+    (``PROMETHEUS_MULTIPROC_DIR``, read by the processes when they start), made empty here
+    and removed at the end; one the operator set is used, emptied of earlier runs' files."""
+    from kling_gateway.infra.metrics import MULTIPROC_ENV
+
+    given = os.environ.get(MULTIPROC_ENV)
+    directory = given or tempfile.mkdtemp(prefix="kling-gateway-metrics-")
+    os.makedirs(directory, exist_ok=True)
+    for stale in glob.glob(os.path.join(directory, "*.db")):
+        os.unlink(stale)
+    os.environ[MULTIPROC_ENV] = directory
+    try:
+        yield
+    finally:
+        if given is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def run_worker(settings: Settings) -> int:

@@ -49,6 +49,16 @@ class Settings:
     )
     processes: int = _opt(1, "number of API processes (needs PostgreSQL when > 1)", "server")
     log_level: str = _opt("info", "log level: debug, info, warning, error", "server")
+    log_format: str = _opt(
+        "text", "log lines as text or json (one JSON object a line, uvicorn's too)", "server"
+    )
+    access_log: bool = _opt(
+        False, "log one line per request (route, status, duration, trace id, user)", "server"
+    )
+    cors_origins: str = _opt(
+        "", "origins browsers may call the API from, comma-separated, * for any (empty: none)",
+        "server",
+    )  # fmt: skip
     # -- storage
     data_dir: str = _opt("./data", "directory for the SQLite database and video files", "store")
     database_url: str = _opt(
@@ -240,6 +250,9 @@ class Settings:
             )
         if self.lease_seconds <= self.provider_timeout:
             raise SettingsError("lease_seconds must be longer than provider_timeout")
+        if self.log_format not in ("text", "json"):
+            flag = flag_of("log_format")
+            raise SettingsError(f"{flag} must be text or json, not {self.log_format!r}")
         if self.provider not in ("local", "kling"):
             raise SettingsError(f"provider must be 'local' or 'kling', not {self.provider!r}")
         if self.provider == "kling" and not (self.kling_access_key and self.kling_secret_key):

@@ -17,6 +17,7 @@ from kling_gateway.domain.accounts import Account, AccountState
 from kling_gateway.domain.billing import Application, BillingEffect, LedgerEntry
 from kling_gateway.domain.task import Task
 from kling_gateway.storage.health import StoreHealth
+from kling_gateway.storage.stats import StoreStats
 
 
 class StoreError(Exception):
@@ -102,6 +103,8 @@ class CredentialInfo:
     created_at: float
     expires_at: float | None
     revoked_at: float | None
+    # Coalesced: at most a minute old per API process (``Store.touch_credentials``).
+    last_used_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,10 @@ class AccountRepo(Protocol):
     ) -> str: ...
     async def find_principal(self, token_hash: str) -> Principal | None: ...
     async def list_credentials(self) -> list[CredentialInfo]: ...
+    async def touch_credentials(self, used: dict[str, float]) -> None:
+        """Record when each credential id was last used (an earlier time never wins)."""
+        ...
+
     async def revoke_credential(self, id_or_prefix: str, now: float) -> int: ...
     async def count_credentials(self) -> int: ...
     async def set_application(
@@ -299,7 +306,11 @@ class OutboxRepo(Protocol):
 
     async def list_callbacks(
         self, *, task_id: str | None = None, failed_only: bool = False, limit: int = 100
-    ) -> list[CallbackDelivery]: ...
+    ) -> list[CallbackDelivery]:
+        """Newest first; ``failed_only``: those failing now, given up or retrying (pending
+        after a failed attempt)."""
+        ...
+
     async def redeliver_callback(self, delivery_id: str, now: float) -> bool: ...
 
 
@@ -395,6 +406,10 @@ class Store(
     async def close(self) -> None: ...
     async def health(self) -> StoreHealth:
         """Whether the store can take writes now (readiness); never raises."""
+        ...
+
+    async def stats(self, now: float) -> StoreStats:
+        """Unfinished tasks, the queue, leases, account slots (``/metrics``, ``status``)."""
         ...
 
     async def migrate(self) -> list[str]:

@@ -54,6 +54,7 @@ from kling_gateway.storage.rows import (
     task_update_values,
     task_values,
 )
+from kling_gateway.storage.stats import StatsFlows
 from kling_gateway.storage.upstream import UpstreamFlows
 
 T = TypeVar("T")
@@ -115,7 +116,7 @@ _INSERT_CALLBACK = (
 _SECRET_CURRENT = "SELECT secret FROM webhook_secrets WHERE user_id = ? AND retired_at IS NULL"
 
 
-class SQLStore(UpstreamFlows, BillingFlows):
+class SQLStore(UpstreamFlows, BillingFlows, StatsFlows):
     """``Store`` over SQL; a backend sets ``dialect`` and implements the four runners."""
 
     dialect: Dialect
@@ -243,7 +244,10 @@ class SQLStore(UpstreamFlows, BillingFlows):
     ) -> str:
         credential_id = str(uuid.uuid4())
         values = (credential_id, application_id, user_id, token_hash, token_prefix)
-        sql = "INSERT INTO credentials VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL)"
+        sql = (
+            "INSERT INTO credentials (id, application_id, user_id, token_hash, token_prefix, "
+            "apis, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        )
         await self._write_one(lambda tx: tx.execute(sql, *values, ",".join(apis), now, expires_at))
         return credential_id
 
@@ -254,6 +258,15 @@ class SQLStore(UpstreamFlows, BillingFlows):
 
     async def list_credentials(self) -> list[CredentialInfo]:
         return [credential_from_row(row) for row in await self._point.fetch(CREDENTIALS_QUERY)]
+
+    async def touch_credentials(self, used: dict[str, float]) -> None:
+        # Primary key; a later use never moves back (two processes report out of order).
+        sql = (
+            "UPDATE credentials SET last_used_at = ? WHERE id = ? "
+            "AND (last_used_at IS NULL OR last_used_at < ?)"
+        )
+        rows = [(at, credential_id, at) for credential_id, at in used.items()]
+        await self._write(lambda tx: tx.executemany(sql, rows))
 
     async def revoke_credential(self, id_or_prefix: str, now: float) -> int:
         # Primary key or a scan by prefix: an operator's command, rare.
@@ -584,7 +597,8 @@ class SQLStore(UpstreamFlows, BillingFlows):
             where.append("task_id = ?")  # callbacks_task index
             params.append(task_id)
         if failed_only:
-            where.append("state = 'failed'")
+            # Failing now: given up, or retrying (pending after a failed attempt).
+            where.append("(state = 'failed' OR (state = 'pending' AND attempts > 0))")
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         sql = f"SELECT {CALLBACK_COLUMNS} FROM callbacks {clause} ORDER BY created_at DESC LIMIT ?"
         rows = await self._read_bulk(lambda tx: tx.fetch(sql, *params, limit))

@@ -49,8 +49,10 @@ from kling_gateway.storage.rows import (
     IDEMPOTENCY_WINDOW,
     apply_outcome,
     callback_view,
+    is_failing,
     is_final_event,
 )
+from kling_gateway.storage.stats import OldestWaiting, StoreStats
 from kling_gateway.storage.upstream import choose, queue_moves, waiting_of
 
 
@@ -141,6 +143,26 @@ class MemoryStore:
     async def migrate(self) -> list[str]:
         return []  # nothing to migrate: the layout is this module's dataclasses
 
+    async def stats(self, now: float) -> StoreStats:
+        live = [r for r in self._s.tasks.values() if r.next_check_at is not None]
+        waiting = sorted(
+            (r for r in live if r.account is None and r.task.job_id is None),
+            key=lambda r: r.task.created_at,
+        )
+        pending = [d for d, _ in self._s.callbacks.values() if d.next_attempt_at is not None]
+        leased = (r.lease_owner for r in live if r.lease_owner and (r.next_check_at or 0) > now)
+        return StoreStats(
+            tasks=dict(Counter((r.task.type, r.task.state.value) for r in live)),
+            queue_depth=len(waiting),
+            oldest_waiting=(
+                OldestWaiting(waiting[0].task.id, waiting[0].task.created_at) if waiting else None
+            ),
+            in_flight_by_worker=dict(Counter(leased)),
+            accounts=tuple(row.account for row in await self.list_upstream_accounts()),
+            callbacks_pending=len(pending),
+            callbacks_retrying=sum(1 for d in pending if d.attempts > 0),
+        )
+
     # -- accounts
     async def ensure_account(
         self, user_name: str, now: float, *, default_credits: int | None = None
@@ -209,6 +231,12 @@ class MemoryStore:
 
     async def list_credentials(self) -> list[CredentialInfo]:
         return sorted((c.info for c in self._s.credentials.values()), key=lambda i: i.created_at)
+
+    async def touch_credentials(self, used: dict[str, float]) -> None:
+        for credential_id, at in used.items():
+            cred = self._s.credentials.get(credential_id)
+            if cred is not None and (cred.info.last_used_at or 0.0) < at:
+                cred.info = replace(cred.info, last_used_at=at)
 
     async def revoke_credential(self, id_or_prefix: str, now: float) -> int:
         hits = [
@@ -630,8 +658,7 @@ class MemoryStore:
         found = [
             copy.deepcopy(d)
             for d, _ in self._s.callbacks.values()
-            if (task_id is None or d.task_id == task_id)
-            and (not failed_only or d.state == "failed")
+            if (task_id is None or d.task_id == task_id) and (not failed_only or is_failing(d))
         ]
         found.sort(key=lambda d: d.created_at, reverse=True)
         return found[:limit]

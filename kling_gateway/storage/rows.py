@@ -152,6 +152,11 @@ def callback_view(delivery: CallbackDelivery) -> dict[str, Any]:
     }
 
 
+def is_failing(delivery: CallbackDelivery) -> bool:
+    """Failing now: given up, or pending again after a failed attempt (retrying)."""
+    return delivery.state == "failed" or (delivery.state == "pending" and delivery.attempts > 0)
+
+
 def is_final_event(event: str) -> bool:
     return event in (TaskState.SUCCEED.value, TaskState.FAILED.value)
 
@@ -257,7 +262,8 @@ def task_update_values(
 # Every token with its user's name, oldest first (operators' listing; no index needed).
 CREDENTIALS_QUERY = (
     "SELECT c.id, u.name, c.application_id, c.token_prefix, c.apis, c.created_at, "
-    "c.expires_at, c.revoked_at FROM credentials c JOIN users u ON u.id = c.user_id "
+    "c.expires_at, c.revoked_at, c.last_used_at FROM credentials c "
+    "JOIN users u ON u.id = c.user_id "
     "ORDER BY c.created_at"
 )
 
@@ -265,4 +271,4 @@ CREDENTIALS_QUERY = (
 def credential_from_row(row: Sequence[Any]) -> CredentialInfo:
     """A ``CredentialInfo`` from a row of ``CREDENTIALS_QUERY``."""
     apis = tuple(filter(None, row[4].split(",")))
-    return CredentialInfo(row[0], row[1], row[2], row[3], apis, row[5], row[6], row[7])
+    return CredentialInfo(row[0], row[1], row[2], row[3], apis, row[5], row[6], row[7], row[8])

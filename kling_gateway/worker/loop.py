@@ -37,6 +37,11 @@ from kling_gateway.domain.transitions import (
     transition,
 )
 from kling_gateway.infra.announce import announce
+from kling_gateway.infra.metrics import (
+    QUEUE_WAIT,
+    WORKER_SLOTS,
+    count_storage_error,
+)
 from kling_gateway.infra.notify import WORKER_WAKEUP, TaskEvents
 from kling_gateway.providers.base import Provider, RunsJobs, releases_slot
 from kling_gateway.storage.base import Outcome, Store, StoredTask
@@ -132,6 +137,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._next_due = 0.0
         self._sweep_at = 0.0
+        self._slots_busy = WORKER_SLOTS.labels("busy")
 
     @property
     def in_flight(self) -> int:
@@ -140,6 +146,8 @@ class Worker:
     async def run(self) -> None:
         """Claim and drive tasks until ``stop()``; then settle whatever is still in hand."""
         listener = asyncio.create_task(self._listen(), name="worker-wakeups")
+        slots = WORKER_SLOTS.labels("total")
+        slots.inc(self.config.concurrency)
         try:
             while not self._stopping.is_set():
                 # Cleared before looking, not before sleeping: a wake-up that arrives while
@@ -152,6 +160,7 @@ class Worker:
             listener.cancel()
             await asyncio.gather(listener, return_exceptions=True)
             await self._drain()
+            slots.dec(self.config.concurrency)
 
     async def stop(self) -> None:
         self._stopping.set()
@@ -200,7 +209,8 @@ class Worker:
                 claimed = await self._claim_tasks(self.store, self.worker_id, now, free, lease)
             else:
                 claimed = await self.store.claim_due_tasks(self.worker_id, now, free, lease)
-        except Exception:
+        except Exception as exc:
+            count_storage_error("worker", exc)
             log.exception("claiming tasks failed; trying again shortly")
             return 0
         for stored in claimed:
@@ -213,10 +223,12 @@ class Worker:
         key, claim = next(self._claim_ids), Claim(stored)
         claim.job = asyncio.create_task(self._drive(claim), name=f"task-{stored.task.id}")
         self._in_flight[key] = claim
+        self._slots_busy.inc()
         claim.job.add_done_callback(lambda _: self._finished(key))
 
     def _finished(self, key: int) -> None:
         del self._in_flight[key]
+        self._slots_busy.dec()
         if self._saturated:
             self._wake.set()
 
@@ -265,6 +277,8 @@ class Worker:
         self.stats.checks += 1
         if task.job_id is None:
             self.stats.submitted += 1
+            if claim.stored.attempts == 0:  # its first submission: the wait in the queue ends
+                QUEUE_WAIT.labels(task.type).observe(max(0.0, self._clock() - task.created_at))
             if needs_submit_marker(self.provider, task) and not await self._mark_submit(claim):
                 return None
         step = await self._call(claim)
@@ -384,10 +398,12 @@ class Worker:
                     change.task, expected_version=version, worker_id=self.worker_id,
                     outcome=outcome,
                 )  # fmt: skip
-            except Exception:
+            except Exception as exc:
+                count_storage_error("worker", exc)
                 log.exception(
                     "saving task %s failed; its lease will run out and it is retried",
                     change.task.id,
+                    extra={"task_id": change.task.id},
                 )
                 return
         if not saved:

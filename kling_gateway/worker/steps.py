@@ -22,6 +22,7 @@ from kling_gateway.domain.transitions import (
     is_overdue,
     transition,
 )
+from kling_gateway.infra.metrics import count_provider_error
 from kling_gateway.protocol.task import TaskState
 from kling_gateway.providers.base import Provider
 
@@ -74,6 +75,7 @@ async def advance(
         else:
             outcome = await provider.check(task)
     except ProviderError as exc:
+        count_provider_error(provider.name, exc.code)
         outcome = exc
     if isinstance(outcome, Status) and _to_fetch(provider, outcome):
         return Fetch(outcome)
@@ -102,6 +104,7 @@ async def fetch_and_apply(
     try:
         done = await provider.materialize(status)
     except ProviderError as exc:
+        count_provider_error(getattr(provider, "name", "provider"), exc.code)
         return transition(task, ResultPending(status, exc), schedule, clock(), policy)
     return transition(task, done, schedule, clock(), policy)
 

@@ -103,6 +103,8 @@ def _sample(name: str, tmp_path: Path) -> tuple[str, Any]:
         "public_url": ("https://kg.example", "https://kg.example"),
         "data_dir": (str(tmp_path), str(tmp_path)),
         "log_level": ("debug", "debug"),
+        "log_format": ("json", "json"),
+        "cors_origins": ("https://app.example", "https://app.example"),
         "callback_retry_schedule": ("1,2", "1,2"),
         "lease_seconds": ("300", 300.0),
         "provider_timeout": ("20", 20.0),

@@ -128,6 +128,17 @@ async def test_list_and_count_credentials(store: Store) -> None:
     assert two.expires_at == 123.5 and two.apis == ("kling.videos", "kling.tasks")
 
 
+async def test_a_credential_keeps_its_latest_use(store: Store) -> None:
+    who = await owner(store)
+    first = await add_token(store, who, "tok_one")
+    second = await add_token(store, who, "tok_two")
+    assert [c.last_used_at for c in await store.list_credentials()] == [None, None]
+    await store.touch_credentials({first: 200.5, second: 100.0})
+    await store.touch_credentials({first: 150.0})  # reported late by another process
+    used = {c.id: c.last_used_at for c in await store.list_credentials()}
+    assert used == {first: 200.5, second: 100.0}
+
+
 async def test_revoke_by_id_and_by_prefix(store: Store) -> None:
     who = await owner(store)
     by_id = await add_token(store, who, "tok_aaaa")
@@ -513,9 +524,23 @@ async def test_list_failed_callbacks_and_redeliver(store: Store) -> None:
     now = time.time() + 1
     assert await store.redeliver_callback(failing.id, now)
     assert not await store.redeliver_callback("no-such-delivery", now)
-    assert await store.list_callbacks(failed_only=True) == []
+    # Queued again after a failure: still failing (retrying) until an attempt goes through.
+    (retrying,) = await store.list_callbacks(failed_only=True)
+    assert (retrying.id, retrying.state, retrying.attempts) == (failing.id, "pending", 1)
     again = await store.claim_due_callbacks("d2", now, 5, LEASE)
     assert [d.id for d in again] == [failing.id]
+    await _attempt(store, again[0], "d2", "delivered", 200)
+    assert await store.list_callbacks(failed_only=True) == []
+
+
+async def test_failing_callbacks_include_those_retrying(store: Store) -> None:
+    alice = await owner(store)
+    await _enqueue(store, alice, "succeed")
+    (first,) = await store.claim_due_callbacks("d1", time.time() + 1, 5, LEASE)
+    assert await store.list_callbacks(failed_only=True) == []  # never attempted: not failing
+    await _attempt(store, first, "d1", "pending", 503)
+    (retrying,) = await store.list_callbacks(failed_only=True)
+    assert (retrying.state, retrying.attempts, retrying.last_status) == ("pending", 1, 503)
 
 
 # -- concurrency within one store (coroutines of one process)

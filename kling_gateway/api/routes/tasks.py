@@ -13,6 +13,7 @@ from kling_gateway.api.requests import decode_body
 from kling_gateway.api.waiting import is_finished, wait_until_finished
 from kling_gateway.domain.task import Task, is_blank
 from kling_gateway.infra.files import VideoFiles
+from kling_gateway.infra.log_context import note_task
 from kling_gateway.infra.objects import ObjectStoreError
 from kling_gateway.protocol.errors import ApiNotImplemented, BadRequest
 from kling_gateway.protocol.task import API_TASKS
@@ -68,6 +69,7 @@ class TasksEndpoint:
         self, principal: Principal, request: TasksRequest, receive: Receive
     ) -> Reply:
         task_id = _required_id(request.id)
+        note_task(task_id)
         ctx = self.ctx
         if request.wait is None:
             record = await ctx.store.get_task_record(principal.user_id, task_id)
@@ -125,6 +127,7 @@ class TasksEndpoint:
 
     async def delete(self, principal: Principal, request: TasksRequest) -> Reply:
         task_id = _required_id(request.id)
+        note_task(task_id)
         store = self.ctx.store
         # Read first: the row names the video file(s), which must not stay public after it.
         stored = await store.load_task(task_id)

@@ -12,6 +12,7 @@ import msgspec
 
 from kling_gateway.api.asgi import Receive, Reply, Scope, header
 from kling_gateway.api.context import AppContext
+from kling_gateway.api.instrument import task_created
 from kling_gateway.api.ownership import resolve_owned
 from kling_gateway.api.requests import decode_body, describe_validation_error
 from kling_gateway.api.waiting import is_finished, wait_until_finished
@@ -119,6 +120,7 @@ class CreateEndpoint:
             raise UsedUp(f"the application's credits are used up: {exc}") from exc
         except TooManyInFlight as exc:
             raise TooManyRequests(IN_FLIGHT_RETRY_AFTER, str(exc)) from exc
+        task_created(stored, fresh=stored is task)
         await self.ctx.events.publish(WORKER_WAKEUP)
         return stored
 

@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 
 from kling_gateway.domain.outcomes import ProviderError
+from kling_gateway.infra.metrics import count_upstream_call
 from kling_gateway.providers.kling.auth import KlingTokenSource
 from kling_gateway.providers.kling.mapping import (
     KINDS,
@@ -117,7 +118,9 @@ class KlingClient:
 
     async def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
         """``POST /v1/videos/{kind}``; returns the created task's ``data``."""
-        answer = await self._call(self._submit_lane, "POST", _path(kind), json_body=body)
+        answer = await self._call(
+            self._submit_lane, "POST", _path(kind), json_body=body, call="create"
+        )
         return _task_data(self._checked(answer))
 
     async def call(self, path: str, body: dict[str, Any]) -> Any:
@@ -128,14 +131,17 @@ class KlingClient:
     async def costs(self, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
         """``GET /account/costs``: the account's resource packs (free, QPS <= 1)."""
         params = {"start_time": str(start_ms), "end_time": str(end_ms)}
-        answer = await self._call(self._check_lane, "GET", "/account/costs", params=params)
+        answer = await self._call(
+            self._check_lane, "GET", "/account/costs", params=params, call="costs"
+        )
         data = self._checked(answer)
         infos = data.get("resource_pack_subscribe_infos") if isinstance(data, dict) else None
         return [info for info in infos or [] if isinstance(info, dict)]
 
     async def get(self, kind: str, task_id: str) -> dict[str, Any]:
         """``GET /v1/videos/{kind}/{task_id}``."""
-        answer = await self._call(self._check_lane, "GET", f"{_path(kind)}/{_segment(task_id)}")
+        path = f"{_path(kind)}/{_segment(task_id)}"
+        answer = await self._call(self._check_lane, "GET", path, call="query")
         return _task_data(self._checked(answer))
 
     async def get_by_external_id(self, kind: str, external_task_id: str) -> dict[str, Any] | None:
@@ -144,7 +150,7 @@ class KlingClient:
         Uses the path form ``GET /v1/videos/{kind}/{external_task_id}`` of the reference.
         """
         path = f"{_path(kind)}/{_segment(external_task_id)}"
-        answer = await self._call(self._submit_lane, "GET", path)
+        answer = await self._call(self._submit_lane, "GET", path, call="lookup")
         if answer.code != 0 and is_not_found(answer.status, answer.code):
             return None
         return _task_data(self._checked(answer))
@@ -154,7 +160,7 @@ class KlingClient:
         if not 1 <= page_num <= MAX_PAGE_NUM or not 1 <= page_size <= MAX_PAGE_SIZE:
             raise ValueError(f"pageNum 1..{MAX_PAGE_NUM}, pageSize 1..{MAX_PAGE_SIZE}")
         params = {"pageNum": str(page_num), "pageSize": str(page_size)}
-        answer = await self._call(self._check_lane, "GET", _path(kind), params=params)
+        answer = await self._call(self._check_lane, "GET", _path(kind), params=params, call="list")
         data = self._checked(answer)
         if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
             raise ProviderError(
@@ -174,12 +180,13 @@ class KlingClient:
         *,
         json_body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
+        call: str,
     ) -> _Answer:
         async with lane:
-            answer = await self._send(method, path, json_body, params)
+            answer = await self._measured(call, method, path, json_body, params)
             if _refused_us(answer):
                 self._tokens.invalidate()
-                answer = await self._send(method, path, json_body, params)
+                answer = await self._measured(call, method, path, json_body, params)
         if _refused_us(answer):
             log.error(
                 "the Kling API refused our credentials (HTTP %s, code %s): %s; "
@@ -188,6 +195,25 @@ class KlingClient:
                 answer.code,
                 answer.message or "no message",
             )
+        return answer
+
+    async def _measured(
+        self,
+        call: str,
+        method: str,
+        path: str,
+        json_body: dict[str, Any] | None,
+        params: dict[str, str] | None,
+    ) -> _Answer:
+        """``_send``, counted by call and upstream code (a transport error by its code)."""
+        started = time.perf_counter()
+        try:
+            answer = await self._send(method, path, json_body, params)
+        except ProviderError as exc:
+            count_upstream_call(call, exc.code, time.perf_counter() - started)
+            raise
+        code = answer.code if answer.code is not None else f"http_{answer.status}"
+        count_upstream_call(call, str(code), time.perf_counter() - started)
         return answer
 
     async def _send(

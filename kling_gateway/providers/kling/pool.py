@@ -32,6 +32,7 @@ from kling_gateway.domain.outcomes import ProviderError, Status, Step, Submissio
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import params_of
 from kling_gateway.infra.files import VideoFiles
+from kling_gateway.infra.metrics import ACCOUNT_SIGNALS
 from kling_gateway.protocol.task import TASK_TYPE_VIDEOS
 from kling_gateway.providers.base import RELEASE_SLOT, UPSTREAM_ACCOUNT
 from kling_gateway.providers.kling.callbacks import status_from_callback
@@ -242,9 +243,11 @@ class KlingPool:
         after = after_signal(account, signal, self._clock())
         self._accounts[name] = after
         if after.state is AccountState.DISABLED and account.state is AccountState.ENABLED:
+            ACCOUNT_SIGNALS.labels(name, "disabled").inc()
             log.error("upstream account %s disabled: %s", name, after.last_error)
             await self._store.set_upstream_account_state(name, after.state, after.last_error)
         elif after.full_until != account.full_until:
+            ACCOUNT_SIGNALS.labels(name, "full").inc()
             await self._store.mark_upstream_account_full(name, after.full_until, after.full_streak)
 
     async def _after_create(self, name: str, provider: KlingProvider) -> None:
