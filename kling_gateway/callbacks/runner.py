@@ -9,6 +9,7 @@ from kling_gateway.callbacks.delivery import CallbackDeliverer
 from kling_gateway.callbacks.secrets import secret_store_for
 from kling_gateway.infra.notify import CALLBACK_WAKEUP, TaskEvents, relay
 from kling_gateway.storage.base import Store
+from kling_gateway.storage.upstream_keys import Sealer
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,7 @@ class DeliveryConfig:
 async def run_deliverer(
     config: DeliveryConfig,
     store: Store,
+    sealer: Sealer,
     events: TaskEvents,
     worker_id: str,
     stop: asyncio.Event,
@@ -35,7 +37,7 @@ async def run_deliverer(
         asyncio.create_task(_set_on(stop, wake)),
     ]
     try:
-        await _deliver(config, store, worker_id, stop, wake)
+        await _deliver(config, store, sealer, worker_id, stop, wake)
     finally:
         for task in relays:
             task.cancel()
@@ -47,11 +49,16 @@ async def _set_on(stop: asyncio.Event, wake: asyncio.Event) -> None:
 
 
 async def _deliver(
-    config: DeliveryConfig, store: Store, worker_id: str, stop: asyncio.Event, wake: asyncio.Event
+    config: DeliveryConfig,
+    store: Store,
+    sealer: Sealer,
+    worker_id: str,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
 ) -> None:
     async with CallbackDeliverer(
         store,
-        secret_store_for(store),
+        secret_store_for(store, sealer),
         schedule=config.retry_schedule,
         timeout=config.timeout,
         allow_private=config.allow_private,

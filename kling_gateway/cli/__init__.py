@@ -64,7 +64,7 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = commands.add_parser("worker", help="run only the worker")
-    add_settings_arguments(worker, ("store", "worker", "kling", "callbacks", "server"))
+    add_settings_arguments(worker, ("store", "worker", "kling", "callbacks", "server", "keys"))
     worker.set_defaults(handler=_worker)
 
 

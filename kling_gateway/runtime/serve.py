@@ -232,7 +232,14 @@ async def _prepare(settings: Settings) -> None:
     ensure_data_dir(settings)
     await check_redis(settings)
     await check_video_storage(build_video_files(settings))
-    await with_store(settings, lambda store: bootstrap(settings, store))
+    await with_store(settings, lambda store: _first_steps(settings, store))
+
+
+async def _first_steps(settings: Settings, store: Store) -> None:
+    from kling_gateway.runtime.worker import prepare_secrets
+
+    await prepare_secrets(settings, store)
+    await bootstrap(settings, store)
 
 
 def _warn_without_redis(settings: Settings) -> None:
@@ -262,7 +269,7 @@ def run_worker(settings: Settings) -> int:
 
 
 async def _run_worker(settings: Settings) -> None:
-    from kling_gateway.runtime.worker import start_worker
+    from kling_gateway.runtime.worker import prepare_secrets, start_worker
 
     ensure_data_dir(settings)
     await check_redis(settings)
@@ -271,6 +278,7 @@ async def _run_worker(settings: Settings) -> None:
     store, _ = await open_migrated(settings, api=False)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
+        await prepare_secrets(settings, store)
         events = build_events(settings)
         await events.start()
         stack.push_async_callback(events.aclose)

@@ -298,6 +298,18 @@ class SecretRepo(Protocol):
         """Every secret that signs at ``now``: the current one first, then retired ones."""
         ...
 
+    async def stored_secrets(self) -> list[tuple[str, str, str]]:
+        """Every stored secret as (id, user id, stored value): for sealing at start."""
+        ...
+
+    async def reseal_secret(self, secret_id: str, old: str, new: str) -> bool:
+        """Replace the stored value of secret ``secret_id`` if it is still ``old``."""
+        ...
+
+    async def scrub_secrets(self) -> None:
+        """Drop what the backend keeps of replaced values (freed pages, old row versions)."""
+        ...
+
 
 class AssetRepo(Protocol):
     """Element and voice ids per user (docs/contract.md §6, migration 0008): a gateway id

@@ -92,6 +92,7 @@ class _Secret:
     created_at: float
     retired_at: float | None = None
     expires_at: float | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @dataclass(slots=True)
@@ -604,6 +605,19 @@ class MemoryStore:
         ]
         mine.sort(key=lambda s: (s.retired_at is not None, -s.created_at))
         return [s.secret for s in mine]
+
+    async def stored_secrets(self) -> list[tuple[str, str, str]]:
+        return [(s.id, s.user_id, s.secret) for s in self._s.secrets]
+
+    async def scrub_secrets(self) -> None:
+        return None
+
+    async def reseal_secret(self, secret_id: str, old: str, new: str) -> bool:
+        for s in self._s.secrets:
+            if s.id == secret_id and s.secret == old:
+                s.secret = new
+                return True
+        return False
 
     def __repr__(self) -> str:
         return "MemoryStore()"

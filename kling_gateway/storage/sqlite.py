@@ -239,6 +239,20 @@ class SQLiteStore(SQLStore):
         except sqlite3.Error as exc:
             _raise_typed(exc)
 
+    async def scrub_secrets(self) -> None:
+        """Rebuild the file without freed pages (they may hold secrets stored in the clear
+        before 0014), and empty the WAL, whose frames may too."""
+
+        def run() -> None:
+            if self._writer_tx is not None:
+                self._writer_tx.conn.execute("VACUUM")
+                self._writer_tx.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        except sqlite3.Error as exc:
+            _raise_typed(exc)
+
     def _pool_tx(self) -> SQLiteTx:
         tx: SQLiteTx | None = getattr(self._local, "tx", None)
         if tx is None:

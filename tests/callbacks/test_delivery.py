@@ -43,11 +43,13 @@ from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.infra import egress
 from kling_gateway.protocol.task import TaskState, success_response
 from kling_gateway.storage.base import CallbackDelivery, Outcome
+from kling_gateway.storage.crypto import SecretBox, generate_key, parse_key
 from kling_gateway.storage.sqlite import SQLiteStore
 from tests.servers import serve_asgi
 
 SCHEDULE = (10.0, 20.0, 30.0, 200.0)
 LOOPBACK = {"127.0.0.1", "::1"}
+SEALER = SecretBox(parse_key(generate_key()))  # signing secrets are sealed at rest
 
 
 # -- the receiver ---------------------------------------------------------------------------
@@ -198,7 +200,7 @@ def deliverer(
 ) -> CallbackDeliverer:
     return CallbackDeliverer(
         store,
-        SecretStore(store),
+        SecretStore(store, SEALER),
         schedule=SCHEDULE,
         timeout=timeout,
         allow_private=allow_private,
@@ -278,7 +280,7 @@ async def test_fails_three_times_then_succeeds(
     assert all(h.body == body for h in hits)
     assert all(h.headers["content-type"] == "application/json" for h in hits)
     assert all(h.headers["user-agent"].startswith("kling-gateway") for h in hits)
-    secret = await SecretStore(store).get_or_create_secret(user_id)
+    secret = await SecretStore(store, SEALER).get_or_create_secret(user_id)
     for hit in hits:
         assert msgspec.json.decode(hit.body)["state"] == "succeed"
         verify_hit(hit, [secret])
@@ -387,7 +389,7 @@ async def test_rotation_sends_both_signatures_during_the_grace_period(
     store: SQLiteStore, user_id: str, receiver: Receiver
 ) -> None:
     clock = Clock()
-    secrets = SecretStore(store)
+    secrets = SecretStore(store, SEALER)
     old = await secrets.get_or_create_secret(user_id, now=clock.now)
     async with deliverer(store, clock) as d:
         await finished_task(store, user_id, f"{receiver.base}/ok")
@@ -417,7 +419,7 @@ async def test_rotation_sends_both_signatures_during_the_grace_period(
 
 
 async def test_admin_secret_commands(store: SQLiteStore, user_id: str) -> None:
-    secrets = SecretStore(store)
+    secrets = SecretStore(store, SEALER)
     first = await admin.user_secrets(secrets, "alice")
     again = await admin.user_secrets(secrets, "alice")
     assert first.current == again.current and first.user_id == user_id
