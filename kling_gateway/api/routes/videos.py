@@ -35,6 +35,8 @@ def _failure_status(code: str) -> int:
         return 504
     if code == "upstream_unavailable":
         return 503
+    if code == "storage_full":
+        return 507
     return 502 if code.startswith("upstream_") else 200
 
 

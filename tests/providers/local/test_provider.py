@@ -421,7 +421,8 @@ async def test_a_render_error_fails_the_task(
     await prov.aclose()
 
 
-@pytest.mark.parametrize("error", [RuntimeError("boom"), OSError(28, "No space left on device")])
+# (ENOSPC is storage_full instead: tests/providers/local/test_storage_full.py, on a real disk.)
+@pytest.mark.parametrize("error", [RuntimeError("boom"), OSError(5, "Input/output error")])
 async def test_an_unexpected_error_is_retryable(
     files: VideoFiles,
     store: SQLiteStore,
