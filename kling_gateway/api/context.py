@@ -9,6 +9,7 @@ from typing import Protocol
 from kling_gateway.api.asgi import Receive, Scope, headers, read_body
 from kling_gateway.api.auth import Authenticator
 from kling_gateway.api.waiting import Waiters
+from kling_gateway.domain.links import Links
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.infra.ratelimit import RateLimiter
@@ -61,6 +62,11 @@ class AppContext:
     events: TaskEvents
     files: VideoFiles
     waiters: Waiters = field(default_factory=Waiters)
+    # Makes the stored links of records absolute with this API's files URL (domain/links.py).
+    links: Links = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.links = Links(self.files.public_url)
 
     async def admit(self, scope: Scope, receive: Receive, api: str) -> tuple[Principal, bytes]:
         """Authenticate, count against the rate limit, then read the capped body."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from kling_gateway.callbacks.delivery import CallbackDeliverer
 from kling_gateway.callbacks.secrets import secret_store_for
+from kling_gateway.domain.links import Links
 from kling_gateway.infra.notify import CALLBACK_WAKEUP, TaskEvents, relay
 from kling_gateway.storage.base import Store
 from kling_gateway.storage.upstream_keys import Sealer
@@ -20,6 +21,7 @@ class DeliveryConfig:
     timeout: float
     allow_private: bool
     idle_poll_seconds: float
+    files_url: str  # what the stored links in bodies are resolved against (domain/links.py)
 
 
 async def run_deliverer(
@@ -63,5 +65,6 @@ async def _deliver(
         timeout=config.timeout,
         allow_private=config.allow_private,
         worker_id=worker_id,
+        links=Links(config.files_url),
     ) as deliverer:
         await deliverer.run(stop, config.idle_poll_seconds, wake)

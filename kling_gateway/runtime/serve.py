@@ -242,6 +242,18 @@ async def _first_steps(settings: Settings, store: Store) -> None:
     await bootstrap(settings, store)
 
 
+def _warn_without_public_url(settings: Settings) -> None:
+    """Records link videos by a stable path that the API resolves, but the callbacks this
+    worker delivers are resolved here: without a public URL they name this worker's host."""
+    if settings.public_url or settings.files_public_url:
+        return
+    log.warning(
+        "worker without --public-url or --files-public-url: the video links in the callbacks "
+        "it delivers start with %s; give it the API's public URL",
+        settings.resolved_files_url,
+    )
+
+
 def _warn_without_redis(settings: Settings) -> None:
     if settings.redis_url:
         return
@@ -275,6 +287,7 @@ async def _run_worker(settings: Settings) -> None:
     await check_redis(settings)
     files = build_video_files(settings)
     await check_video_storage(files)
+    _warn_without_public_url(settings)
     store, _ = await open_migrated(settings, api=False)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(store.close)

@@ -146,4 +146,5 @@ def delivery_config(settings: Settings) -> DeliveryConfig:
         timeout=settings.callback_timeout,
         allow_private=settings.callback_allow_private,
         idle_poll_seconds=settings.idle_poll_seconds,
+        files_url=settings.resolved_files_url,
     )

@@ -119,7 +119,7 @@ class VideosEndpoint:
             raise GatewayTimeout(
                 f"task {task_id} is not finished yet; it goes on, retrieve it later"
             )
-        response: dict[str, Any] = msgspec.json.decode(record)["response"]
+        response: dict[str, Any] = msgspec.json.decode(ctx.links.resolve(record))["response"]
         code = response.get("error", {}).get("code", "")
         return _json(_failure_status(code), {**response, "trace_id": trace_id})
 

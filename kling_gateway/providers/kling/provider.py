@@ -276,7 +276,7 @@ class KlingProvider:
         extra["upstream_url"] = video.video_url
         ours = VideoResult(
             video_id=video.video_id,
-            video_url=self._files.url_for(video.video_id),
+            video_url=self._files.link_for(video.video_id),
             duration=video.duration,
         )
         return replace(status, video=ours, provider_data=extra)

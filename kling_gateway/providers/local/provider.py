@@ -196,7 +196,7 @@ class LocalProvider:
         return self._succeeded(video_id, seconds)
 
     def _succeeded(self, video_id: str, seconds: float) -> Status:
-        url = self._files.url_for(video_id)
+        url = self._files.link_for(video_id)
         video = VideoResult(video_id=video_id, video_url=url, duration=format_seconds(seconds))
         return Status(TaskState.SUCCEED, video=video)
 

@@ -301,7 +301,7 @@ async def test_without_rendering_no_file_is_written(
     assert status.state is TaskState.SUCCEED
     assert status.video is not None
     assert status.video.video_id == video_id
-    assert status.video.video_url == f"{PUBLIC}/files/videos/{video_id}.mp4"
+    assert status.video.video_url == f"/files/videos/{video_id}.mp4"  # resolved when sent
     assert status.video.duration == duration
     assert not files.root.exists()
     await prov.aclose()
@@ -362,7 +362,7 @@ async def test_renders_a_real_mp4_of_the_asked_length_and_shape(
     assert measured.frames == 3 * FPS
     assert measured.duration == pytest.approx(3.0, abs=0.01)
     assert status.video.duration == "3.0"
-    assert status.video.video_url == files.url_for(status.video.video_id)
+    assert status.video.video_url == files.link_for(status.video.video_id)
     assert [p.name for p in files.root.iterdir()] == [path.name]  # no .part left over
     await prov.aclose()
 
