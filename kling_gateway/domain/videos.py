@@ -11,6 +11,7 @@ import msgspec
 from kling_gateway.domain import references as refs
 from kling_gateway.domain.outcomes import ProviderError
 from kling_gateway.domain.params import ImageReference, VideoParams, VideoReference
+from kling_gateway.domain.request_budget import bound_unknown_fields
 from kling_gateway.domain.task import Task, is_blank
 from kling_gateway.protocol.enums import (
     ACTIONS,
@@ -26,13 +27,17 @@ from kling_gateway.protocol.enums import (
 from kling_gateway.protocol.errors import ApiError, ApiNotImplemented, BadRequest
 from kling_gateway.protocol.requests import CameraControl, VideoRequestBody
 
+# The body's fields the contract knows (the rest are kept only within a budget).
+KNOWN_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(VideoRequestBody))
 # Keys a client might send that must never be stored in the task's `request`.
 SECRET_KEYS = frozenset({"token", "authorization", "api_key", "access_key", "secret_key"})
 
 
 def stored_request(raw: dict[str, Any]) -> dict[str, Any]:
-    """The request as sent, less anything secret."""
-    return {k: v for k, v in raw.items() if k.lower() not in SECRET_KEYS}
+    """The request as sent, less anything secret, its unknown fields within their budget
+    (``request_budget``)."""
+    public = {k: v for k, v in raw.items() if k.lower() not in SECRET_KEYS}
+    return bound_unknown_fields(public, KNOWN_FIELDS)
 
 
 def validate(body: VideoRequestBody) -> VideoParams:
