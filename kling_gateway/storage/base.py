@@ -261,6 +261,14 @@ class TaskRepo(Protocol):
         """``claim_due_tasks`` without the waiting tasks (those go through claim_for_slots)."""
         ...
 
+    async def set_fairness_weight(self, user_id: str, weight: float, now: float) -> None:
+        """The user's share in the fair queue (1, the default, removes the row)."""
+        ...
+
+    async def fairness_weights(self) -> dict[str, float]:
+        """Every user's weight that is not the default 1, by user id."""
+        ...
+
 
 class OutboxRepo(Protocol):
     """The durable callback outbox (rows written with the task state they report)."""

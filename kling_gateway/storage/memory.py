@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
 from kling_gateway.domain.accounts import Account, AccountState
+from kling_gateway.domain.fair_queue import DEFAULT_WEIGHT
 from kling_gateway.domain.ids import new_asset_id
 from kling_gateway.domain.task import Task
 from kling_gateway.storage.base import (
@@ -106,6 +107,7 @@ class _State:
     secrets: list[_Secret] = field(default_factory=list)
     upstream: dict[str, tuple[Account, str]] = field(default_factory=dict)  # name -> (, sealed)
     assets: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # id -> user, kind, up
+    weights: dict[str, float] = field(default_factory=dict)  # user id -> fair-queue weight
 
 
 class MemoryStore:
@@ -477,6 +479,15 @@ class MemoryStore:
             name, packs_remaining=remaining, packs_run_out=run_out, packs_checked_at=now
         )
 
+    async def set_fairness_weight(self, user_id: str, weight: float, now: float) -> None:
+        if weight == DEFAULT_WEIGHT:
+            self._s.weights.pop(user_id, None)
+        else:
+            self._s.weights[user_id] = weight
+
+    async def fairness_weights(self) -> dict[str, float]:
+        return dict(self._s.weights)
+
     async def claim_for_slots(
         self, worker_id: str, now: float, limit: int, lease_seconds: float
     ) -> list[StoredTask]:
@@ -491,7 +502,10 @@ class MemoryStore:
             and r.account is None and r.task.job_id is None
         ]  # fmt: skip
         held_by_user = Counter(r.task.user_id for r in self._s.tasks.values() if r.holds_slot)
-        chosen = choose(accounts, [waiting_of(t) for t in waiting], held_by_user, now, free)
+        weights = dict(self._s.weights)
+        chosen = choose(
+            accounts, [waiting_of(t) for t in waiting], held_by_user, now, free, weights
+        )
         claimed = []
         for task_id, name in chosen:
             row = self._s.tasks[task_id]
@@ -499,7 +513,7 @@ class MemoryStore:
             row.task.version += 1
             claimed.append(row.stored())
         held_by_user.update(Counter(s.task.user_id for s in claimed))
-        for task in queue_moves([copy.deepcopy(t) for t in waiting], chosen, held_by_user):
+        for task in queue_moves([copy.deepcopy(t) for t in waiting], chosen, held_by_user, weights):
             row = self._s.tasks[task.id]
             row.task.response = task.response
             self._put(row)
