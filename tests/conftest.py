@@ -13,7 +13,7 @@ from kling_gateway.storage.sqlite import SQLiteStore
 from tests.harness import AppHarness, make_settings, open_sqlite_store, use_database
 from tests.services import fresh_postgres_database
 
-pytest_plugins = ["tests.fake_upstream_fixtures"]
+pytest_plugins = ["tests.fake_upstream_fixtures", "tests.tmpfs"]
 
 # The API suites that run once per SQL backend: the gateway must answer the same on both.
 BOTH_STORES = frozenset(

@@ -6,9 +6,7 @@ response objects: measured on this request shape, that overhead was a third of t
 
 from __future__ import annotations
 
-import errno
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +14,7 @@ from typing import Any
 import msgspec
 
 from kling_gateway.infra.metrics import STORAGE_ERRORS
+from kling_gateway.infra.objects import ObjectStoreFull
 from kling_gateway.protocol.errors import (
     ApiError,
     BadRequest,
@@ -25,6 +24,7 @@ from kling_gateway.protocol.errors import (
 )
 from kling_gateway.storage import base as storage_base
 from kling_gateway.storage import is_unavailable
+from kling_gateway.storage.base import StorageFull as StoreFull
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -131,19 +131,10 @@ def _chain(exc: BaseException) -> list[BaseException]:
 
 
 def is_storage_full(exc: BaseException) -> bool:
-    """The disk (or the database) is full: SQLite's SQLITE_FULL, ENOSPC, PostgreSQL's 53100,
-    or the store's own typed error where it has one."""
-    full_type = getattr(storage_base, "StorageFull", None)
-    for error in _chain(exc):
-        if full_type is not None and isinstance(error, full_type):
-            return True
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            return True
-        if isinstance(error, sqlite3.OperationalError) and "full" in str(error):
-            return True
-        if type(error).__name__ == "DiskFullError":  # asyncpg, without importing it here
-            return True
-    return False
+    """The disk (or the database) is full: the typed error raised where the driver or the OS
+    said so (SQLite's SQLITE_FULL, PostgreSQL's 53100, ENOSPC: ``storage.errors.classify``;
+    a full object store: ``ObjectStoreFull``), anywhere in the chain of causes."""
+    return any(isinstance(error, StoreFull | ObjectStoreFull) for error in _chain(exc))
 
 
 def _is_unavailable_typed(exc: BaseException) -> bool:

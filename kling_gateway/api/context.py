@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 from kling_gateway.api.asgi import Receive, Scope, headers, read_body
 from kling_gateway.api.auth import Authenticator
 from kling_gateway.api.waiting import Waiters
+from kling_gateway.domain.links import Links
 from kling_gateway.domain.pricing import PriceTable
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.log_context import note_user
@@ -74,6 +75,11 @@ class AppContext:
     waiters: Waiters = field(default_factory=Waiters)
     # What /readyz checks beside the store and the object storage (Redis, when configured).
     probes: tuple[Probe, ...] = ()
+    # Makes the stored links of records absolute with this API's files URL (domain/links.py).
+    links: Links = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.links = Links(self.files.public_url)
 
     async def admit(
         self, scope: Scope, receive: Receive, api: str, *, max_body: int | None = None

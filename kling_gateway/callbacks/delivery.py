@@ -33,6 +33,7 @@ import httpx
 from kling_gateway import __version__
 from kling_gateway.callbacks.secrets import SecretStore
 from kling_gateway.callbacks.signing import webhook_headers
+from kling_gateway.domain.links import Links
 from kling_gateway.infra.egress import (  # noqa: F401 - GuardedBackend: re-exported
     GuardedBackend,
     GuardedTransport,
@@ -144,8 +145,11 @@ class CallbackDeliverer:
         clock: Callable[[], float] = time.time,
         concurrency: int = 16,
         rng: random.Random | None = None,
+        links: Links | None = None,
     ) -> None:
         self._store = store
+        # Bodies hold the stable links of records (domain/links.py), made absolute when sent.
+        self._links = links
         self._secrets = secrets
         self._schedule = schedule
         self._timeout = timeout
@@ -219,11 +223,12 @@ class CallbackDeliverer:
 
     async def attempt(self, delivery: CallbackDelivery) -> AttemptResult:
         """POST the delivery once; never raises for anything the receiver or network does."""
-        headers = await self._headers(delivery)
+        body = delivery.body if self._links is None else self._links.resolve_body(delivery.body)
+        headers = await self._headers(delivery, body)
         try:
             await check_callback_url(delivery.url, allow_private=True)  # the scheme only
             async with asyncio.timeout(self._timeout):
-                return await self._post(delivery, headers)
+                return await self._post(delivery.url, body, headers)
         except UnsafeTarget as exc:
             return AttemptResult("stop", None, f"refused: {exc}")
         except httpx.InvalidURL as exc:
@@ -233,14 +238,12 @@ class CallbackDeliverer:
         except (httpx.HTTPError, OSError) as exc:
             return AttemptResult("retry", None, f"connection error: {_describe(exc)}")
 
-    async def _post(self, delivery: CallbackDelivery, headers: dict[str, str]) -> AttemptResult:
-        async with self._client.stream(
-            "POST", delivery.url, content=delivery.body, headers=headers
-        ) as response:
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> AttemptResult:
+        async with self._client.stream("POST", url, content=body, headers=headers) as response:
             # The body is never read: only the status and headers matter.
             return classify(response, self._clock())
 
-    async def _headers(self, delivery: CallbackDelivery) -> dict[str, str]:
+    async def _headers(self, delivery: CallbackDelivery, body: bytes) -> dict[str, str]:
         now = self._clock()
         secrets = await self._secrets.active_secrets(delivery.user_id, now=now)
         if not secrets:
@@ -248,7 +251,7 @@ class CallbackDeliverer:
         return {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
-            **webhook_headers(secrets, delivery.id, int(now), delivery.body),
+            **webhook_headers(secrets, delivery.id, int(now), body),
         }
 
     async def run(

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 
 from kling_gateway.callbacks.delivery import CallbackDeliverer
 from kling_gateway.callbacks.secrets import secret_store_for
+from kling_gateway.domain.links import Links
 from kling_gateway.infra.notify import CALLBACK_WAKEUP, TaskEvents, relay
 from kling_gateway.storage.base import Store
+from kling_gateway.storage.upstream_keys import Sealer
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,11 +21,13 @@ class DeliveryConfig:
     timeout: float
     allow_private: bool
     idle_poll_seconds: float
+    files_url: str  # what the stored links in bodies are resolved against (domain/links.py)
 
 
 async def run_deliverer(
     config: DeliveryConfig,
     store: Store,
+    sealer: Sealer,
     events: TaskEvents,
     worker_id: str,
     stop: asyncio.Event,
@@ -35,7 +39,7 @@ async def run_deliverer(
         asyncio.create_task(_set_on(stop, wake)),
     ]
     try:
-        await _deliver(config, store, worker_id, stop, wake)
+        await _deliver(config, store, sealer, worker_id, stop, wake)
     finally:
         for task in relays:
             task.cancel()
@@ -47,14 +51,20 @@ async def _set_on(stop: asyncio.Event, wake: asyncio.Event) -> None:
 
 
 async def _deliver(
-    config: DeliveryConfig, store: Store, worker_id: str, stop: asyncio.Event, wake: asyncio.Event
+    config: DeliveryConfig,
+    store: Store,
+    sealer: Sealer,
+    worker_id: str,
+    stop: asyncio.Event,
+    wake: asyncio.Event,
 ) -> None:
     async with CallbackDeliverer(
         store,
-        secret_store_for(store),
+        secret_store_for(store, sealer),
         schedule=config.retry_schedule,
         timeout=config.timeout,
         allow_private=config.allow_private,
         worker_id=worker_id,
+        links=Links(config.files_url),
     ) as deliverer:
         await deliverer.run(stop, config.idle_poll_seconds, wake)

@@ -1,5 +1,5 @@
 """The `kling-gateway` command: serve | worker | migrate | tokens | apps | usage | accounts |
-tasks | videos | callbacks | status."""
+fairness | tasks | videos | callbacks | status."""
 
 from __future__ import annotations
 
@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kling_gateway.cli import apps
 
     apps.add_apps_commands(commands)
+    from kling_gateway.cli.fairness import add_fairness_commands
+
+    add_fairness_commands(commands)
     from kling_gateway.cli import assets
 
     assets.add_assets_command(commands)
@@ -71,7 +74,9 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = commands.add_parser("worker", help="run only the worker")
-    add_settings_arguments(worker, ("store", "worker", "kling", "callbacks", "server", "billing"))
+    add_settings_arguments(
+        worker, ("store", "worker", "kling", "callbacks", "server", "billing", "keys")
+    )
     worker.set_defaults(handler=_worker)
 
 

@@ -12,7 +12,7 @@ import asyncio
 import sys
 from typing import TYPE_CHECKING
 
-from kling_gateway.runtime.settings import add_settings_arguments, load_settings
+from kling_gateway.runtime.settings import SettingsError, add_settings_arguments, load_settings
 
 if TYPE_CHECKING:
     from kling_gateway.storage.base import Store
@@ -76,8 +76,9 @@ def _add_callbacks(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         help="how long the old secret keeps signing after --rotate",
     )
     secret.set_defaults(handler=_callbacks_secret)
-    for sub in (listing, redeliver, secret):
+    for sub in (listing, redeliver):
         add_settings_arguments(sub, ("store",))
+    add_settings_arguments(secret, ("store", "keys"))
 
 
 def _callbacks_list(args: argparse.Namespace) -> int:
@@ -109,18 +110,25 @@ def _callbacks_secret(args: argparse.Namespace) -> int:
     from kling_gateway.callbacks.secrets import secret_store_for
     from kling_gateway.cli import callbacks as printing
     from kling_gateway.runtime.serve import with_store
+    from kling_gateway.runtime.worker import server_sealer
+    from kling_gateway.storage.crypto import SecretKeyError
+
+    settings = load_settings(args)
+    sealer = server_sealer(settings)
 
     async def run(store: Store) -> admin.UserSecrets:
-        secrets = secret_store_for(store)
+        secrets = secret_store_for(store, sealer)
         return await admin.user_secrets(
             secrets, args.user, rotate=args.rotate, grace_seconds=args.grace
         )
 
     try:
-        found = asyncio.run(with_store(load_settings(args), run))
+        found = asyncio.run(with_store(settings, run))
     except admin.UnknownUser as exc:
         print(f"kling-gateway: {exc}", file=sys.stderr)
         return 1
+    except SecretKeyError as exc:
+        raise SettingsError(f"--secret-key: {exc}") from exc
     print(printing.format_secrets(found, args.grace))
     return 0
 

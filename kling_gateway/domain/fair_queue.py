@@ -15,6 +15,20 @@ from dataclasses import dataclass
 
 from kling_gateway.domain.accounts import Account
 
+DEFAULT_WEIGHT = 1.0
+MAX_WEIGHT = 1000.0
+
+
+class WeightError(ValueError):
+    """A fairness weight out of range (the message says the range)."""
+
+
+def check_weight(weight: float) -> float:
+    """``weight`` when it is a usable share: above 0, at most ``MAX_WEIGHT``."""
+    if not 0 < weight <= MAX_WEIGHT:  # also refuses NaN
+        raise WeightError(f"a weight must be above 0 and at most {MAX_WEIGHT:g}, not {weight!r}")
+    return weight
+
 
 @dataclass(slots=True, frozen=True)
 class Waiting:
@@ -51,8 +65,8 @@ def fair_order(
 ) -> list[Waiting]:
     """Every waiting task in the order they should get slots.
 
-    ``held``: slots each user holds now; ``weights``: a user's share (default 1). Ties go to
-    the user whose next task is oldest.
+    ``held``: slots each user holds now; ``weights``: a user's share (default 1, set with
+    ``kling-gateway fairness set``). Ties go to the user whose next task is oldest.
     """
     held = held or {}
     weights = weights or {}

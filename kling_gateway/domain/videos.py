@@ -10,6 +10,7 @@ import msgspec
 from kling_gateway.domain import references as refs
 from kling_gateway.domain import rules
 from kling_gateway.domain.params import ImageReference, VideoParams, VideoReference
+from kling_gateway.domain.request_budget import bound_unknown_fields
 from kling_gateway.domain.task import Task, is_blank, params_as
 from kling_gateway.protocol.enums import (
     ACTIONS,
@@ -24,6 +25,9 @@ from kling_gateway.protocol.enums import (
 from kling_gateway.protocol.errors import ApiError, ApiNotImplemented, BadRequest
 from kling_gateway.protocol.requests import CameraControl, VideoRequestBody
 
+# The body's fields the contract knows (the rest are kept only within a budget).
+KNOWN_FIELDS = frozenset(f.encode_name for f in msgspec.structs.fields(VideoRequestBody))
+
 # Keys a client might send that must never be stored in the task's `request`.
 SECRET_KEYS = frozenset({"token", "authorization", "api_key", "access_key", "secret_key"})
 # Fields too large for every read of the record (a lip-sync's base64 `audio_file`, up to some
@@ -31,13 +35,21 @@ SECRET_KEYS = frozenset({"token", "authorization", "api_key", "access_key", "sec
 BULKY_KEYS = frozenset({"audio_file"})
 
 
-def stored_request(raw: dict[str, Any]) -> dict[str, Any]:
-    """The request as sent, less anything secret, bulky fields by their size."""
-    return {
+def stored_request(raw: dict[str, Any], known: frozenset[str] | None = None) -> dict[str, Any]:
+    """The request as sent, less anything secret, bulky fields by their size, its unknown
+    fields within their budget (``request_budget``). ``known``: the field names of the
+    endpoint's request body (default: POST /kling/videos)."""
+    public = {
         k: _bulky(v) if k in BULKY_KEYS else v
         for k, v in raw.items()
         if k.lower() not in SECRET_KEYS
     }
+    return bound_unknown_fields(public, KNOWN_FIELDS if known is None else known)
+
+
+def known_fields(body: type[msgspec.Struct]) -> frozenset[str]:
+    """The wire names of a request body's fields: what ``stored_request`` counts as known."""
+    return frozenset(f.encode_name for f in msgspec.structs.fields(body))
 
 
 def _bulky(value: Any) -> Any:

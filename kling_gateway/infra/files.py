@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kling_gateway.domain.links import video_link
 from kling_gateway.domain.task import Task
 from kling_gateway.infra.objects import (
     ObjectInfo,
@@ -62,7 +63,13 @@ class VideoFiles:
         self.root.mkdir(parents=True, exist_ok=True)
 
     def url_for(self, video_id: str) -> str:
-        return f"{self.public_url.rstrip('/')}/files/videos/{video_id}.mp4"
+        return f"{self.public_url.rstrip('/')}{video_link(video_id)}"
+
+    def link_for(self, video_id: str) -> str:
+        """What a record stores: the stable path, resolved by whoever sends the record
+        (``domain.links``), so no process's own address is written into it."""
+        self.key_for(video_id)
+        return video_link(video_id)
 
     def scratch_path(self, video_id: str, suffix: str = ".mp4") -> Path:
         """A fresh local path to produce a file of ``video_id`` in (unique per call: two

@@ -11,6 +11,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from kling_gateway.domain.outcomes import ProviderError, Status, Step, Submission
 from kling_gateway.domain.task import Task
+from kling_gateway.infra.objects import ObjectStoreFull, is_no_space
 from kling_gateway.storage.base import Store
 
 
@@ -27,6 +28,20 @@ async def require_own_video(store: Store, user_id: str, video_id: str) -> str:
         message = f"no succeeded video of yours has video_id {video_id!r}"
         raise ProviderError(message, code="video_not_found")
     return found
+
+
+NO_SPACE_LEFT = "no space left on the gateway's storage"
+
+
+def storage_failure(what: str, exc: BaseException) -> ProviderError:
+    """A failure to store (or read back) a video, retried with backoff until the task's
+    deadline (the video is not lost, only not yet stored): ``storage_full`` when the disk or
+    the object store is out of space, so a task failing at its deadline says so, else
+    ``storage_error``."""
+    if isinstance(exc, ObjectStoreFull) or is_no_space(exc):
+        # Not the OS's words: they name the gateway's own paths, and this is client-visible.
+        return ProviderError(f"{what}: {NO_SPACE_LEFT}", code="storage_full", retryable=True)
+    return ProviderError(f"{what}: {exc}", code="storage_error", retryable=True)
 
 
 # provider_data keys of a pooled provider (providers/kling/pool.py): the upstream account a

@@ -259,7 +259,26 @@ async def _prepare(settings: Settings) -> None:
     ensure_data_dir(settings)
     await check_redis(settings)
     await check_video_storage(build_video_files(settings))
-    await with_store(settings, lambda store: bootstrap(settings, store))
+    await with_store(settings, lambda store: _first_steps(settings, store))
+
+
+async def _first_steps(settings: Settings, store: Store) -> None:
+    from kling_gateway.runtime.worker import prepare_secrets
+
+    await prepare_secrets(settings, store)
+    await bootstrap(settings, store)
+
+
+def _warn_without_public_url(settings: Settings) -> None:
+    """Records link videos by a stable path that the API resolves, but the callbacks this
+    worker delivers are resolved here: without a public URL they name this worker's host."""
+    if settings.public_url or settings.files_public_url:
+        return
+    log.warning(
+        "worker without --public-url or --files-public-url: the video links in the callbacks "
+        "it delivers start with %s; give it the API's public URL",
+        settings.resolved_files_url,
+    )
 
 
 def _warn_without_redis(settings: Settings) -> None:
@@ -310,15 +329,17 @@ def run_worker(settings: Settings) -> int:
 
 
 async def _run_worker(settings: Settings) -> None:
-    from kling_gateway.runtime.worker import start_worker
+    from kling_gateway.runtime.worker import prepare_secrets, start_worker
 
     ensure_data_dir(settings)
     await check_redis(settings)
     files = build_video_files(settings)
     await check_video_storage(files)
+    _warn_without_public_url(settings)
     store, _ = await open_migrated(settings, api=False)
     async with AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
+        await prepare_secrets(settings, store)
         events = build_events(settings, task_changes=False)
         await events.start()
         stack.push_async_callback(events.aclose)

@@ -197,6 +197,14 @@ class Settings:
         "callbacks",
     )
 
+    # -- the server key (its own group: `accounts add` has a --secret-key of its own)
+    secret_key: str = _opt(
+        "",
+        "server key sealing stored secrets, 32 bytes in URL-safe base64; the same for every "
+        "process (empty: DATA_DIR/secret.key, made on first start)",
+        "keys",
+    )
+
     # -- derived values
     @property
     def resolved_public_url(self) -> str:
@@ -263,6 +271,8 @@ class Settings:
             raise SettingsError(
                 "kling_callback_secret must be at least 16 characters of A-Z, a-z, 0-9, _ and -"
             )
+        if self.secret_key:
+            _check_secret_key(self.secret_key)
         if not self.resolved_database_url.startswith(("sqlite:///", *_POSTGRES_SCHEMES)):
             raise SettingsError("database_url must start with sqlite:/// or postgresql://")
         if self.processes > 1 and not self.uses_postgres:
@@ -336,6 +346,15 @@ def _check_storage(settings: Settings) -> None:
         raise SettingsError(str(exc)) from exc
     if settings.storage_presign and not settings.storage_url.startswith("s3://"):
         raise SettingsError("--storage-presign needs --storage-url s3://BUCKET/PREFIX")
+
+
+def _check_secret_key(text: str) -> None:
+    from kling_gateway.storage.crypto import SecretKeyError, parse_key
+
+    try:
+        parse_key(text)
+    except SecretKeyError as exc:
+        raise SettingsError(f"{flag_of('secret_key')}: {exc}") from exc
 
 
 def _check_bounds(settings: Settings) -> None:

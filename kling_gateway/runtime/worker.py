@@ -13,6 +13,7 @@ from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.providers.base import Provider
 from kling_gateway.runtime.settings import Settings
+from kling_gateway.runtime.startup import StartupError
 from kling_gateway.storage.base import Store
 from kling_gateway.storage.upstream_keys import Sealer
 from kling_gateway.worker.loop import Worker, WorkerConfig
@@ -30,11 +31,31 @@ def video_files(settings: Settings) -> VideoFiles:
 
 def server_sealer(settings: Settings) -> Sealer:
     """The box of the server key (``--secret-key``/KLING_GATEWAY_SECRET_KEY, else
-    DATA_DIR/secret.key): it seals the accounts' secret keys, as it seals webhook secrets."""
-    from kling_gateway.storage.crypto import load_server_key
+    DATA_DIR/secret.key): it seals the accounts' secret keys and the webhook secrets."""
+    from kling_gateway.storage.crypto import SecretKeyError, load_server_key
 
-    # getattr: the setting arrives with the storage-hardening work; until then the key file.
-    return load_server_key(str(getattr(settings, "secret_key", "") or ""), settings.data_dir)
+    try:
+        return load_server_key(settings.secret_key, settings.data_dir)
+    except (SecretKeyError, OSError) as exc:
+        raise StartupError(f"--secret-key: {exc}") from exc
+
+
+async def prepare_secrets(settings: Settings, store: Store) -> Sealer:
+    """At start: seal the webhook secrets stored in the clear, and check that the server key
+    opens every stored secret (a wrong key is one line naming --secret-key, exit 2)."""
+    from kling_gateway.callbacks.secrets import seal_stored_secrets
+    from kling_gateway.storage.crypto import SecretKeyError
+    from kling_gateway.storage.upstream_keys import load_credentials
+
+    sealer = server_sealer(settings)
+    try:
+        sealed = await seal_stored_secrets(store, sealer)
+        await load_credentials(store, sealer)
+    except SecretKeyError as exc:
+        raise StartupError(f"--secret-key: {exc}") from exc
+    if sealed:
+        log.info("sealed %d webhook signing secret(s) stored in the clear", sealed)
+    return sealer
 
 
 def build_provider(settings: Settings, store: Store, files: VideoFiles | None = None) -> Provider:
@@ -95,7 +116,12 @@ async def start_worker(
     loops.append(
         asyncio.create_task(
             run_deliverer(
-                delivery_config(settings), store, events, worker.worker_id, deliverer_stop
+                delivery_config(settings),
+                store,
+                server_sealer(settings),
+                events,
+                worker.worker_id,
+                deliverer_stop,
             )
         )
     )
@@ -121,4 +147,5 @@ def delivery_config(settings: Settings) -> DeliveryConfig:
         timeout=settings.callback_timeout,
         allow_private=settings.callback_allow_private,
         idle_poll_seconds=settings.idle_poll_seconds,
+        files_url=settings.resolved_files_url,
     )

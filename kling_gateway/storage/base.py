@@ -292,6 +292,14 @@ class TaskRepo(Protocol):
         """``claim_due_tasks`` without the waiting tasks (those go through claim_for_slots)."""
         ...
 
+    async def set_fairness_weight(self, user_id: str, weight: float, now: float) -> None:
+        """The user's share in the fair queue (1, the default, removes the row)."""
+        ...
+
+    async def fairness_weights(self) -> dict[str, float]:
+        """Every user's weight that is not the default 1, by user id."""
+        ...
+
 
 class OutboxRepo(Protocol):
     """The durable callback outbox (rows written with the task state they report)."""
@@ -331,6 +339,18 @@ class SecretRepo(Protocol):
 
     async def signing_secrets(self, user_id: str, now: float) -> list[str]:
         """Every secret that signs at ``now``: the current one first, then retired ones."""
+        ...
+
+    async def stored_secrets(self) -> list[tuple[str, str, str]]:
+        """Every stored secret as (id, user id, stored value): for sealing at start."""
+        ...
+
+    async def reseal_secret(self, secret_id: str, old: str, new: str) -> bool:
+        """Replace the stored value of secret ``secret_id`` if it is still ``old``."""
+        ...
+
+    async def scrub_secrets(self) -> None:
+        """Drop what the backend keeps of replaced values (freed pages, old row versions)."""
         ...
 
 

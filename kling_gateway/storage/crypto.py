@@ -45,9 +45,9 @@ def parse_key(text: str) -> bytes:
     try:
         raw = base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
     except (binascii.Error, ValueError) as exc:
-        raise SecretKeyError("secret_key is not URL-safe base64") from exc
+        raise SecretKeyError("not URL-safe base64") from exc
     if len(raw) != KEY_BYTES:
-        raise SecretKeyError(f"secret_key must be {KEY_BYTES} bytes in base64, not {len(raw)}")
+        raise SecretKeyError(f"must be {KEY_BYTES} bytes in URL-safe base64, not {len(raw)}")
     return raw
 
 

@@ -625,8 +625,9 @@ class SQLStore(UpstreamFlows, BillingFlows, StatsFlows):
         # unique index lets one insert win, and both read it back.
         await self._lock(tx, f"webhook-secret:{user_id}")
         await tx.execute(
-            "INSERT INTO webhook_secrets (secret, user_id, created_at) VALUES (?, ?, ?) "
+            "INSERT INTO webhook_secrets (id, secret, user_id, created_at) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (user_id) WHERE retired_at IS NULL DO NOTHING",
+            uuid.uuid4().hex,
             secret,
             user_id,
             now,
@@ -656,7 +657,8 @@ class SQLStore(UpstreamFlows, BillingFlows, StatsFlows):
             user_id,
         )
         await tx.execute(
-            "INSERT INTO webhook_secrets (secret, user_id, created_at) VALUES (?, ?, ?)",
+            "INSERT INTO webhook_secrets (id, secret, user_id, created_at) VALUES (?, ?, ?, ?)",
+            uuid.uuid4().hex,
             secret,
             user_id,
             now,
@@ -672,3 +674,15 @@ class SQLStore(UpstreamFlows, BillingFlows, StatsFlows):
             now,
         )
         return [str(row[0]) for row in rows]
+
+    async def stored_secrets(self) -> list[tuple[str, str, str]]:
+        rows = await self._point.fetch("SELECT id, user_id, secret FROM webhook_secrets")
+        return [(str(row[0]), str(row[1]), str(row[2])) for row in rows]
+
+    async def reseal_secret(self, secret_id: str, old: str, new: str) -> bool:
+        sql = "UPDATE webhook_secrets SET secret = ? WHERE id = ? AND secret = ?"
+        return await self._write_one(lambda tx: tx.execute(sql, new, secret_id, old)) > 0
+
+    async def scrub_secrets(self) -> None:
+        # Rewrites the table without the row versions that held values in the clear.
+        await self._point.execute("VACUUM FULL webhook_secrets")

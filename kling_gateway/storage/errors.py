@@ -42,7 +42,7 @@ def _classify_sqlite(exc: sqlite3.Error) -> StoreError | None:
     code = getattr(exc, "sqlite_errorcode", None)
     primary = None if code is None else code & 0xFF
     text = str(exc)
-    if primary == sqlite3.SQLITE_FULL or "database or disk is full" in text:
+    if primary == sqlite3.SQLITE_FULL:
         return StorageFull(f"the SQLite database cannot grow: {text}")
     if primary in _SQLITE_UNAVAILABLE or "locked" in text or "busy" in text:
         return StoreUnavailable(f"the SQLite database cannot be used right now: {text}")

@@ -28,6 +28,7 @@ from kling_gateway.domain.billing import (
     new_state,
     task_model,
 )
+from kling_gateway.domain.fair_queue import DEFAULT_WEIGHT
 from kling_gateway.domain.ids import new_asset_id
 from kling_gateway.domain.task import Task
 from kling_gateway.storage.base import (
@@ -108,6 +109,7 @@ class _Secret:
     created_at: float
     retired_at: float | None = None
     expires_at: float | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
 
 @dataclass(slots=True)
@@ -122,6 +124,7 @@ class _State:
     upstream: dict[str, tuple[Account, str]] = field(default_factory=dict)  # name -> (, sealed)
     assets: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # id -> user, kind, up
     ledger: list[LedgerEntry] = field(default_factory=list)
+    weights: dict[str, float] = field(default_factory=dict)  # user id -> fair-queue weight
 
 
 class MemoryStore:
@@ -580,6 +583,15 @@ class MemoryStore:
             name, packs_remaining=remaining, packs_run_out=run_out, packs_checked_at=now
         )
 
+    async def set_fairness_weight(self, user_id: str, weight: float, now: float) -> None:
+        if weight == DEFAULT_WEIGHT:
+            self._s.weights.pop(user_id, None)
+        else:
+            self._s.weights[user_id] = weight
+
+    async def fairness_weights(self) -> dict[str, float]:
+        return dict(self._s.weights)
+
     async def claim_for_slots(
         self, worker_id: str, now: float, limit: int, lease_seconds: float
     ) -> list[StoredTask]:
@@ -594,7 +606,10 @@ class MemoryStore:
             and r.account is None and r.task.job_id is None
         ]  # fmt: skip
         held_by_user = Counter(r.task.user_id for r in self._s.tasks.values() if r.holds_slot)
-        chosen = choose(accounts, [waiting_of(t) for t in waiting], held_by_user, now, free)
+        weights = dict(self._s.weights)
+        chosen = choose(
+            accounts, [waiting_of(t) for t in waiting], held_by_user, now, free, weights
+        )
         claimed = []
         for task_id, name in chosen:
             row = self._s.tasks[task_id]
@@ -602,7 +617,7 @@ class MemoryStore:
             row.task.version += 1
             claimed.append(row.stored())
         held_by_user.update(Counter(s.task.user_id for s in claimed))
-        for task in queue_moves([copy.deepcopy(t) for t in waiting], chosen, held_by_user):
+        for task in queue_moves([copy.deepcopy(t) for t in waiting], chosen, held_by_user, weights):
             row = self._s.tasks[task.id]
             row.task.response = task.response
             self._put(row)
@@ -763,6 +778,19 @@ class MemoryStore:
             if (user_name is None or e.user_name == user_name)
             and (since is None or e.created_at >= since)
         ]
+
+    async def stored_secrets(self) -> list[tuple[str, str, str]]:
+        return [(s.id, s.user_id, s.secret) for s in self._s.secrets]
+
+    async def scrub_secrets(self) -> None:
+        return None
+
+    async def reseal_secret(self, secret_id: str, old: str, new: str) -> bool:
+        for s in self._s.secrets:
+            if s.id == secret_id and s.secret == old:
+                s.secret = new
+                return True
+        return False
 
     def __repr__(self) -> str:
         return "MemoryStore()"

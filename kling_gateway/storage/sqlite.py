@@ -114,18 +114,32 @@ class SQLiteTx:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
 
+    # Errors are typed where SQLite raises them (a full disk is StorageFull on reads too:
+    # a sort may need temporary space), whichever runner ran the statement.
     async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return self.conn.execute(sql, args).fetchall()
+        try:
+            return self.conn.execute(sql, args).fetchall()
+        except sqlite3.Error as exc:
+            _raise_typed(exc)
 
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        return self.conn.execute(sql, args).fetchone()
+        try:
+            return self.conn.execute(sql, args).fetchone()
+        except sqlite3.Error as exc:
+            _raise_typed(exc)
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
-        row = self.conn.execute(sql, args).fetchone()
+        try:
+            row = self.conn.execute(sql, args).fetchone()
+        except sqlite3.Error as exc:
+            _raise_typed(exc)
         return None if row is None else row[0]
 
     async def execute(self, sql: str, *args: Any) -> int:
-        return self.conn.execute(sql, args).rowcount
+        try:
+            return self.conn.execute(sql, args).rowcount
+        except sqlite3.Error as exc:
+            _raise_typed(exc)
 
     async def executemany(self, sql: str, args: Iterable[Sequence[Any]]) -> None:
         self.conn.executemany(sql, args)
@@ -236,6 +250,20 @@ class SQLiteStore(SQLStore):
 
         try:
             return await asyncio.get_running_loop().run_in_executor(self._writer, run)
+        except sqlite3.Error as exc:
+            _raise_typed(exc)
+
+    async def scrub_secrets(self) -> None:
+        """Rebuild the file without freed pages (they may hold secrets stored in the clear
+        before 0014), and empty the WAL, whose frames may too."""
+
+        def run() -> None:
+            if self._writer_tx is not None:
+                self._writer_tx.conn.execute("VACUUM")
+                self._writer_tx.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._writer, run)
         except sqlite3.Error as exc:
             _raise_typed(exc)
 

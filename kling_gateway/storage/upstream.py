@@ -17,7 +17,13 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kling_gateway.domain.accounts import Account, AccountState
-from kling_gateway.domain.fair_queue import Waiting, assign, fair_order, positions
+from kling_gateway.domain.fair_queue import (
+    DEFAULT_WEIGHT,
+    Waiting,
+    assign,
+    fair_order,
+    positions,
+)
 from kling_gateway.domain.task import Task
 from kling_gateway.protocol.task import progress_response
 from kling_gateway.storage.base import AccountBusy, AccountExists, StoredTask, UpstreamAccountRow
@@ -85,13 +91,16 @@ def waiting_of(task: Task) -> Waiting:
 
 
 def queue_moves(
-    waiting: Sequence[Task], chosen: Sequence[tuple[str, str]], held_by_user: dict[str, int]
+    waiting: Sequence[Task],
+    chosen: Sequence[tuple[str, str]],
+    held_by_user: dict[str, int],
+    weights: dict[str, float] | None = None,
 ) -> list[Task]:
     """The waiting tasks whose ``response.queue_position`` changes, set to the new one (a
     gateway extension clients may ignore: docs/contract.md §8.7)."""
     taken = {task_id for task_id, _ in chosen}
     left = [waiting_of(task) for task in waiting if task.id not in taken]
-    places = positions(fair_order(left, held_by_user))
+    places = positions(fair_order(left, held_by_user, weights))
     moved = []
     for task in waiting:
         place = places.get(task.id)
@@ -118,9 +127,10 @@ def choose(
     held_by_user: dict[str, int],
     now: float,
     limit: int,
+    weights: dict[str, float] | None = None,
 ) -> list[tuple[str, str]]:
     """(task id, account) pairs for the free slots, in fair order (shared with memory://)."""
-    chosen = assign(fair_order(waiting, held_by_user), accounts, now, limit)
+    chosen = assign(fair_order(waiting, held_by_user, weights), accounts, now, limit)
     return [(c.task_id, c.account) for c in chosen]
 
 
@@ -232,19 +242,42 @@ class UpstreamFlows:
         rows = await tx.fetch(_WAITING_HEADS, now, max(free, QUEUE_VIEW))
         heads = [task_from_row(row).task for row in rows]
         held_by_user = Counter({row[0]: int(row[1]) for row in await tx.fetch(_HELD_BY_USER)})
-        chosen = choose(accounts, [waiting_of(t) for t in heads], held_by_user, now, free)
+        weights = await self._weights(tx)
+        chosen = choose(accounts, [waiting_of(t) for t in heads], held_by_user, now, free, weights)
         claimed: list[StoredTask] = []
         for task_id, name in chosen:
             rows = await tx.fetch(_ASSIGN, name, worker_id, now + lease_seconds, task_id)
             claimed.extend(task_from_row(row) for row in rows)
         held_by_user.update(Counter(s.task.user_id for s in claimed))
-        for task in queue_moves(heads, chosen, held_by_user):
+        for task in queue_moves(heads, chosen, held_by_user, weights):
             # Not a version bump: the position is a view, like the callback state.
             await tx.execute(
                 "UPDATE tasks SET response = ? WHERE id = ?", dump_json(task.response), task.id
             )
             await self._store_record(tx, task)
         return claimed
+
+    async def set_fairness_weight(self, user_id: str, weight: float, now: float) -> None:
+        args: tuple[object, ...]
+        if weight == DEFAULT_WEIGHT:
+            sql, args = "DELETE FROM fairness_weights WHERE user_id = ?", (user_id,)
+        else:
+            sql = (
+                "INSERT INTO fairness_weights (user_id, weight, updated_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (user_id) DO UPDATE SET weight = excluded.weight, "
+                "updated_at = excluded.updated_at"
+            )
+            args = (user_id, weight, now)
+        await self._write(lambda tx: tx.execute(sql, *args))
+
+    async def fairness_weights(self) -> dict[str, float]:
+        return await self._weights(self._point)
+
+    @staticmethod
+    async def _weights(tx: Tx) -> dict[str, float]:
+        # A handful of rows (only users an operator weighted): read whole at each claim.
+        rows = await tx.fetch("SELECT user_id, weight FROM fairness_weights")
+        return {str(row[0]): float(row[1]) for row in rows}
 
     async def claim_due_pinned(
         self, worker_id: str, now: float, limit: int, lease_seconds: float

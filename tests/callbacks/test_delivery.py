@@ -38,16 +38,19 @@ from kling_gateway.callbacks.delivery import (
 from kling_gateway.callbacks.secrets import SecretStore
 from kling_gateway.cli import callbacks as printing
 from kling_gateway.domain.ids import new_object_id, new_task_id, new_trace_id
+from kling_gateway.domain.links import Links, video_link
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.infra import egress
 from kling_gateway.protocol.task import TaskState, success_response
 from kling_gateway.storage.base import CallbackDelivery, Outcome
+from kling_gateway.storage.crypto import SecretBox, generate_key, parse_key
 from kling_gateway.storage.sqlite import SQLiteStore
 from tests.servers import serve_asgi
 
 SCHEDULE = (10.0, 20.0, 30.0, 200.0)
 LOOPBACK = {"127.0.0.1", "::1"}
+SEALER = SecretBox(parse_key(generate_key()))  # signing secrets are sealed at rest
 
 
 # -- the receiver ---------------------------------------------------------------------------
@@ -149,7 +152,9 @@ async def user_id(store: SQLiteStore) -> str:
     return uid
 
 
-async def finished_task(store: SQLiteStore, user_id: str, url: str) -> tuple[Task, bytes]:
+async def finished_task(
+    store: SQLiteStore, user_id: str, url: str, video_url: str = "https://cdn.example/v.mp4"
+) -> tuple[Task, bytes]:
     """A task saved as succeeded with its callback, the way the worker saves it."""
     task_id = new_task_id()
     task = Task(
@@ -166,9 +171,7 @@ async def finished_task(store: SQLiteStore, user_id: str, url: str) -> tuple[Tas
     await store.insert_task(task, next_check_at=time.time(), deadline_at=time.time() + 3600)
     task.state = TaskState.SUCCEED
     task.finished_at = time.time()
-    task.response = success_response(
-        task_id, video_id="v-1", video_url="https://cdn.example/v.mp4", duration="5.1"
-    )
+    task.response = success_response(task_id, video_id="v-1", video_url=video_url, duration="5.1")
     body = msgspec.json.encode(task.response)
     outcome = Outcome(next_check_at=None, callbacks=((url, "succeed", body),))
     assert await store.save_task(task, expected_version=0, worker_id=None, outcome=outcome)
@@ -198,7 +201,7 @@ def deliverer(
 ) -> CallbackDeliverer:
     return CallbackDeliverer(
         store,
-        SecretStore(store),
+        SecretStore(store, SEALER),
         schedule=SCHEDULE,
         timeout=timeout,
         allow_private=allow_private,
@@ -278,7 +281,7 @@ async def test_fails_three_times_then_succeeds(
     assert all(h.body == body for h in hits)
     assert all(h.headers["content-type"] == "application/json" for h in hits)
     assert all(h.headers["user-agent"].startswith("kling-gateway") for h in hits)
-    secret = await SecretStore(store).get_or_create_secret(user_id)
+    secret = await SecretStore(store, SEALER).get_or_create_secret(user_id)
     for hit in hits:
         assert msgspec.json.decode(hit.body)["state"] == "succeed"
         verify_hit(hit, [secret])
@@ -387,7 +390,7 @@ async def test_rotation_sends_both_signatures_during_the_grace_period(
     store: SQLiteStore, user_id: str, receiver: Receiver
 ) -> None:
     clock = Clock()
-    secrets = SecretStore(store)
+    secrets = SecretStore(store, SEALER)
     old = await secrets.get_or_create_secret(user_id, now=clock.now)
     async with deliverer(store, clock) as d:
         await finished_task(store, user_id, f"{receiver.base}/ok")
@@ -417,7 +420,7 @@ async def test_rotation_sends_both_signatures_during_the_grace_period(
 
 
 async def test_admin_secret_commands(store: SQLiteStore, user_id: str) -> None:
-    secrets = SecretStore(store)
+    secrets = SecretStore(store, SEALER)
     first = await admin.user_secrets(secrets, "alice")
     again = await admin.user_secrets(secrets, "alice")
     assert first.current == again.current and first.user_id == user_id
@@ -427,6 +430,31 @@ async def test_admin_secret_commands(store: SQLiteStore, user_id: str) -> None:
     assert "rotated" in printing.format_secrets(rotated, 60)
     with pytest.raises(admin.UnknownUser):
         await admin.user_secrets(secrets, "nobody")
+
+
+async def test_a_stored_link_is_sent_absolute_and_signed_so(
+    store: SQLiteStore, user_id: str, receiver: Receiver
+) -> None:
+    await finished_task(store, user_id, f"{receiver.base}/ok", video_link("v-1"))
+    clock = Clock()
+    d = CallbackDeliverer(
+        store,
+        SecretStore(store, SEALER),
+        schedule=SCHEDULE,
+        timeout=5.0,
+        allow_private=True,
+        worker_id="worker-1",
+        clock=clock,
+        links=Links("https://kling.example"),
+    )
+    async with d:
+        assert await d.deliver_due() == 1
+    secret = await SecretStore(store, SEALER).get_or_create_secret(user_id)
+    (hit,) = receiver.to("/ok")
+    assert (
+        msgspec.json.decode(hit.body)["video_url"] == "https://kling.example/files/videos/v-1.mp4"
+    )
+    verify_hit(hit, [secret])  # signed over the body as sent
 
 
 # -- the SSRF guard at delivery ---------------------------------------------------------------

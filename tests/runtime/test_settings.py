@@ -110,6 +110,7 @@ def _sample(name: str, tmp_path: Path) -> tuple[str, Any]:
         "provider_timeout": ("20", 20.0),
         "storage_url": ("s3://bucket/videos", "s3://bucket/videos"),
         "s3_endpoint_url": ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
+        "secret_key": ("A" * 43, "A" * 43),  # 32 bytes in URL-safe base64
         "files_public_url": ("https://cdn.example", "https://cdn.example"),
         "default_credits": ("40", "40"),
     }

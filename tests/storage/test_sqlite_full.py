@@ -5,13 +5,8 @@ and always against SQLite's own size limit (``max_page_count``)."""
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from kling_gateway.storage import StorageFull
 from kling_gateway.storage.sqlite import SQLiteStore
@@ -30,26 +25,6 @@ async def _fill(store: SQLiteStore, who: Owner, most: int = 500) -> StorageFull:
         except StorageFull as exc:
             return exc
     raise AssertionError(f"{most} large tasks fit: the disk never filled")
-
-
-@pytest.fixture
-def tiny_tmpfs(tmp_path: Path) -> Iterator[Path]:
-    mount_point = tmp_path / "tiny"
-    mount_point.mkdir()
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root")
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount_point)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield mount_point
-    finally:
-        subprocess.run(["umount", "-l", str(mount_point)], check=False)
 
 
 async def test_a_full_tmpfs_is_storage_full_and_room_makes_it_writable(tiny_tmpfs: Path) -> None:

@@ -138,6 +138,25 @@ async def test_users_are_served_fairly_oldest_first(store: Store) -> None:
     assert burst[0].id in claimed and burst[1].id in claimed
 
 
+async def test_fairness_weights_change_the_share_of_slots(store: Store) -> None:
+    alice, bob = await owner(store, "alice"), await owner(store, "bob")
+    await store.add_upstream_account(account("one", 8), "s", time.time())
+    start = time.time() - 100
+    for i in range(20):  # both have a backlog; bob's tasks are the older ones
+        await insert(store, bob, created_at=start + i)
+        await insert(store, alice, created_at=start + 30 + i)
+    await store.set_fairness_weight(alice.user_id, 3.0, time.time())
+    assert await store.fairness_weights() == {alice.user_id: 3.0}
+    share = Counter(s.task.user_id for s in await claim(store))
+    assert share == {alice.user_id: 6, bob.user_id: 2}
+    # Weight 1 is the default again: the next slots are shared evenly.
+    await store.set_fairness_weight(alice.user_id, 1.0, time.time())
+    assert await store.fairness_weights() == {}
+    await store.add_upstream_account(account("two", 8), "s", time.time())
+    share = Counter(s.task.user_id for s in await claim(store))
+    assert share == {alice.user_id: 2, bob.user_id: 6}  # bob catches up to 8 and 8
+
+
 async def test_disabled_full_and_run_out_accounts_and_models(store: Store) -> None:
     who = await owner(store)
     now = time.time()

@@ -111,7 +111,7 @@ class TaskStream:
     def _event_for(self, task: Task) -> bytes | None:
         if self._seen is not None and task.version <= self._seen:
             return None
-        record = task.record_json()
+        record = self._ctx.links.resolve(task.record_json())
         if record == self._sent:
             return None
         self._sent = record

@@ -73,7 +73,7 @@ class TasksEndpoint:
         ctx = self.ctx
         if request.wait is None:
             record = await ctx.store.get_task_record(principal.user_id, task_id)
-            return Reply(200, record or EMPTY_RECORD, _retry_hint(record))
+            return Reply(200, _linked(ctx, record), _retry_hint(record))
         wait = _bounded("wait", request.wait, 0, MAX_WAIT_SECONDS)
         # A missing or foreign task answers {} at once (its first read finds nothing).
         record = await ctx.waiters.hold(
@@ -82,7 +82,7 @@ class TasksEndpoint:
         )
         # The SDK decides from this header whether `wait` was honoured, so it goes with every
         # answer to a `wait`, also when the task finished during it (and has no retry hint).
-        return Reply(200, record or EMPTY_RECORD, [*_retry_hint(record), LONG_POLL])
+        return Reply(200, _linked(ctx, record), [*_retry_hint(record), LONG_POLL])
 
     async def retrieve_batch(self, principal: Principal, request: TasksRequest) -> Reply:
         if request.ids is None:
@@ -97,7 +97,8 @@ class TasksEndpoint:
 
     async def _records(self, principal: Principal, ids: list[str]) -> list[bytes]:
         found = await self.ctx.store.get_task_records(principal.user_id, ids)
-        return [found[i] for i in ids if i in found]
+        resolve = self.ctx.links.resolve
+        return [resolve(found[i]) for i in ids if i in found]
 
     async def _stream_batch(
         self, principal: Principal, ids: list[str], first: list[bytes]
@@ -123,7 +124,8 @@ class TasksEndpoint:
             offset=_whole("offset", request.offset, 0, 10**9, 0),
         )
         items, total = await self.ctx.store.list_task_records(principal.user_id, flt)
-        return Reply(200, _batch_body(items, total))
+        resolve = self.ctx.links.resolve
+        return Reply(200, _batch_body([resolve(item) for item in items], total))
 
     async def delete(self, principal: Principal, request: TasksRequest) -> Reply:
         task_id = _required_id(request.id)
@@ -213,6 +215,11 @@ def _whole(name: str, value: float | None, low: int, high: int, default: int) ->
     if value != int(value) or not low <= value <= high:
         raise BadRequest(f"field `{name}` must be a whole number from {low} to {high}")
     return int(value)
+
+
+def _linked(ctx: AppContext, record: bytes | None) -> bytes:
+    """The stored record as sent: its file links made absolute (domain/links.py)."""
+    return EMPTY_RECORD if record is None else ctx.links.resolve(record)
 
 
 def _retry_hint(record: bytes | None) -> tuple[tuple[bytes, bytes], ...]:

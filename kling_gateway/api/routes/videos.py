@@ -21,7 +21,7 @@ from kling_gateway.domain.kinds import TaskKind
 from kling_gateway.domain.params import TaskParams, hash_input
 from kling_gateway.domain.pricing import PriceError, price
 from kling_gateway.domain.task import Task
-from kling_gateway.domain.videos import stored_request
+from kling_gateway.domain.videos import known_fields, stored_request
 from kling_gateway.infra.egress import UnsafeTarget, check_callback_url
 from kling_gateway.infra.notify import WORKER_WAKEUP
 from kling_gateway.protocol.errors import BadRequest, GatewayTimeout, TooManyRequests, UsedUp
@@ -46,6 +46,8 @@ def _failure_status(code: str) -> int:
         return 504
     if code == "upstream_unavailable":
         return 503
+    if code == "storage_full":
+        return 507
     return 502 if code.startswith("upstream_") else 200
 
 
@@ -56,6 +58,7 @@ class CreateEndpoint:
     def __init__(self, ctx: AppContext, kind: TaskKind) -> None:
         self.ctx = ctx
         self.kind = kind
+        self._known_fields = known_fields(kind.body)
 
     async def __call__(self, scope: Scope, receive: Receive, trace_id: str) -> Reply:
         limit = max(self.kind.max_body_bytes, self.ctx.settings.max_body_bytes)
@@ -96,7 +99,7 @@ class CreateEndpoint:
             application_id=principal.application_id,
             credential_id=principal.credential_id,
             trace_id=trace_id,
-            request=stored_request(raw),
+            request=stored_request(raw, self._known_fields),
             params=params,
             created_at=now,
             type=self.kind.task_type,
@@ -144,7 +147,7 @@ class CreateEndpoint:
             raise GatewayTimeout(
                 f"task {task_id} is not finished yet; it goes on, retrieve it later"
             )
-        doc = msgspec.json.decode(record)
+        doc = msgspec.json.decode(ctx.links.resolve(record))
         response: dict[str, Any] = doc["response"]
         code = response.get("error", {}).get("code", "")
         answer = {**response, "trace_id": trace_id}

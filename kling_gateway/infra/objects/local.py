@@ -25,6 +25,7 @@ from kling_gateway.infra.objects.port import (
     ObjectStoreUnavailable,
     check_key,
     resolve_range,
+    unavailable,
 )
 
 _TMP_PREFIX = ".upload-"
@@ -84,7 +85,7 @@ class FileObjectStore:
             tmp = target.with_name(f"{_TMP_PREFIX}{secrets.token_hex(8)}-{target.name}")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         except OSError as exc:
-            raise ObjectStoreUnavailable(f"{self.description}: {exc}") from exc
+            raise unavailable(self.description, exc) from exc
         try:
             with os.fdopen(fd, "wb") as out:
                 async for chunk in chunks:
@@ -96,7 +97,7 @@ class FileObjectStore:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             if isinstance(exc, OSError):
-                raise ObjectStoreUnavailable(f"{self.description}: {exc}") from exc
+                raise unavailable(self.description, exc) from exc
             raise
         return await self.stat(key)
 

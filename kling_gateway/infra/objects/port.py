@@ -10,6 +10,7 @@ request, so no video ever sits whole in memory.
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
 from collections.abc import AsyncIterable, AsyncIterator
 from dataclasses import dataclass
@@ -33,6 +34,27 @@ class ObjectNotFound(ObjectStoreError):
 
 class ObjectStoreUnavailable(ObjectStoreError):
     """The store could not be reached or answered with a server error: worth retrying."""
+
+
+class ObjectStoreFull(ObjectStoreUnavailable):
+    """No space left where the store writes (ENOSPC, EDQUOT): worth retrying once there is
+    room, and reported as ``storage_full``, not as an outage."""
+
+
+# A full disk, or a full quota: what ``ObjectStoreFull`` and ``storage_full`` mean.
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_no_space(exc: BaseException) -> bool:
+    """``exc`` is the OS saying the disk (or quota) is full (FFmpeg's errors are OSErrors
+    with the errno too)."""
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE
+
+
+def unavailable(description: str, exc: OSError) -> ObjectStoreUnavailable:
+    """The typed error of an OS failure of a store: full, or out of reach."""
+    kind = ObjectStoreFull if is_no_space(exc) else ObjectStoreUnavailable
+    return kind(f"{description}: {exc}")
 
 
 class ObjectStoreRefused(ObjectStoreError):

@@ -125,7 +125,9 @@ class KlingClient:
 
     async def call(self, path: str, body: dict[str, Any]) -> Any:
         """``POST path`` of a synchronous call (identify-face, tts); its ``data``."""
-        answer = await self._call(self._submit_lane, "POST", path, json_body=body)
+        # The metric's label: the call's last path segment, one of a fixed few.
+        label = path.rstrip("/").rsplit("/", 1)[-1]
+        answer = await self._call(self._submit_lane, "POST", path, json_body=body, call=label)
         return self._checked(answer)
 
     async def costs(self, start_ms: int, end_ms: int) -> list[dict[str, Any]]:

@@ -36,7 +36,7 @@ from kling_gateway.infra.egress import GuardedTransport, UnsafeTarget, origin_of
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.objects import ObjectStoreError
 from kling_gateway.protocol.task import TASK_TYPE_VIDEOS, TaskState
-from kling_gateway.providers.base import require_own_video
+from kling_gateway.providers.base import require_own_video, storage_failure
 from kling_gateway.providers.kling.batch import BatchConfig, CheckBatcher
 from kling_gateway.providers.kling.callbacks import status_from_callback
 from kling_gateway.providers.kling.client import (
@@ -302,14 +302,12 @@ class KlingProvider:
             await self._copy_once(video.video_url, video.video_id)
             source_url = await self._copy_source(video)
         except ObjectStoreError as exc:
-            # Unreachable storage: retried with backoff; Kling keeps the result for 30 days.
-            raise ProviderError(
-                f"could not store the result video: {exc}", code="storage_error", retryable=True
-            ) from exc
+            # Unreachable or full storage: retried; Kling keeps the result for 30 days.
+            raise storage_failure("could not store the result video", exc) from exc
         extra = dict(status.provider_data or {})
         extra["upstream_url"] = video.video_url
         ours = replace(
-            video, video_url=self._files.url_for(video.video_id), source_video_url=source_url
+            video, video_url=self._files.link_for(video.video_id), source_video_url=source_url
         )
         return replace(status, video=ours, provider_data=extra)
 
@@ -329,7 +327,7 @@ class KlingProvider:
         except ValueError:
             return video.source_video_url
         await self._copy_once(video.source_video_url, video.source_video_id)
-        return self._files.url_for(video.source_video_id)
+        return self._files.link_for(video.source_video_id)
 
     async def _download(self, url: str, video_id: str) -> None:
         """Stream the result into a scratch file, then publish it to the object store."""
@@ -338,10 +336,8 @@ class KlingProvider:
         try:
             await self._stream_to(url, part)
             await self._files.publish(video_id, part)
-        except OSError as exc:
-            raise ProviderError(
-                f"could not store the result video: {exc}", code="storage_error", retryable=True
-            ) from exc
+        except OSError as exc:  # the scratch file: a full disk is storage_full
+            raise storage_failure("could not store the result video", exc) from exc
         finally:
             await asyncio.to_thread(_unlink_quietly, part)
 

@@ -53,9 +53,9 @@ from kling_gateway.domain.videos import params_of
 from kling_gateway.infra.egress import GuardedTransport
 from kling_gateway.infra.fetch import FetchError, fetch_bytes
 from kling_gateway.infra.files import VideoFiles
-from kling_gateway.infra.objects import ObjectNotFound, ObjectStoreError
+from kling_gateway.infra.objects import ObjectNotFound, ObjectStoreError, is_no_space
 from kling_gateway.protocol.task import TaskState, format_seconds
-from kling_gateway.providers.base import require_own_video
+from kling_gateway.providers.base import require_own_video, storage_failure
 from kling_gateway.providers.local.kinds import KindRenderer
 from kling_gateway.providers.local.references import OmniInputs, fetch_omni, shots_of
 from kling_gateway.providers.local.render import (
@@ -206,11 +206,11 @@ class LocalProvider:
         return self._succeeded(task, video_id, seconds)
 
     def _succeeded(self, task: Task, video_id: str, seconds: float) -> Status:
-        url = self._files.url_for(video_id)
+        url = self._files.link_for(video_id)
         silent = _source_video_id(task)
         video = VideoResult(
             video_id=video_id, video_url=url, duration=format_seconds(seconds),
-            source_video_url=None if silent is None else self._files.url_for(silent),
+            source_video_url=None if silent is None else self._files.link_for(silent),
         )  # fmt: skip
         return Status(TaskState.SUCCEED, video=video)
 
@@ -270,8 +270,12 @@ class LocalProvider:
                 await asyncio.to_thread(_unlink_quietly, silent)
         except RenderError as exc:
             raise ProviderError(str(exc), code="render_failed") from exc
+        except OSError as exc:
+            if not is_no_space(exc):  # the scratch file on a full disk: else a bug or fault
+                raise
+            raise storage_failure("could not write the rendered video", exc) from exc
         except ObjectStoreError as exc:
-            raise _storage_error(exc) from exc
+            raise storage_failure("could not store or read the video", exc) from exc
         if await self._store.load_task(task.id) is None:
             # Deleted while rendering: its delete found no file to remove, so remove it here.
             for stale in (video_id, silent_id):
@@ -425,14 +429,6 @@ def _ready_at(task: Task) -> float | None:
 def _unlink_quietly(path: Path) -> None:
     with contextlib.suppress(OSError):
         path.unlink()
-
-
-def _storage_error(exc: ObjectStoreError) -> ProviderError:
-    # Unreachable or refusing storage is retried with backoff until the task's deadline: the
-    # video is not lost, only not yet stored.
-    return ProviderError(
-        f"could not store or read the video: {exc}", code="storage_error", retryable=True
-    )
 
 
 def _video_not_found(message: str) -> ProviderError:

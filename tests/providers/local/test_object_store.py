@@ -63,7 +63,7 @@ async def test_a_video_rendered_on_one_machine_is_extended_on_another(
     source = await submit_and_check(worker_a, source_task)
     await record_success(store, source_task, source)
     assert source.video is not None
-    assert source.video.video_url == f"{PUBLIC}/files/videos/{source.video.video_id}.mp4"
+    assert source.video.video_url == f"/files/videos/{source.video.video_id}.mp4"
     assert server.list_keys(BUCKET, prefix + "/") == [f"{prefix}/{source.video.video_id}.mp4"]
     assert files_on(machine_a) == []  # published, and the scratch file removed
 

@@ -291,7 +291,7 @@ async def test_without_rendering_no_file_is_written(
     assert status.state is TaskState.SUCCEED
     assert status.video is not None
     assert status.video.video_id == video_id
-    assert status.video.video_url == f"{PUBLIC}/files/videos/{video_id}.mp4"
+    assert status.video.video_url == f"/files/videos/{video_id}.mp4"  # resolved when sent
     assert status.video.duration == duration
     assert not files.root.exists()
     await prov.aclose()
@@ -352,7 +352,7 @@ async def test_renders_a_real_mp4_of_the_asked_length_and_shape(
     assert measured.frames == 3 * FPS
     assert measured.duration == pytest.approx(3.0, abs=0.01)
     assert status.video.duration == "3.0"
-    assert status.video.video_url == files.url_for(status.video.video_id)
+    assert status.video.video_url == files.link_for(status.video.video_id)
     assert [p.name for p in files.root.iterdir()] == [path.name]  # no .part left over
     await prov.aclose()
 
@@ -411,7 +411,8 @@ async def test_a_render_error_fails_the_task(
     await prov.aclose()
 
 
-@pytest.mark.parametrize("error", [RuntimeError("boom"), OSError(28, "No space left on device")])
+# (ENOSPC is storage_full instead: tests/providers/local/test_storage_full.py, on a real disk.)
+@pytest.mark.parametrize("error", [RuntimeError("boom"), OSError(5, "Input/output error")])
 async def test_an_unexpected_error_is_retryable(
     files: VideoFiles,
     store: SQLiteStore,
