@@ -27,6 +27,7 @@ from kling_gateway.api.asgi import (
 from kling_gateway.api.auth import Authenticator
 from kling_gateway.api.context import ApiSettings, AppContext
 from kling_gateway.api.pages import build_pages
+from kling_gateway.api.routes.assets import asset_handlers
 from kling_gateway.api.routes.tasks import TasksEndpoint
 from kling_gateway.api.routes.videos import VideosEndpoint
 from kling_gateway.api.waiting import ClientGone, shutting_down
@@ -35,6 +36,7 @@ from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.notify import LocalTaskEvents, TaskEvents
 from kling_gateway.infra.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
 from kling_gateway.protocol.errors import ApiError, InternalError
+from kling_gateway.providers.assets import AssetProvider, LocalAssets
 from kling_gateway.storage.base import Store
 
 log = logging.getLogger("kling_gateway.api")
@@ -105,6 +107,7 @@ def create_app(
     limiter: RateLimiter | None = None,
     services: list[Service] | None = None,
     files: VideoFiles | None = None,
+    assets: AssetProvider | None = None,
 ) -> GatewayApp:
     """The gateway over ``store``. Its lifespan opens the store, starts ``services`` (the
     worker, when it runs in this process) and stops them again in reverse order."""
@@ -115,6 +118,7 @@ def create_app(
         limiter=limiter or _default_limiter(settings),
         events=events or LocalTaskEvents(),
         files=files or VideoFiles(settings.videos_dir, settings.resolved_files_url),
+        assets=assets or LocalAssets(),
     )
 
     @asynccontextmanager
@@ -125,6 +129,7 @@ def create_app(
             await store.open()
             stack.push_async_callback(store.close)
             stack.push_async_callback(ctx.limiter.aclose)
+            stack.push_async_callback(ctx.assets.aclose)
             await ctx.events.start()
             stack.push_async_callback(ctx.events.aclose)
             for start in services or []:
@@ -135,6 +140,7 @@ def create_app(
 
     tasks, videos = TasksEndpoint(ctx), VideosEndpoint(ctx)
     handlers: dict[str, Handler] = {"/kling/tasks": tasks, "/kling/videos": videos}
+    handlers.update(asset_handlers(ctx))
     return GatewayApp(ctx, handlers, build_pages(ctx, lifespan))
 
 

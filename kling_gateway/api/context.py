@@ -13,6 +13,7 @@ from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.infra.ratelimit import RateLimiter
 from kling_gateway.protocol.errors import TooManyRequests
+from kling_gateway.providers.assets import AssetProvider, LocalAssets
 from kling_gateway.storage.base import Principal, Store
 
 
@@ -61,6 +62,8 @@ class AppContext:
     events: TaskEvents
     files: VideoFiles
     waiters: Waiters = field(default_factory=Waiters)
+    # Creates elements and voices (docs/contract.md §6.1); the local provider's by default.
+    assets: AssetProvider = field(default_factory=LocalAssets)
 
     async def admit(self, scope: Scope, receive: Receive, api: str) -> tuple[Principal, bytes]:
         """Authenticate, count against the rate limit, then read the capped body."""

@@ -15,6 +15,7 @@ import uvicorn
 from kling_gateway.api.app import GatewayApp, Service, create_app
 from kling_gateway.api.context import AppContext
 from kling_gateway.infra.notify import TaskEvents
+from kling_gateway.runtime.assets import build_assets
 from kling_gateway.runtime.objects import build_video_files, check_video_storage
 from kling_gateway.runtime.settings import Settings, env_name, load_settings
 from kling_gateway.runtime.startup import StartupError, startup_errors, where
@@ -138,6 +139,9 @@ def build_app(settings: Settings) -> GatewayApp:
     services: list[Service] = [_answer_waiters_at_exit_signals]
     if settings.worker:
         services.append(_worker_service(settings))
+    assets, start_assets = build_assets(settings, store)
+    if start_assets is not None:
+        services.append(start_assets)
     return create_app(
         settings,
         store,
@@ -145,6 +149,7 @@ def build_app(settings: Settings) -> GatewayApp:
         limiter=limiter,
         services=services,
         files=build_video_files(settings),
+        assets=assets,
     )
 
 
