@@ -20,7 +20,9 @@ FAULT_KINDS = REQUEST_FAULTS + CREATE_FAULTS
 API_ROUTES = frozenset({"create", "get", "list"})
 # ``media``: the result video downloads; a rule applies to them only when it names them.
 # ``costs``: ``GET /account/costs``; a rule applies to it only when it names it.
-ROUTES = API_ROUTES | {"media", "costs"}
+# ``general_*``: the custom element and voice calls (general.py), likewise only when named.
+GENERAL_ROUTES = frozenset({"general_create", "general_get", "general_list", "general_delete"})
+ROUTES = API_ROUTES | {"media", "costs"} | GENERAL_ROUTES
 
 SAFETY_MESSAGE = "Failure to pass the risk control system"
 FAILURE_MESSAGE = "The generation failed, please try again"

@@ -137,11 +137,11 @@ def build_app(settings: Settings) -> GatewayApp:
             settings.redis_url, settings.rate_limit_per_minute, timeout=settings.redis_timeout
         )
     services: list[Service] = [_answer_waiters_at_exit_signals]
-    if settings.worker:
-        services.append(_worker_service(settings))
     assets, start_assets = build_assets(settings, store)
     if start_assets is not None:
         services.append(start_assets)
+    if settings.worker:
+        services.append(_worker_service(settings))
     return create_app(
         settings,
         store,
