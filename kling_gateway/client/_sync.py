@@ -9,6 +9,7 @@ from typing import cast
 
 import httpx
 
+from kling_gateway.client._assets import Elements, Voices
 from kling_gateway.client._base import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_BATCH_SIZE,
@@ -28,7 +29,8 @@ from kling_gateway.client.types import Record
 
 
 class Client:
-    """``Client(base_url, token=...)``: ``client.videos`` and ``client.tasks``.
+    """``Client(base_url, token=...)``: ``client.videos``, ``client.tasks``, ``client.elements``
+    and ``client.voices``.
 
     ``sleep`` and ``clock`` are hooks for tests (defaults ``time.sleep``, ``time.monotonic``).
     """
@@ -57,6 +59,8 @@ class Client:
         self._sleep = sleep or time.sleep
         self.videos: Videos[Record, Iterator[Record]] = Videos(self._core, self)
         self.tasks: Tasks[Record, Iterator[Record]] = Tasks(self._core, self)
+        self.elements: Elements[Record, Iterator[Record]] = Elements(self._core, self)
+        self.voices: Voices[Record, Iterator[Record]] = Voices(self._core, self)
 
     def _run(self, flow: Flow[T]) -> T:
         """Drive a flow to its result, doing its I/O."""
