@@ -1,4 +1,5 @@
-"""Client commands against a running gateway: `tasks get|batch|list|wait` and `videos create`.
+"""Client commands against a running gateway: `tasks get|batch|list|wait`, `videos create`
+(and `elements`/`voices`, in client_assets.py).
 
 They talk HTTP through the SDK (``kling_gateway.client.Client``), so they work against any
 server the SDK does (this gateway, or the hosted service). Results go to stdout: JSON when
@@ -51,6 +52,9 @@ def add_client_commands(commands: SubParsers) -> None:
     common = _connection_options()
     _add_tasks(commands, common)
     _add_videos(commands, common)
+    from kling_gateway.cli.client_assets import add_asset_commands
+
+    add_asset_commands(commands, common)
 
 
 def _connection_options() -> argparse.ArgumentParser:
@@ -151,6 +155,23 @@ def _run(handler: Handler, args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except KlingError as exc:
         return _fail(f"{exc.code}: {exc.message}", EXIT_ERROR)
+
+
+def set_handler(parser: argparse.ArgumentParser, handler: Handler) -> None:
+    """Run ``handler`` with a connected client for this command (shared with client_assets)."""
+    _set_handler(parser, handler)
+
+
+def fail(message: str, code: int) -> int:
+    return _fail(message, code)
+
+
+def as_json(args: argparse.Namespace) -> bool:
+    return _as_json(args)
+
+
+def print_json(value: object) -> None:
+    print(json.dumps(value, ensure_ascii=False))
 
 
 def _fail(message: str, code: int) -> int:
