@@ -20,7 +20,13 @@ from kling_gateway.protocol.assets import (
     ASSET_FAILED,
     ASSET_PROCESSING,
     ASSET_SUCCEED,
+    DEFAULT_ASSET_PAGE,
     ELEMENT_TAGS,
+    MAX_ASSET_ID,
+    MAX_ASSET_NAME,
+    MAX_ASSET_PAGE,
+    MAX_ELEMENT_DESCRIPTION,
+    MAX_REFER_IMAGES,
     REFERENCE_TYPES,
     ElementImageList,
     ElementsRequestBody,
@@ -31,11 +37,8 @@ from kling_gateway.protocol.assets import (
 from kling_gateway.protocol.errors import ApiNotImplemented, BadRequest
 
 ELEMENT, VOICE = "element", "voice"
-MAX_NAME = 20
-MAX_DESCRIPTION = 100
-MAX_REFER_IMAGES = 3
-MAX_ID = 128
-MAX_PAGE, DEFAULT_PAGE = 100, 20
+MAX_NAME, MAX_DESCRIPTION, MAX_ID = MAX_ASSET_NAME, MAX_ELEMENT_DESCRIPTION, MAX_ASSET_ID
+MAX_PAGE, DEFAULT_PAGE = MAX_ASSET_PAGE, DEFAULT_ASSET_PAGE
 ID_FIELD = {ELEMENT: "element_id", VOICE: "voice_id"}
 
 

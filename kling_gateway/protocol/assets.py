@@ -15,6 +15,11 @@ ASSET_ACTIONS = ("create", "list", "retrieve", "delete")
 ASSET_PROCESSING, ASSET_SUCCEED, ASSET_FAILED = "processing", "succeed", "failed"
 ELEMENT_TAGS = ("o_101", "o_102", "o_103", "o_104", "o_105", "o_106", "o_107", "o_108")
 REFERENCE_TYPES = ("image_refer", "video_refer")
+MAX_ASSET_NAME = 20
+MAX_ELEMENT_DESCRIPTION = 100
+MAX_REFER_IMAGES = 3
+MAX_ASSET_ID = 128
+MAX_ASSET_PAGE, DEFAULT_ASSET_PAGE = 100, 20
 
 
 class ReferImage(msgspec.Struct):
