@@ -281,13 +281,14 @@ CASES: dict[str, tuple[type[msgspec.Struct], tuple[str, ...]]] = {
     "ReferVideo": (assets.ReferVideo, ()),
 }
 # The cases written inline in the document: where their properties are.
+ELEMENTS = f"{S}/ElementsRequest/properties"
 INLINE = {
     "CameraControl.config": f"{S}/CameraControl/properties/config",
     "ElementImageList": f"{S}/ElementsRequest/properties/element_image_list",
     "ElementVideoList": f"{S}/ElementsRequest/properties/element_video_list",
     "ElementTag": f"{S}/ElementsRequest/properties/tag_list/items",
-    "ReferImage": f"{S}/ElementsRequest/properties/element_image_list/properties/refer_images/items",
-    "ReferVideo": f"{S}/ElementsRequest/properties/element_video_list/properties/refer_videos/items",
+    "ReferImage": f"{ELEMENTS}/element_image_list/properties/refer_images/items",
+    "ReferVideo": f"{ELEMENTS}/element_video_list/properties/refer_videos/items",
 }
 
 
