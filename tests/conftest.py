@@ -22,6 +22,7 @@ BOTH_STORES = frozenset(
         "tests.api.test_videos",
         "tests.api.test_events",
         "tests.api.test_kinds",
+        "tests.api.test_assets",
         "tests.providers.kling.test_kinds_gateway",
         "tests.test_harness",
     }

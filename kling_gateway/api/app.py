@@ -29,6 +29,7 @@ from kling_gateway.api.context import ApiSettings, AppContext
 from kling_gateway.api.instrument import CLIENT_GONE, Observed, with_cors
 from kling_gateway.api.observe import Probe
 from kling_gateway.api.pages import build_pages
+from kling_gateway.api.routes.assets import asset_handlers
 from kling_gateway.api.routes.tasks import TasksEndpoint
 from kling_gateway.api.routes.videos import CreateEndpoint
 from kling_gateway.api.waiting import ClientGone, shutting_down
@@ -39,6 +40,7 @@ from kling_gateway.infra.notify import LocalTaskEvents, TaskEvents
 from kling_gateway.infra.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
 from kling_gateway.infra.request_metrics import flushing
 from kling_gateway.protocol.errors import ApiError, InternalError
+from kling_gateway.providers.assets import AssetProvider, LocalAssets
 from kling_gateway.storage.base import Store
 
 log = logging.getLogger("kling_gateway.api")
@@ -110,6 +112,7 @@ def create_app(
     services: list[Service] | None = None,
     files: VideoFiles | None = None,
     probes: tuple[Probe, ...] = (),
+    assets: AssetProvider | None = None,
 ) -> GatewayApp:
     """The gateway over ``store``. Its lifespan opens the store, starts ``services`` (the
     worker, when it runs in this process) and stops them again in reverse order. ``probes``:
@@ -122,6 +125,7 @@ def create_app(
         events=events or LocalTaskEvents(),
         files=files or VideoFiles(settings.videos_dir, settings.resolved_files_url),
         probes=probes,
+        assets=assets or LocalAssets(),
     )
 
     @asynccontextmanager
@@ -134,6 +138,7 @@ def create_app(
             await store.open()
             stack.push_async_callback(store.close)
             stack.push_async_callback(ctx.limiter.aclose)
+            stack.push_async_callback(ctx.assets.aclose)
             await ctx.events.start()
             stack.push_async_callback(ctx.events.aclose)
             for start in services or []:
@@ -145,6 +150,7 @@ def create_app(
     handlers: dict[str, Handler] = {"/kling/tasks": TasksEndpoint(ctx)}
     for kind in KINDS:
         handlers[kind.path] = CreateEndpoint(ctx, kind)
+    handlers.update(asset_handlers(ctx))
     return GatewayApp(ctx, handlers, build_pages(ctx, lifespan))
 
 

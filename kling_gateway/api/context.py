@@ -16,6 +16,7 @@ from kling_gateway.infra.log_context import note_user
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.infra.ratelimit import RateLimiter
 from kling_gateway.protocol.errors import TooManyRequests
+from kling_gateway.providers.assets import AssetProvider, LocalAssets
 from kling_gateway.storage.base import Principal, Store
 
 if TYPE_CHECKING:
@@ -77,6 +78,8 @@ class AppContext:
     probes: tuple[Probe, ...] = ()
     # Makes the stored links of records absolute with this API's files URL (domain/links.py).
     links: Links = field(init=False)
+    # Creates elements and voices (docs/contract.md §6.1); the local provider's by default.
+    assets: AssetProvider = field(default_factory=LocalAssets)
 
     def __post_init__(self) -> None:
         self.links = Links(self.files.public_url)

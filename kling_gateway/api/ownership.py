@@ -26,12 +26,29 @@ async def resolve_owned(store: Store, user_id: str, params: TaskParams) -> TaskP
         return params
     elements = await _owned(store, user_id, "element", "element_list", params.element_list)
     voices = await _owned(store, user_id, "voice", "voice_list", params.voice_list)
+    _one_account([("element_list", "element_id", elements), ("voice_list", "voice_id", voices)])
     return msgspec.structs.replace(params, element_list=elements, voice_list=voices)
 
 
 async def _own_video(store: Store, user_id: str, video_id: str | None) -> None:
     if video_id is not None and await store.find_user_video(user_id, video_id) is None:
         raise BadRequest(f"field `video_id`: no finished video of yours has video_id {video_id!r}")
+
+
+def _one_account(lists: list[tuple[str, str, tuple[AssetReference, ...]]]) -> None:
+    """Upstream ids belong to one Kling account, and the task runs on one: refs of two
+    accounts cannot be combined (the task is pinned to theirs, storage/upstream.py)."""
+    first: str | None = None
+    for field, key, refs in lists:
+        for i, ref in enumerate(refs):
+            if ref.account is None:
+                continue
+            if first is not None and ref.account != first:
+                raise BadRequest(
+                    f"field `{field}[{i}].{key}`: it lives on another upstream account than "
+                    "the other elements and voices of this request"
+                )
+            first = ref.account
 
 
 async def _owned(
@@ -44,4 +61,7 @@ async def _owned(
         if ref.id not in found:
             key = "element_id" if kind == "element" else "voice_id"
             raise BadRequest(f"field `{field}[{i}].{key}`: no {kind} of yours has id {ref.id!r}")
-    return tuple(AssetReference(id=r.id, upstream_id=found[r.id]) for r in refs)
+    return tuple(
+        AssetReference(id=r.id, upstream_id=found[r.id].upstream_id, account=found[r.id].account)
+        for r in refs
+    )

@@ -1,5 +1,6 @@
-"""Client commands against a running gateway: `tasks get|batch|list|wait`, `videos create`, and
-the §7 kinds' `motion|lip-sync|talking-photo create` (``client_kinds.py``).
+"""Client commands against a running gateway: `tasks get|batch|list|wait`, `videos create`, the
+§7 kinds' `motion|lip-sync|talking-photo create` (``client_kinds.py``), and `elements`/`voices`
+(``client_assets.py``).
 
 They talk HTTP through the SDK (``kling_gateway.client.Client``), so they work against any
 server the SDK does (this gateway, or the hosted service). Results go to stdout: JSON when
@@ -55,6 +56,9 @@ def add_client_commands(commands: SubParsers) -> None:
     _add_tasks(commands, common)
     _add_videos(commands, common)
     add_kind_commands(commands, common)
+    from kling_gateway.cli.client_assets import add_asset_commands
+
+    add_asset_commands(commands, common)
 
 
 def _connection_options() -> argparse.ArgumentParser:
@@ -162,6 +166,18 @@ def _run(handler: Handler, args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_USAGE)
     except KlingError as exc:
         return _fail(f"{exc.code}: {exc.message}", EXIT_ERROR)
+
+
+def fail(message: str, code: int) -> int:
+    return _fail(message, code)
+
+
+def as_json(args: argparse.Namespace) -> bool:
+    return _as_json(args)
+
+
+def print_json(value: object) -> None:
+    print(json.dumps(value, ensure_ascii=False))
 
 
 def _fail(message: str, code: int) -> int:

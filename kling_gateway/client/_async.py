@@ -9,6 +9,7 @@ from typing import Any, cast
 
 import httpx
 
+from kling_gateway.client._assets import Elements, Voices
 from kling_gateway.client._base import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_BATCH_SIZE,
@@ -67,6 +68,8 @@ class AsyncClient:
         self.talking_photo: TalkingPhoto[Result, AsyncIterator[Record]] = TalkingPhoto(
             self._core, self
         )
+        self.elements: Elements[Result, AsyncIterator[Record]] = Elements(self._core, self)
+        self.voices: Voices[Result, AsyncIterator[Record]] = Voices(self._core, self)
 
     async def _run(self, flow: Flow[T]) -> T:
         """Drive a flow to its result, doing its I/O."""

@@ -9,6 +9,7 @@ from typing import cast
 
 import httpx
 
+from kling_gateway.client._assets import Elements, Voices
 from kling_gateway.client._base import (
     DEFAULT_BASE_URL,
     DEFAULT_MAX_BATCH_SIZE,
@@ -29,7 +30,8 @@ from kling_gateway.client.types import Record
 
 
 class Client:
-    """``Client(base_url, token=...)``: ``client.videos`` and ``client.tasks``.
+    """``Client(base_url, token=...)``: ``client.videos``, ``client.tasks``, ``client.elements``
+    and ``client.voices``.
 
     ``sleep`` and ``clock`` are hooks for tests (defaults ``time.sleep``, ``time.monotonic``).
     """
@@ -62,6 +64,8 @@ class Client:
         self.motion: Motion[Record, Iterator[Record]] = Motion(self._core, self)
         self.lip_sync: LipSync[Record, Iterator[Record]] = LipSync(self._core, self)
         self.talking_photo: TalkingPhoto[Record, Iterator[Record]] = TalkingPhoto(self._core, self)
+        self.elements: Elements[Record, Iterator[Record]] = Elements(self._core, self)
+        self.voices: Voices[Record, Iterator[Record]] = Voices(self._core, self)
 
     def _run(self, flow: Flow[T]) -> T:
         """Drive a flow to its result, doing its I/O."""

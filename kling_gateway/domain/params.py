@@ -47,6 +47,8 @@ class AssetReference(msgspec.Struct, frozen=True, kw_only=True):
 
     id: str
     upstream_id: str | None = None
+    # The upstream account the id belongs to (None: registered by an operator, or local).
+    account: str | None = None
 
 
 class VideoParams(msgspec.Struct, frozen=True, kw_only=True):

@@ -12,6 +12,8 @@ API (authenticated with the HS256 JWT of the spec page):
 * ``POST /v1/videos/identify-face`` and ``POST /v1/audio/tts`` answer at once (no task);
   ``POST /v1/videos/advanced-lip-sync`` creates a lip-sync task on an identified face's
   session (see ``lip_sync.py``: 24-hour sessions, audio of at least 2 s).
+* ``/v1/general/...``: custom elements and voices (``general.py``); their tasks are listed at
+  ``GET /fake-admin/general``.
 
 Accounts (``FakeUpstreamConfig.accounts``): each key pair is one account with its own
 concurrency limit (a create over it answers 429 1303), resource packs (all runOut or expired:
@@ -59,11 +61,14 @@ from kling_gateway.fake_upstream.config import (
     FaultConfigError,
     faults_from_json,
 )
+from kling_gateway.fake_upstream.general import FakeGeneral
+from kling_gateway.fake_upstream.general_routes import general_routes
 from kling_gateway.fake_upstream.lip_sync import audio_seconds
 from kling_gateway.fake_upstream.media import make_tiny_mp4, make_wav
 from kling_gateway.fake_upstream.state import FakeState, FakeTask
 from kling_gateway.fake_upstream.tokens import JwtError, verify_jwt
 from kling_gateway.fake_upstream.validation import FIELDS_BY_KIND, FakeApiError, validate_create
+from kling_gateway.fake_upstream.validation_base import page_param
 
 Action = Callable[[Request, bytes, str], Awaitable[Any]]
 MALFORMED_BODY = b'{"code": 0, "message": "SUCCEED", "data": {"task_id": '
@@ -110,15 +115,6 @@ def _kind(request: Request) -> str:
     return kind
 
 
-def _page_param(request: Request, name: str, default: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or not 1 <= int(raw) <= high:
-        raise FakeApiError(400, 1201, f"{name} must be an integer within [1, {high}]")
-    return int(raw)
-
-
 def _json_body(body: bytes) -> Any:
     try:
         return json.loads(body)
@@ -138,6 +134,7 @@ class FakeUpstream:
     def __init__(self, config: FakeUpstreamConfig) -> None:
         self.config = config
         self.state = FakeState(config)
+        self.general = FakeGeneral(config)
         self.media = make_tiny_mp4()
         self._background: set[asyncio.Task[None]] = set()
         self._http: httpx.AsyncClient | None = None
@@ -262,6 +259,7 @@ class FakeUpstream:
             sounds = [await self._sound_seconds(f) for f in doc.get("face_choose") or []]
             seconds = self.state.lip_sync.check_create(account, doc, sounds, self.config.clock())
             create = dataclasses.replace(create, result_seconds=seconds)
+        self.general.check_references(account, doc)
         media_base = self._media_base(request)
         task = self.state.create(account, create, media_base)
         self._notify(task)
@@ -315,8 +313,8 @@ class FakeUpstream:
 
     async def _list(self, request: Request, _body: bytes, account: str) -> Any:
         kind = _kind(request)
-        page_num = _page_param(request, "pageNum", 1, 1000)
-        page_size = _page_param(request, "pageSize", 30, 500)
+        page_num = page_param(request, "pageNum", 1, 1000)
+        page_size = page_param(request, "pageSize", 30, 500)
         return [t.to_json() for t in self.state.page(account, kind, page_num, page_size)]
 
     async def _costs(self, _request: Request, _body: bytes, name: str) -> Any:
@@ -414,6 +412,7 @@ class FakeUpstream:
             Route("/v1/videos/{kind}", self.list_tasks, methods=["GET"]),
             Route("/v1/videos/{kind}/{ident}", self.get, methods=["GET"]),
             Route("/account/costs", self.costs, methods=["GET"]),
+            *general_routes(self._api, self.general, self.state),
             Route("/fake-media/{name}", self.media_file, methods=["GET"]),
             Route("/fake-admin/accounts", self.accounts, methods=["GET"]),
             Route("/fake-admin/accounts/{name}", self.update_account, methods=["POST"]),

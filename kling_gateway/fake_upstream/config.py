@@ -21,7 +21,9 @@ API_ROUTES = frozenset({"create", "get", "list"})
 # ``media``: the result video downloads; a rule applies to them only when it names them.
 # ``costs``: ``GET /account/costs``; a rule applies to it only when it names it.
 # ``identify``, ``tts``: the synchronous lip-sync calls; a rule applies to them when it names them.
-ROUTES = API_ROUTES | {"media", "costs", "identify", "tts"}
+# ``general_*``: the custom element and voice calls (general.py), likewise only when named.
+GENERAL_ROUTES = frozenset({"general_create", "general_get", "general_list", "general_delete"})
+ROUTES = API_ROUTES | {"media", "costs", "identify", "tts"} | GENERAL_ROUTES
 
 SAFETY_MESSAGE = "Failure to pass the risk control system"
 FAILURE_MESSAGE = "The generation failed, please try again"

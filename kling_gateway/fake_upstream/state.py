@@ -187,6 +187,10 @@ class FakeState:
             for t in done
         ]
 
+    def video_of(self, account: str, video_id: str) -> bool:
+        """Whether ``video_id`` is a finished video of ``account``."""
+        return self.video_of_account(account, video_id) is not None
+
     def video_of_account(self, account: str, video_id: str) -> FakeTask | None:
         for task in self.tasks.values():
             if task.account == account and task.video_id == video_id:

@@ -6,6 +6,8 @@ import math
 from typing import Any
 from urllib.parse import urlsplit
 
+from starlette.requests import Request
+
 
 class FakeApiError(Exception):
     """An error answer of the fake: HTTP status, upstream code, message."""
@@ -31,3 +33,12 @@ def is_number(value: Any) -> bool:
 def http_url(value: str) -> bool:
     parts = urlsplit(value)
     return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def page_param(request: Request, name: str, default: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= high:
+        raise FakeApiError(400, 1201, f"{name} must be an integer within [1, {high}]")
+    return int(raw)

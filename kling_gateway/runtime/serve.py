@@ -19,6 +19,7 @@ from kling_gateway.api.app import GatewayApp, Service, create_app
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.observe import Probe
 from kling_gateway.infra.notify import TaskEvents
+from kling_gateway.runtime.assets import build_assets
 from kling_gateway.runtime.objects import build_video_files, check_video_storage
 from kling_gateway.runtime.settings import Settings, env_name, load_settings
 from kling_gateway.runtime.startup import StartupError, startup_errors, where
@@ -144,6 +145,9 @@ def build_app(settings: Settings) -> GatewayApp:
             settings.redis_url, settings.rate_limit_per_minute, timeout=settings.redis_timeout
         )
     services: list[Service] = [_answer_waiters_at_exit_signals]
+    assets, start_assets = build_assets(settings, store)
+    if start_assets is not None:
+        services.append(start_assets)
     if settings.worker:
         services.append(_worker_service(settings))
     return create_app(
@@ -154,6 +158,7 @@ def build_app(settings: Settings) -> GatewayApp:
         services=services,
         files=build_video_files(settings),
         probes=readiness_probes(settings),
+        assets=assets,
     )
 
 

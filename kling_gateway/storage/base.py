@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kling_gateway.domain.accounts import Account, AccountState
+from kling_gateway.domain.assets import Asset
 from kling_gateway.domain.billing import Application, BillingEffect, LedgerEntry
 from kling_gateway.domain.task import Task
 from kling_gateway.storage.health import StoreHealth
@@ -355,15 +356,34 @@ class SecretRepo(Protocol):
 
 
 class AssetRepo(Protocol):
-    """Element and voice ids per user (docs/contract.md §6, migration 0008): a gateway id
-    names an upstream id that only its user's requests may use."""
+    """Elements and voices per user (docs/contract.md §6, §6.1; migrations 0008, 0010): a gateway
+    id names an upstream id that only its user's requests may use. Every read names the user
+    and the kind: another user's asset (or one of the other kind) is not found."""
 
     async def add_asset(self, *, user_id: str, kind: str, upstream_id: str, now: float) -> str:
-        """Register an upstream element or voice id for ``user_id``; returns its gateway id."""
+        """Register an upstream element or voice id for ``user_id`` (ready at once); returns
+        its gateway id."""
         ...
 
-    async def find_user_assets(self, user_id: str, kind: str, ids: list[str]) -> dict[str, str]:
-        """The upstream id of each of ``ids`` that is a ``kind`` asset of ``user_id``."""
+    async def insert_asset(self, asset: Asset) -> None:
+        """Store a new asset before anyone is told its id."""
+        ...
+
+    async def get_asset(self, user_id: str, kind: str, asset_id: str) -> Asset | None: ...
+    async def list_assets(
+        self, user_id: str, kind: str, limit: int, offset: int
+    ) -> tuple[list[Asset], int]:
+        """One page of the user's assets of ``kind``, newest first, and how many there are."""
+        ...
+
+    async def save_asset(self, asset: Asset, *, expected_version: int) -> bool:
+        """Compare-and-set: write ``asset`` only if its stored version is still
+        ``expected_version`` and it is unfinished; on success ``asset.version`` is the new one."""
+        ...
+
+    async def delete_asset(self, user_id: str, kind: str, asset_id: str) -> bool: ...
+    async def find_user_assets(self, user_id: str, kind: str, ids: list[str]) -> dict[str, Asset]:
+        """Each of ``ids`` that is a ready (``succeed``) ``kind`` asset of ``user_id``."""
         ...
 
 

@@ -20,9 +20,9 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
-from kling_gateway.domain.ids import new_asset_id
 from kling_gateway.domain.task import Task
 from kling_gateway.storage import retention_sql
+from kling_gateway.storage.assets_sql import AssetFlows
 from kling_gateway.storage.base import (
     CallbackDelivery,
     CredentialInfo,
@@ -116,7 +116,7 @@ _INSERT_CALLBACK = (
 _SECRET_CURRENT = "SELECT secret FROM webhook_secrets WHERE user_id = ? AND retired_at IS NULL"
 
 
-class SQLStore(UpstreamFlows, BillingFlows, StatsFlows):
+class SQLStore(UpstreamFlows, BillingFlows, StatsFlows, AssetFlows):
     """``Store`` over SQL; a backend sets ``dialect`` and implements the four runners."""
 
     dialect: Dialect
@@ -215,21 +215,6 @@ class SQLStore(UpstreamFlows, BillingFlows, StatsFlows):
     async def find_user_id(self, user_name: str) -> str | None:
         value = await self._point.fetchval("SELECT id FROM users WHERE name = ?", user_name)
         return None if value is None else str(value)
-
-    # -- element and voice ids (migration 0008)
-    async def add_asset(self, *, user_id: str, kind: str, upstream_id: str, now: float) -> str:
-        asset_id = new_asset_id(kind)
-        sql = "INSERT INTO assets VALUES (?, ?, ?, ?, ?)"
-        await self._write_one(lambda tx: tx.execute(sql, asset_id, user_id, kind, upstream_id, now))
-        return asset_id
-
-    async def find_user_assets(self, user_id: str, kind: str, ids: list[str]) -> dict[str, str]:
-        sql = (
-            f"SELECT id, upstream_id FROM assets WHERE id {self.dialect.ids_in} "
-            "AND user_id = ? AND kind = ?"
-        )
-        rows = await self._point.fetch(sql, self.dialect.ids_param(ids), user_id, kind)
-        return {str(row[0]): str(row[1]) for row in rows}
 
     async def add_credential(
         self,

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
 from kling_gateway.domain.accounts import Account, AccountState
+from kling_gateway.domain.assets import Asset, registered
 from kling_gateway.domain.billing import (
     Application,
     BillingEffect,
@@ -29,7 +30,6 @@ from kling_gateway.domain.billing import (
     task_model,
 )
 from kling_gateway.domain.fair_queue import DEFAULT_WEIGHT
-from kling_gateway.domain.ids import new_asset_id
 from kling_gateway.domain.task import Task
 from kling_gateway.storage.base import (
     AccountBusy,
@@ -122,7 +122,7 @@ class _State:
     callbacks: dict[str, tuple[CallbackDelivery, str | None]] = field(default_factory=dict)
     secrets: list[_Secret] = field(default_factory=list)
     upstream: dict[str, tuple[Account, str]] = field(default_factory=dict)  # name -> (, sealed)
-    assets: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # id -> user, kind, up
+    assets: dict[str, Asset] = field(default_factory=dict)
     ledger: list[LedgerEntry] = field(default_factory=list)
     weights: dict[str, float] = field(default_factory=dict)  # user id -> fair-queue weight
 
@@ -406,13 +406,49 @@ class MemoryStore:
         return True
 
     async def add_asset(self, *, user_id: str, kind: str, upstream_id: str, now: float) -> str:
-        asset_id = new_asset_id(kind)
-        self._s.assets[asset_id] = (user_id, kind, upstream_id)
-        return asset_id
+        asset = registered(user_id, kind, upstream_id, now)
+        await self.insert_asset(asset)
+        return asset.id
 
-    async def find_user_assets(self, user_id: str, kind: str, ids: list[str]) -> dict[str, str]:
-        found = {i: self._s.assets.get(i) for i in ids}
-        return {i: a[2] for i, a in found.items() if a is not None and a[:2] == (user_id, kind)}
+    async def insert_asset(self, asset: Asset) -> None:
+        self._s.assets[asset.id] = copy.deepcopy(asset)
+
+    def _asset(self, user_id: str, kind: str, asset_id: str) -> Asset | None:
+        found = self._s.assets.get(asset_id)
+        if found is None or (found.user_id, found.kind) != (user_id, kind):
+            return None
+        return found
+
+    async def get_asset(self, user_id: str, kind: str, asset_id: str) -> Asset | None:
+        found = self._asset(user_id, kind, asset_id)
+        return None if found is None else copy.deepcopy(found)
+
+    async def list_assets(
+        self, user_id: str, kind: str, limit: int, offset: int
+    ) -> tuple[list[Asset], int]:
+        mine = [a for a in self._s.assets.values() if (a.user_id, a.kind) == (user_id, kind)]
+        mine.sort(key=lambda a: (-a.created_at, a.id))
+        return [copy.deepcopy(a) for a in mine[offset : offset + limit]], len(mine)
+
+    async def save_asset(self, asset: Asset, *, expected_version: int) -> bool:
+        stored = self._s.assets.get(asset.id)
+        if stored is None or stored.version != expected_version or stored.finished:
+            return False
+        asset.version = expected_version + 1
+        self._s.assets[asset.id] = copy.deepcopy(asset)
+        return True
+
+    async def delete_asset(self, user_id: str, kind: str, asset_id: str) -> bool:
+        if self._asset(user_id, kind, asset_id) is None:
+            return False
+        del self._s.assets[asset_id]
+        return True
+
+    async def find_user_assets(self, user_id: str, kind: str, ids: list[str]) -> dict[str, Asset]:
+        found = {i: self._asset(user_id, kind, i) for i in ids}
+        return {
+            i: copy.deepcopy(a) for i, a in found.items() if a is not None and a.state == "succeed"
+        }
 
     # -- retention
     def _expired(self, row: _TaskRow, before: float) -> bool:

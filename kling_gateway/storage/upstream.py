@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kling_gateway.domain.accounts import Account, AccountState
@@ -24,6 +25,7 @@ from kling_gateway.domain.fair_queue import (
     fair_order,
     positions,
 )
+from kling_gateway.domain.params import VideoParams
 from kling_gateway.domain.task import Task
 from kling_gateway.protocol.task import progress_response
 from kling_gateway.storage.base import AccountBusy, AccountExists, StoredTask, UpstreamAccountRow
@@ -87,7 +89,19 @@ def account_from_row(row: Any, in_flight: int) -> UpstreamAccountRow:
 
 
 def waiting_of(task: Task) -> Waiting:
-    return _waiting(task.id, task.user_id, task.request, task.created_at)
+    waiting = _waiting(task.id, task.user_id, task.request, task.created_at)
+    pinned = asset_account(task)
+    return waiting if pinned is None else replace(waiting, pinned=pinned)
+
+
+def asset_account(task: Task) -> str | None:
+    """The upstream account the task's elements and voices live on (their ids mean nothing on
+    another account; the API let only one account's through, see api/ownership.py)."""
+    params = task.params
+    if not isinstance(params, VideoParams):  # only videos name elements and voices (§6)
+        return None
+    refs = (*params.element_list, *params.voice_list)
+    return next((ref.account for ref in refs if ref.account is not None), None)
 
 
 def queue_moves(

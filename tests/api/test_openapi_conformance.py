@@ -108,8 +108,27 @@ def _fit_lip_sync(body: dict[str, object]) -> None:
         body["audio_file"] = AUDIO_FILE
 
 
+def _fit_assets(case: schemathesis.Case) -> None:
+    """§6.1: a create may name only the caller's own voice (``element_voice_id``) or video
+    (``video_id``); and tags repeated with other extra fields are still repeats."""
+    if not isinstance(case.body, dict) or case.body.get("action") != "create":
+        return
+    body = case.body = dict(case.body)
+    body.pop("element_voice_id", None)
+    if "video_id" in body:
+        body["video_id"] = OWN_VIDEO
+    tags = body.get("tag_list")
+    if isinstance(tags, list):
+        ids = [tag.get("tag_id") for tag in tags if isinstance(tag, dict)]
+        if len(ids) != len(set(ids)):
+            reject()
+
+
 def _fit_to_known_state(case: schemathesis.Case) -> None:
     if not isinstance(case.body, dict):
+        return
+    if case.path in ("/kling/elements", "/kling/voices"):
+        _fit_assets(case)
         return
     if case.path == "/kling/lip-sync":
         case.body = dict(case.body)

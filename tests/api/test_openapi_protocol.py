@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from kling_gateway.protocol import enums
+from kling_gateway.protocol import assets, enums
 from kling_gateway.protocol.errors import ERRORS_BY_CODE
 from kling_gateway.protocol.requests import (
     CameraConfig,
@@ -142,6 +142,39 @@ DERIVED: dict[str, Any] = {
     **{
         f"{schema}/properties/callback_events/items/enum": list(enums.CALLBACK_EVENTS)
         for schema in (MOTION, LIP, PHOTO)
+    },
+    # docs/contract.md §6.1
+    **{
+        f"{S}/{name}/{where}action/enum": actions
+        for name in ("ElementsRequest", "VoicesRequest")
+        for where, actions in (
+            ("properties/", list(assets.ASSET_ACTIONS)),
+            ("allOf/1/if/properties/", ["retrieve", "delete"]),
+        )
+    },
+    **{
+        f"{S}/{name}/properties/status/enum": [
+            assets.ASSET_PROCESSING,
+            assets.ASSET_SUCCEED,
+            assets.ASSET_FAILED,
+        ]
+        for name in ("Element", "Voice")
+    },
+    **{
+        f"{S}/{name}/properties/{field}": value
+        for name in ("ElementsRequest", "Element")
+        for field, value in (
+            ("reference_type/enum", list(assets.REFERENCE_TYPES)),
+            ("tag_list/items/properties/tag_id/enum", list(assets.ELEMENT_TAGS)),
+            ("element_name/maxLength", assets.MAX_ASSET_NAME),
+            ("element_description/maxLength", assets.MAX_ELEMENT_DESCRIPTION),
+            ("element_image_list/properties/refer_images/maxItems", assets.MAX_REFER_IMAGES),
+        )
+    },
+    f"{S}/VoicesRequest/properties/voice_name/maxLength": assets.MAX_ASSET_NAME,
+    **{
+        f"{S}/{name}/properties/{field}/maximum": assets.MAX_ASSET_PAGE
+        for name, field in (("ElementsRequest", "limit"), ("VoicesRequest", "limit"))
     },
 }
 
@@ -268,6 +301,24 @@ CASES: dict[str, tuple[type[msgspec.Struct], tuple[str, ...]]] = {
         kind.__name__: (kind, (kind.__name__,))
         for kind in (ImageRef, VideoRef, ShotPrompt, ElementRef, VoiceRef)
     },
+    "ElementsRequest": (assets.ElementsRequestBody, ("ElementsRequest",)),
+    "VoicesRequest": (assets.VoicesRequestBody, ("VoicesRequest",)),
+    "ElementImageList": (assets.ElementImageList, ()),
+    "ElementVideoList": (assets.ElementVideoList, ()),
+    "ElementTag": (assets.ElementTag, ()),
+    "ReferImage": (assets.ReferImage, ()),
+    "ReferVideo": (assets.ReferVideo, ()),
+}
+# The cases written inline in the document: where their properties are.
+ELEMENTS = f"{S}/ElementsRequest/properties"
+INLINE = {
+    "CameraControl.config": f"{S}/CameraControl/properties/config",
+    "ElementImageList": f"{S}/ElementsRequest/properties/element_image_list",
+    "ElementVideoList": f"{S}/ElementsRequest/properties/element_video_list",
+    "ElementTag": f"{S}/ElementsRequest/properties/tag_list/items",
+    "ReferImage": f"{ELEMENTS}/element_image_list/properties/refer_images/items",
+    "ReferVideo": f"{ELEMENTS}/element_video_list/properties/refer_videos/items",
+    "MotionRequest.watermark_info": f"{MOTION}/properties/watermark_info",
 }
 
 
@@ -276,10 +327,8 @@ NESTED = frozenset(kind.__name__ for kind, _ in CASES.values())
 
 def _case(doc: dict[str, Any], case: str) -> tuple[dict[str, Any], dict[str, Any]]:
     kind, schemas = CASES[case]
-    nested = {"CameraControl.config": f"{S}/CameraControl/properties/config",
-              "MotionRequest.watermark_info": f"{MOTION}/properties/watermark_info"}  # fmt: skip
     documented = (
-        _at(doc, nested[case])["properties"] if case in nested else _documented(doc, *schemas)
+        _at(doc, INLINE[case])["properties"] if case in INLINE else _documented(doc, *schemas)
     )
     return _struct_fields(kind), documented
 
@@ -297,8 +346,13 @@ def test_the_same_json_types(doc: dict[str, Any], case: str) -> None:
         # Where the wire takes a string of a closed set, the struct takes any string (so that
         # validation can name the field); the type still agrees. A nested struct may be written
         # inline in the document (its fields are a case of their own).
-        mine, theirs = _struct_type(prop), _type_of(documented[name])
-        assert mine == theirs or (theirs == "object" and mine in NESTED), name
+        assert _same_type(_struct_type(prop), _type_of(documented[name])), name
+
+
+def _same_type(mine: Any, theirs: Any) -> bool:
+    if isinstance(mine, list) and isinstance(theirs, list):  # ["array", item type]
+        return len(mine) == len(theirs) and all(map(_same_type, mine, theirs))
+    return bool(mine == theirs or (theirs == "object" and mine in NESTED))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -309,5 +363,6 @@ def test_the_same_defaults(doc: dict[str, Any], case: str) -> None:
     variants = [_documented(doc, name) for name in CASES[case][1]] or [documented]
     doc_defaults = {n: p["default"] for v in variants for n, p in v.items() if "default" in p}
     # The paging defaults are applied by the route, not the struct (None means "not sent").
-    route_applied = {"limit", "offset"} if case == "TasksRequest" else set()
+    paged = ("TasksRequest", "ElementsRequest", "VoicesRequest")
+    route_applied = {"limit", "offset"} if case in paged else set()
     assert struct_defaults == {n: v for n, v in doc_defaults.items() if n not in route_applied}

@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 
+from kling_gateway.domain.accounts import Account
+from kling_gateway.domain.assets import new_asset
 from tests.api.test_videos_validation import assert_error
 from tests.harness import AppHarness, insert_finished, make_task
 
@@ -110,3 +112,93 @@ async def test_extend_of_an_unfinished_video_task_is_refused(gateway: AppHarness
     )
     response = await gateway.videos({"action": "extend", "video_id": task.id, "async": True})
     assert_error(response, 400, "bad_request", "video_id")
+
+
+# --- ids made through POST /kling/elements and /kling/voices (§6.1) -------------------------
+
+
+async def _made(gateway: AppHarness, kind: str, user: str = "alice") -> str:
+    path = "/kling/elements" if kind == "element" else "/kling/voices"
+    body = ELEMENT_BODY if kind == "element" else VOICE_BODY
+    response = await gateway.client.post(path, json=body, headers=gateway.headers(user))
+    assert response.status_code == 200, response.text
+    made: str = response.json()[f"{kind}_id"]
+    return made
+
+
+ELEMENT_BODY = {
+    "action": "create",
+    "element_name": "Tabby",
+    "element_description": "a tabby cat",
+    "element_image_list": {
+        "frontal_image": "https://cdn.example/f.png",
+        "refer_images": [{"image_url": "https://cdn.example/s.png"}],
+    },
+}
+VOICE_BODY = {
+    "action": "create",
+    "voice_name": "Narrator",
+    "voice_url": "https://cdn.example/v.mp3",
+}
+
+
+@pytest.mark.parametrize("kind", ["element", "voice"])
+async def test_an_id_made_through_the_endpoint_is_accepted(gateway: AppHarness, kind: str) -> None:
+    asset = await _made(gateway, kind)
+    response = await gateway.videos(_body(kind, asset))
+    assert response.status_code == 200, response.text
+    stored = await gateway.store.load_task(response.json()["task_id"])
+    assert stored is not None and stored.task.params is not None
+    refs = stored.task.params.element_list or stored.task.params.voice_list
+    assert [(r.id, r.upstream_id) for r in refs] == [(asset, f"local-{asset}")]
+
+
+@pytest.mark.parametrize("kind", ["element", "voice"])
+async def test_an_id_made_by_another_user_or_deleted_is_refused(
+    gateway: AppHarness, kind: str
+) -> None:
+    await gateway.add_user("bob")
+    foreign = await _made(gateway, kind, user="bob")
+    deleted = await _made(gateway, kind)
+    path = "/kling/elements" if kind == "element" else "/kling/voices"
+    body = {"action": "delete", f"{kind}_id": deleted}
+    assert (await gateway.client.post(path, json=body, headers=gateway.headers())).json()["deleted"]
+    key = f"{kind}_list[0].{kind}_id"
+    messages = []
+    for asset in (foreign, deleted):
+        response = await gateway.videos(_body(kind, asset))
+        messages.append(assert_error(response, 400, "bad_request", key).replace(asset, "ID"))
+    assert messages[0] == messages[1]
+    assert await _count(gateway) == 0
+
+
+async def _on_account(gateway: AppHarness, kind: str, account: str) -> str:
+    asset = new_asset(gateway.user_ids["alice"], kind, {}, time.time())
+    asset.account = account
+    asset.succeed(f"up-{asset.id}", {}, time.time())
+    await gateway.store.insert_asset(asset)
+    return asset.id
+
+
+async def test_a_task_with_elements_waits_for_their_account(gateway: AppHarness) -> None:
+    now = time.time()
+    for name in ("one", "two"):
+        await gateway.store.add_upstream_account(
+            Account(name=name, access_key=f"ak-{name}", max_concurrency=5), "sealed", now
+        )
+    element = await _on_account(gateway, "element", "two")
+    # first in the queue, where an unpinned task would take account "one" (a tie, by name)
+    pinned = await gateway.videos(_body("element", element))
+    plain = await gateway.videos(V3)
+    claimed = await gateway.store.claim_for_slots("w", time.time() + 1, 10, 30)
+    accounts = {s.task.id: s.account for s in claimed}
+    assert accounts[pinned.json()["task_id"]] == "two"
+    assert accounts[plain.json()["task_id"]] in ("one", "two")
+
+
+async def test_elements_and_voices_of_two_accounts_are_refused(gateway: AppHarness) -> None:
+    first = await _on_account(gateway, "element", "one")
+    second = await _on_account(gateway, "element", "two")
+    body = {**V3, "element_list": [{"element_id": first}, {"element_id": second}]}
+    assert_error(await gateway.videos(body), 400, "bad_request", "element_list[1].element_id")
+    assert await _count(gateway) == 0

@@ -137,3 +137,27 @@ def test_videos_create_omni_references(gateway: Gateway) -> None:
     assert record["request"]["video_list"] == [
         {"video_url": "https://v.example/a.mp4", "refer_type": "feature"}
     ]
+
+
+# --- elements and voices (docs/contract.md §6.1) ----------------------------------------------
+
+
+def test_elements_and_voices_commands(gateway: Gateway) -> None:
+    voice = gateway.json("voices", "create", "Narrator", "--url", "https://cdn.example/v.mp3")
+    assert voice["status"] == "succeed"
+    element = gateway.json(
+        "elements", "create", "Tabby", "a tabby cat",
+        "--front", "https://cdn.example/f.png", "--image", "https://cdn.example/s.png",
+        "--tag", "o_103", "--voice", voice["voice_id"],
+    )  # fmt: skip
+    assert element["element_voice_id"] == voice["voice_id"]
+    element_id = element["element_id"]
+    assert gateway.json("elements", "get", element_id)["element_name"] == "Tabby"
+    listed = gateway.json("elements", "list")
+    assert [item["element_id"] for item in listed["items"]] == [element_id]
+    assert gateway.json("elements", "delete", element_id)["deleted"] is True
+    gone = gateway.run("elements", "get", element_id)
+    assert gone.returncode == 1 and f"not_found: no element {element_id}" in gone.stderr
+    bad = gateway.run("elements", "create", "X", "y", "--front", "ftp://nope")
+    assert bad.returncode == 1 and "element_image_list.frontal_image" in bad.stderr
+    assert gateway.run("voices", "create", "V").returncode == 2  # --url or --video-id

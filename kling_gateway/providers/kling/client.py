@@ -172,6 +172,36 @@ class KlingClient:
             )
         return data
 
+    # --- custom elements and voices (providers/kling/assets.py) ---------------------------
+
+    async def general_create(self, resource: str, body: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v1/general/{resource}`` (an element or voice creation task)."""
+        path = _general(resource)
+        answer = await self._call(
+            self._submit_lane, "POST", path, json_body=body, call="general_create"
+        )
+        return _task_data(self._checked(answer))
+
+    async def general_get(self, resource: str, ident: str) -> dict[str, Any] | None:
+        """``GET /v1/general/{resource}/{ident}`` by task id or ``external_task_id``; None
+        when the upstream has no such task."""
+        path = f"{_general(resource)}/{_segment(ident)}"
+        answer = await self._call(self._check_lane, "GET", path, call="general_get")
+        if answer.code != 0 and is_not_found(answer.status, answer.code):
+            return None
+        return _task_data(self._checked(answer))
+
+    async def general_delete(self, resource: str, body: dict[str, str]) -> bool:
+        """``POST /v1/general/delete-{elements|voices}``; False when there was nothing to
+        delete."""
+        answer = await self._call(
+            self._submit_lane, "POST", _general(resource), json_body=body, call="general_delete"
+        )
+        if answer.code != 0 and is_not_found(answer.status, answer.code):
+            return False
+        self._checked(answer)
+        return True
+
     # --- plumbing ------------------------------------------------------------------------
 
     async def _call(
@@ -271,6 +301,18 @@ def _path(kind: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown kling kind {kind!r}")
     return f"/v1/videos/{kind}"
+
+
+# The /v1/general resources the gateway calls (custom elements and voices).
+GENERAL_RESOURCES = frozenset(
+    {"advanced-custom-elements", "custom-voices", "delete-elements", "delete-voices"}
+)
+
+
+def _general(resource: str) -> str:
+    if resource not in GENERAL_RESOURCES:
+        raise ValueError(f"unknown kling resource {resource!r}")
+    return f"/v1/general/{resource}"
 
 
 def _segment(value: str) -> str:

@@ -36,6 +36,7 @@ from kling_gateway.infra.metrics import ACCOUNT_SIGNALS
 from kling_gateway.protocol.task import TASK_TYPE_VIDEOS
 from kling_gateway.providers.base import RELEASE_SLOT, UPSTREAM_ACCOUNT
 from kling_gateway.providers.kling.callbacks import status_from_callback
+from kling_gateway.providers.kling.client import KlingClient
 from kling_gateway.providers.kling.mapping import KIND_VIDEO_EXTEND, KlingApiError, kind_for
 from kling_gateway.providers.kling.provider import KlingProvider, KlingProviderConfig
 from kling_gateway.storage.base import Store, StoredTask
@@ -137,6 +138,16 @@ class KlingPool:
             await self.refresh(force=True)
         found = self._providers.get(name) if name is not None else None
         return found[1] if found is not None else None
+
+    async def enabled_accounts(self) -> list[Account]:
+        """The enabled accounts, freshly read at most every ``REFRESH_SECONDS``."""
+        await self.refresh()
+        return [a for a in self._accounts.values() if a.state is AccountState.ENABLED]
+
+    async def account_client(self, name: str) -> KlingClient | None:
+        """The client of account ``name`` (the element and voice calls, assets.py)."""
+        provider = await self._provider(name)
+        return None if provider is None else provider.client
 
     # --- the Provider interface ----------------------------------------------------------
 

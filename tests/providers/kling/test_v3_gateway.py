@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 
 from kling_gateway.fake_upstream import FakeUpstream
+from kling_gateway.fake_upstream.general import ELEMENTS
 from tests.harness import AppHarness
 from tests.providers.kling.test_gateway import (  # noqa: F401 - fixtures, used by name
     fake_app,
@@ -17,6 +18,7 @@ from tests.providers.kling.test_gateway import (  # noqa: F401 - fixtures, used 
 
 
 async def test_an_omni_request_runs_on_omni_video(gateway: AppHarness, fake: FakeUpstream) -> None:
+    fake.general.seed(fake.config.access_key, ELEMENTS, "kling-el-9")  # made on this account
     element = await gateway.store.add_asset(
         user_id=gateway.user_ids["alice"], kind="element", upstream_id="kling-el-9", now=time.time()
     )

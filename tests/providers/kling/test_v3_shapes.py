@@ -13,6 +13,7 @@ import pytest
 from kling_gateway.domain.params import AssetReference
 from kling_gateway.domain.videos import params_of
 from kling_gateway.fake_upstream import FakeUpstream
+from kling_gateway.fake_upstream.general import ELEMENTS, VOICES
 from kling_gateway.providers.kling.mapping import build_create
 from kling_gateway.providers.kling.provider import KlingProvider
 from tests.providers.kling.test_against_fake import (  # noqa: F401 - fixtures, used by name
@@ -46,6 +47,10 @@ def with_assets(task: Any) -> Any:
 
 async def run(provider: KlingProvider, fake: FakeUpstream, **request: Any) -> dict[str, Any]:
     task = with_assets(make_task(**request))
+    # upstream ids exist on the account that made them: made there (long ago) for this test
+    for resource, refs in ((ELEMENTS, task.params.element_list), (VOICES, task.params.voice_list)):
+        for ref in refs:
+            fake.general.seed(fake.config.access_key, resource, ref.upstream_id)
     await submit(provider, task)
     body = stored_body(fake, task.job_id or "")
     body["__kind"] = fake.state.tasks[task.job_id or ""].kind
