@@ -210,6 +210,7 @@ class LocalProvider:
         silent = _source_video_id(task)
         video = VideoResult(
             video_id=video_id, video_url=url, duration=format_seconds(seconds),
+            source_video_id=silent,
             source_video_url=None if silent is None else self._files.link_for(silent),
         )  # fmt: skip
         return Status(TaskState.SUCCEED, video=video)

@@ -155,6 +155,7 @@ async def test_talking_photo_answers_the_silent_animation_too(
     assert status.state is TaskState.SUCCEED and status.video is not None
     assert status.video.duration == "5.0"
     silent_id = task.provider_data["source_video_id"]
+    assert status.video.source_video_id == silent_id
     assert status.video.source_video_url == f"http://gateway.test/files/videos/{silent_id}.mp4"
     talking, silent = file_of(tmp_path, status.video.video_id), file_of(tmp_path, silent_id)
     assert decode_track(talking) is not None and decode_track(silent) is None
