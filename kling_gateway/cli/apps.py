@@ -1,4 +1,4 @@
-"""``kling-gateway apps list|show|grant|set|disable|enable`` and ``kling-gateway usage``:
+"""``kling-gateway apps list|show|grant|set|disable|enable|refund`` and ``kling-gateway usage``:
 applications' credits and limits, and who used what (docs/billing.md).
 
 A user's application is the one ``tokens create --user U`` made. Every command takes
@@ -46,7 +46,11 @@ def add_apps_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     disable.set_defaults(handler=_disabled, disabled=True)
     enable = _user_action(actions, "enable", "accept them again")
     enable.set_defaults(handler=_disabled, disabled=False)
-    subs = [listing, show, grant, limits, disable, enable]
+    refund = actions.add_parser("refund", help="give back what a succeeded task was charged")
+    refund.add_argument("--task", required=True, help="the task id")
+    refund.add_argument("--note", help="why, kept in the ledger")
+    refund.set_defaults(handler=_refund)
+    subs = [listing, show, grant, limits, disable, enable, refund]
     usage = commands.add_parser("usage", help="credits used per user, by day or model")
     usage.add_argument("--user", help="only this user")
     usage.add_argument("--since", default="30d", help="e.g. 7d, 24h, 90m (default 30d)")
@@ -148,6 +152,16 @@ def _change(args: argparse.Namespace, **changes: Any) -> int:
         return await store.find_application(args.user)
 
     return _print_app(args, _run(args, flow))
+
+
+def _refund(args: argparse.Namespace) -> int:
+    credits = _run(args, lambda s: s.refund_task(args.task, time.time(), note=args.note))
+    if args.json:
+        print(json.dumps({"task_id": args.task, "refunded": credits}))
+    else:
+        print(f"refunded {credits} credits" if credits else "nothing to refund")
+    # Once per task: a second refund, a failed task or an unknown id refund nothing.
+    return 0 if credits else 1
 
 
 def _usage(args: argparse.Namespace) -> int:

@@ -112,6 +112,19 @@ def test_usage_totals_match_the_ledger(capsys: pytest.CaptureFixture[str], data:
     code, out, _ = run(capsys, data, "usage")
     assert code == 0 and out.splitlines()[-1].split() == ["total", "2", "15", "1", "0"]
     assert run_json(capsys, data, "apps", "show", "--user", "alice")["balance"] == 100 - 15
+    settled_ids = _in_store(data, _settled_ids)
+    refunded = run_json(capsys, data, "apps", "refund", "--task", settled_ids[0], "--note", "x")
+    assert refunded["refunded"] in (5, 10)
+    code, out, _ = run(capsys, data, "apps", "refund", "--task", settled_ids[0])
+    assert (code, out.strip()) == (1, "nothing to refund")
+    report = run_json(capsys, data, "usage")
+    assert report["total"]["refunded"] == refunded["refunded"]
+    assert report["total"]["credits"] == 15 - refunded["refunded"]
+
+
+async def _settled_ids(store: SQLiteStore) -> list[str]:
+    entries = await store.ledger_entries(user_name="alice")
+    return [e.task_id or "" for e in entries if e.entry is Entry.SETTLE]
 
 
 def test_since_takes_a_number_and_a_unit() -> None:
