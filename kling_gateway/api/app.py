@@ -2,7 +2,7 @@
 
 The API endpoints (POST /kling/tasks, POST /kling/videos) are dispatched straight to their
 handlers; everything else (docs, files, events, health, 404s) goes through Starlette. Errors
-become the contract's error body in exactly one place, ``GatewayApp._serve``.
+become the contract's error body in exactly one place, ``GatewayApp._reply``.
 """
 
 from __future__ import annotations
@@ -83,24 +83,31 @@ class GatewayApp:
         self, handler: Handler, path: str, scope: Scope, receive: Receive, send: Send
     ) -> None:
         served = self._observed.start(path)
-        trace_id = served.trace_id
         try:
-            try:
-                reply = await handler(scope, receive, trace_id)
-            except ClientGone:
+            reply = await self._reply(handler, scope, receive, served.trace_id)
+            if reply is None:
                 served.status = CLIENT_GONE
                 return  # nobody to answer; the server closes the connection
-            except ApiError as exc:
-                reply = error_reply(exc, trace_id)
-            except Exception as exc:  # noqa: BLE001 - the one translation to 500/503, logged there
-                error = unexpected_error(exc, trace_id, scope["path"])
-                if self.ctx.waiters.closing and isinstance(error, InternalError):
-                    error = shutting_down()  # a store closing under a request: retry elsewhere
-                reply = error_reply(error, trace_id)
             served.status = reply.status
-            await send_reply(send, reply, trace_id)
+            await send_reply(send, reply, served.trace_id)
         finally:
             self._observed.end(served)
+
+    async def _reply(
+        self, handler: Handler, scope: Scope, receive: Receive, trace_id: str
+    ) -> Reply | None:
+        """The handler's answer, or the error's; None when the client has gone."""
+        try:
+            return await handler(scope, receive, trace_id)
+        except ClientGone:
+            return None
+        except ApiError as exc:
+            return error_reply(exc, trace_id)
+        except Exception as exc:  # noqa: BLE001 - the one translation to 500/503, logged there
+            error = unexpected_error(exc, trace_id, scope["path"])
+            if self.ctx.waiters.closing and isinstance(error, InternalError):
+                error = shutting_down()  # a store closing under a request: retry elsewhere
+            return error_reply(error, trace_id)
 
 
 def create_app(

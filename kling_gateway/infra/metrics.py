@@ -15,8 +15,16 @@ paths count in plain Python and add their counts to these metrics in batches
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    start_http_server,
+)
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 from kling_gateway.storage.base import StorageFull
@@ -169,6 +177,19 @@ def exposition() -> bytes:
     registry = CollectorRegistry()
     MultiProcessCollector(registry, path=directory)  # type: ignore[no-untyped-call]
     return generate_latest(registry)
+
+
+def serve_metrics(host: str, port: int) -> Callable[[], None]:
+    """/metrics of this process on ``host:port`` in a thread of its own (a worker started
+    alone serves no HTTP otherwise); returns what stops it."""
+    server, thread = start_http_server(port, addr=host, registry=REGISTRY)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
 
 
 def process_exiting() -> None:

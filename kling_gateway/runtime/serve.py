@@ -327,6 +327,16 @@ def multiprocess_metrics() -> Iterator[None]:
             shutil.rmtree(directory, ignore_errors=True)
 
 
+def _serve_worker_metrics(settings: Settings) -> Callable[[], None]:
+    from kling_gateway.infra.metrics import serve_metrics
+
+    try:
+        return serve_metrics(settings.host, settings.metrics_port)
+    except OSError as exc:
+        where_ = f"{settings.host}:{settings.metrics_port}"
+        raise StartupError(f"--metrics-port: cannot listen on {where_}: {exc.strerror}") from exc
+
+
 def run_worker(settings: Settings) -> int:
     """`kling-gateway worker`: the worker alone, until SIGINT or SIGTERM."""
     asyncio.run(_run_worker(settings))
@@ -345,6 +355,8 @@ async def _run_worker(settings: Settings) -> None:
     async with AsyncExitStack() as stack:
         stack.push_async_callback(store.close)
         await prepare_secrets(settings, store)
+        if settings.metrics_port:
+            stack.callback(_serve_worker_metrics(settings))
         events = build_events(settings, task_changes=False)
         await events.start()
         stack.push_async_callback(events.aclose)

@@ -153,6 +153,10 @@ class Settings:
     )
     worker_concurrency: int = _opt(64, "tasks driven at once by one worker", "worker")
     lease_seconds: float = _opt(120.0, "how long a claimed task stays with its worker", "worker")
+    metrics_port: int = _opt(
+        0, "`kling-gateway worker` alone: serve its /metrics on this port of HOST (0: none)",
+        "worker",
+    )  # fmt: skip
     idle_poll_seconds: float = _opt(
         1.0, "longest sleep of an idle worker between looks for work", "worker"
     )
@@ -325,6 +329,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "body_timeout": (0.1, 3_600),
     "keep_alive_timeout": (0.1, 3_600),
     "max_connections": (1, 1_000_000),
+    "metrics_port": (0, 65_535),
     "redis_timeout": (0.01, 60),
     "retention_days": (0, 36_500),
     "retention_sweep_seconds": (1, _DAY),

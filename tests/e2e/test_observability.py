@@ -1,10 +1,13 @@
 """The real `kling-gateway serve`: JSON logs for every record (uvicorn's too) with the access
 line a client's trace id finds; a task failure and a failed callback attempt logged with
-their reasons; /metrics summed over the processes of `serve --processes 2`."""
+their reasons; /metrics summed over the processes of `serve --processes 2`; a worker alone
+serving its own on --metrics-port."""
 
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.proc import clean_env, cli, free_port, running
+from tests.e2e.proc import EXE, clean_env, cli, free_port, running, stop
 from tests.services import fresh_postgres_database
 
 
@@ -116,3 +119,40 @@ def test_metrics_are_summed_over_the_api_processes(tmp_path: Path) -> None:
 
             wait_for(lambda: counted() == sent)
             assert [counted() for _ in range(6)] == [sent] * 6
+
+
+def test_a_worker_alone_serves_its_metrics_on_metrics_port(tmp_path: Path) -> None:
+    port = free_port()
+    data = tmp_path / "data"
+    cli("migrate", "--data-dir", str(data))
+    args = ["worker", "--data-dir", str(data), "--metrics-port", str(port)]
+    proc = subprocess.Popen([EXE, *args], env=clean_env(), stderr=subprocess.PIPE, text=True)
+    try:
+
+        def scraped() -> str | None:
+            try:
+                return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).text
+            except httpx.TransportError:
+                assert proc.poll() is None, "the worker exited"
+                return None
+
+        text = wait_for(scraped)
+        slots = wait_for(
+            lambda: metric(scraped() or "", "kling_gateway_worker_slots", slots="total")
+        )
+        assert slots == 64 and "kling_gateway_tasks_finished_total" in text
+    finally:
+        assert stop(proc) == 0
+
+
+def test_a_metrics_port_in_use_stops_the_worker_naming_the_flag(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [EXE, "worker", "--data-dir", str(tmp_path / "data"), "--metrics-port", str(port)],
+            env=clean_env(), capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 2
+    assert "--metrics-port: cannot listen on 127.0.0.1:" in done.stderr
