@@ -41,7 +41,8 @@ class Links:
         at = record.rfind(_RESPONSE)
         if at == -1 or record.find(_STORED, at) == -1:
             return record
-        return record[:at] + record[at:].replace(_STORED, self._resolved)
+        # One copy of the (possibly large) head: into the result.
+        return b"".join((memoryview(record)[:at], record[at:].replace(_STORED, self._resolved)))
 
     def resolve_body(self, body: bytes) -> bytes:
         """A callback body (a response object alone) with its links made absolute."""

@@ -104,6 +104,10 @@ class TasksEndpoint:
         self, principal: Principal, ids: list[str], first: list[bytes]
     ) -> AsyncIterator[bytes]:
         count, chunk, at = 0, first, FIRST_CHUNK
+        # Hold one chunk at a time: an argument lives as long as the generator, so without the
+        # del the first 100 records stayed for the whole answer (bench/batch_rss.py: 8
+        # concurrent 1,000-id batches of 150 KB records peaked 118 MiB higher on SQLite).
+        del first
         while True:
             for group in _groups(chunk):  # a send per record costs more than its bytes
                 yield (b"," if count else b"") + b",".join(group)
@@ -111,6 +115,7 @@ class TasksEndpoint:
             if at >= len(ids):
                 break
             size = _next_chunk_size(chunk)
+            chunk = []  # released before the next read rather than after it
             chunk, at = await self._records(principal, ids[at : at + size]), at + size
         yield b'],"count":' + str(count).encode() + b"}"
 
