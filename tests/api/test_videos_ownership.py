@@ -11,6 +11,7 @@ import pytest
 
 from kling_gateway.domain.accounts import Account
 from kling_gateway.domain.assets import new_asset
+from tests.api.test_assets import call, created
 from tests.api.test_videos_validation import assert_error
 from tests.harness import AppHarness, insert_finished, make_task
 
@@ -117,34 +118,9 @@ async def test_extend_of_an_unfinished_video_task_is_refused(gateway: AppHarness
 # --- ids made through POST /kling/elements and /kling/voices (§6.1) -------------------------
 
 
-async def _made(gateway: AppHarness, kind: str, user: str = "alice") -> str:
-    path = "/kling/elements" if kind == "element" else "/kling/voices"
-    body = ELEMENT_BODY if kind == "element" else VOICE_BODY
-    response = await gateway.client.post(path, json=body, headers=gateway.headers(user))
-    assert response.status_code == 200, response.text
-    made: str = response.json()[f"{kind}_id"]
-    return made
-
-
-ELEMENT_BODY = {
-    "action": "create",
-    "element_name": "Tabby",
-    "element_description": "a tabby cat",
-    "element_image_list": {
-        "frontal_image": "https://cdn.example/f.png",
-        "refer_images": [{"image_url": "https://cdn.example/s.png"}],
-    },
-}
-VOICE_BODY = {
-    "action": "create",
-    "voice_name": "Narrator",
-    "voice_url": "https://cdn.example/v.mp3",
-}
-
-
 @pytest.mark.parametrize("kind", ["element", "voice"])
 async def test_an_id_made_through_the_endpoint_is_accepted(gateway: AppHarness, kind: str) -> None:
-    asset = await _made(gateway, kind)
+    asset = await created(gateway, kind)
     response = await gateway.videos(_body(kind, asset))
     assert response.status_code == 200, response.text
     stored = await gateway.store.load_task(response.json()["task_id"])
@@ -158,11 +134,10 @@ async def test_an_id_made_by_another_user_or_deleted_is_refused(
     gateway: AppHarness, kind: str
 ) -> None:
     await gateway.add_user("bob")
-    foreign = await _made(gateway, kind, user="bob")
-    deleted = await _made(gateway, kind)
-    path = "/kling/elements" if kind == "element" else "/kling/voices"
+    foreign = await created(gateway, kind, user="bob")
+    deleted = await created(gateway, kind)
     body = {"action": "delete", f"{kind}_id": deleted}
-    assert (await gateway.client.post(path, json=body, headers=gateway.headers())).json()["deleted"]
+    assert (await call(gateway, kind, body)).json()["deleted"]
     key = f"{kind}_list[0].{kind}_id"
     messages = []
     for asset in (foreign, deleted):

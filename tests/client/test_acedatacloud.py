@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from kling_gateway.client import Client
 from kling_gateway.providers.local.render import RenderSpec, render_video
 from tests.harness import make_settings
 from tests.real_gateway import RealGateway, real_gateway
@@ -143,3 +144,20 @@ def test_a_foreign_element_is_refused(server: RealGateway, ace: Any) -> None:
                      element_list=[{"element_id": foreign}])  # fmt: skip
     assert (info.value.status_code, info.value.code) == (400, "bad_request")
     assert "element_list[0].element_id" in info.value.message
+
+
+def test_elements_and_voices_made_through_the_endpoints(server: RealGateway, ace: Any) -> None:
+    # made with POST /kling/elements and /kling/voices (§6.1), used by the hosted SDK
+    with Client(server.url, token=server.tokens["alice"]) as ours:
+        voice = ours.voices.create("Narrator", voice_url="https://cdn.example/v.mp3")["voice_id"]
+        element = ours.elements.create(
+            "Tabby", "a cat", frontal_image="https://cdn.example/f.png",
+            refer_images=["https://cdn.example/s.png"], element_voice_id=voice,
+        )["element_id"]  # fmt: skip
+    made = ace.generate(action="text2video", model="kling-v3", prompt="a cat", duration=3,
+                        element_list=[{"element_id": element}])  # fmt: skip
+    assert made["state"] == "succeed", made
+    spoken = ace.generate(action="text2video", model="kling-v2-6", mode="pro",
+                          generate_audio=True, prompt="<<<voice_1>>> says hello", duration=5,
+                          voice_list=[{"voice_id": voice}])  # fmt: skip
+    assert spoken["state"] == "succeed", spoken
