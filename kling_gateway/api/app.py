@@ -36,6 +36,7 @@ from kling_gateway.infra.notify import LocalTaskEvents, TaskEvents
 from kling_gateway.infra.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
 from kling_gateway.protocol.errors import ApiError, InternalError
 from kling_gateway.storage.base import Store
+from kling_gateway.storage.upstream_keys import Sealer
 
 log = logging.getLogger("kling_gateway.api")
 
@@ -105,6 +106,7 @@ def create_app(
     limiter: RateLimiter | None = None,
     services: list[Service] | None = None,
     files: VideoFiles | None = None,
+    sealer: Callable[[], Sealer] | None = None,
 ) -> GatewayApp:
     """The gateway over ``store``. Its lifespan opens the store, starts ``services`` (the
     worker, when it runs in this process) and stops them again in reverse order."""
@@ -115,6 +117,7 @@ def create_app(
         limiter=limiter or _default_limiter(settings),
         events=events or LocalTaskEvents(),
         files=files or VideoFiles(settings.videos_dir, settings.resolved_files_url),
+        sealer=sealer,
     )
 
     @asynccontextmanager

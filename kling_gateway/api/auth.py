@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import time
 
-from kling_gateway.protocol.errors import Disabled, InvalidToken, TokenExpired, TokenMismatched
+from kling_gateway.protocol.errors import (
+    Disabled,
+    Forbidden,
+    InvalidToken,
+    TokenExpired,
+    TokenMismatched,
+)
+from kling_gateway.protocol.task import API_ADMIN
 from kling_gateway.storage.base import Principal, Store
 from kling_gateway.storage.tokens import hash_token
 
@@ -33,6 +40,8 @@ class Authenticator:
         if principal.application_disabled:
             raise Disabled()
         if api not in principal.apis:
+            if api == API_ADMIN:  # a user's token on the operator's API (docs/contract.md §4)
+                raise Forbidden()
             raise TokenMismatched(f"this token was not granted the {api} API")
         return principal
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -14,6 +15,7 @@ from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.infra.ratelimit import RateLimiter
 from kling_gateway.protocol.errors import TooManyRequests
 from kling_gateway.storage.base import Principal, Store
+from kling_gateway.storage.upstream_keys import Sealer
 
 
 class ApiSettings(Protocol):
@@ -61,6 +63,9 @@ class AppContext:
     events: TaskEvents
     files: VideoFiles
     waiters: Waiters = field(default_factory=Waiters)
+    # The server key's box, made on first use (the admin API seals upstream accounts' keys
+    # with it); None where the composition gives none.
+    sealer: Callable[[], Sealer] | None = None
 
     async def admit(self, scope: Scope, receive: Receive, api: str) -> tuple[Principal, bytes]:
         """Authenticate, count against the rate limit, then read the capped body."""

@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from kling_gateway.api.admin import admin_routes
 from kling_gateway.api.asgi import error_body, unexpected_error
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.files import VideoFilesRoute
@@ -88,6 +89,7 @@ def build_pages(ctx: AppContext, lifespan: Lifespan) -> Starlette:
         ),
         *kling_callback_routes(ctx),
         *event_routes(ctx),
+        *admin_routes(ctx),
     ]
     handlers: dict[Any, Any] = {
         404: _not_found,

@@ -69,6 +69,12 @@ class UsedUpError(KlingError):
     code, status = _wire.UsedUp.code, _wire.UsedUp.status
 
 
+class ForbiddenError(KlingError):
+    """403 ``forbidden``: the admin API called without an admin token."""
+
+    code, status = _wire.Forbidden.code, _wire.Forbidden.status
+
+
 class NoApiError(KlingError):
     code, status = _wire.NoApi.code, _wire.NoApi.status
 
@@ -151,6 +157,7 @@ _DOCUMENTED: tuple[type[KlingError], ...] = (
     InvalidTokenError,
     TokenExpiredError,
     UsedUpError,
+    ForbiddenError,
     NoApiError,
     NotFoundError,
     RateLimitError,

@@ -50,6 +50,13 @@ class UsedUp(ApiError):
     status, code, default_message = 403, "used_up", "the application's quota is used up"
 
 
+class Forbidden(ApiError):
+    """A valid token without the right to this API: the admin API takes admin tokens only."""
+
+    status, code = 403, "forbidden"
+    default_message = "this API needs an admin token (tokens create --admin)"
+
+
 class NoApi(ApiError):
     status, code, default_message = 404, "no_api", "no API at this path"
 
@@ -105,6 +112,7 @@ ERRORS_BY_CODE: dict[str, type[ApiError]] = {
         InvalidToken,
         TokenExpired,
         UsedUp,
+        Forbidden,
         NoApi,
         NotFound,
         TooManyRequests,

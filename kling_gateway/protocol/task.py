@@ -8,6 +8,8 @@ from typing import Any
 TASK_TYPE_VIDEOS = "videos"
 API_VIDEOS = "kling.videos"
 API_TASKS = "kling.tasks"
+# The operator's API under /admin/v1/ (docs/admin.md): granted only by `tokens create --admin`.
+API_ADMIN = "kling.admin"
 # The id of "the API that created the task" in every record: fixed per deployment, like the
 # hosted service's videos API id.
 VIDEOS_API_ID = "29187cb2-1acb-43b8-baf5-3f3f709292eb"

@@ -21,6 +21,7 @@ from kling_gateway.runtime.startup import StartupError, startup_errors, where
 from kling_gateway.storage import PoolLimits, Store, open_store
 from kling_gateway.storage.lock import DataDirBusy, DataDirLock
 from kling_gateway.storage.tokens import DEFAULT_USER, issue_token
+from kling_gateway.storage.upstream_keys import Sealer
 
 log = logging.getLogger("kling_gateway")
 T = TypeVar("T")
@@ -145,7 +146,14 @@ def build_app(settings: Settings) -> GatewayApp:
         limiter=limiter,
         services=services,
         files=build_video_files(settings),
+        sealer=lambda: _server_sealer(settings),
     )
+
+
+def _server_sealer(settings: Settings) -> Sealer:
+    from kling_gateway.runtime.worker import server_sealer
+
+    return server_sealer(settings)
 
 
 async def _answer_waiters_at_exit_signals(ctx: AppContext) -> Callable[[], Awaitable[None]]:

@@ -93,10 +93,26 @@ class CredentialInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class UserInfo:
+    """A user with its (first) application and what it holds, as the admin API lists them."""
+
+    id: str
+    name: str
+    created_at: float
+    application_id: str
+    disabled: bool
+    quota_remaining: int | None
+    tokens: int  # not revoked
+    tasks: int
+    in_flight: int  # not finished
+
+
+@dataclass(frozen=True, slots=True)
 class TaskFilter:
     """The filters of ``retrieve_batch`` without ids; newest first."""
 
     type: str | None = None
+    state: str | None = None  # an extension: one of the four states
     created_at_min: float | None = None
     created_at_max: float | None = None
     limit: int = 20
@@ -177,6 +193,20 @@ class AccountRepo(Protocol):
     ) -> bool: ...
     async def find_user_id(self, user_name: str) -> str | None:
         """The id of the user called ``user_name``, if there is one."""
+        ...
+
+
+class AdminRepo(Protocol):
+    """What only an operator reads: every user, every user's tasks (docs/admin.md)."""
+
+    async def list_users(self) -> list[UserInfo]:
+        """Every user with its first application, oldest first."""
+        ...
+
+    async def list_all_task_records(
+        self, flt: TaskFilter, user_id: str | None = None
+    ) -> tuple[list[bytes], int]:
+        """``list_task_records`` across users (or of ``user_id``), newest first."""
         ...
 
 
@@ -330,7 +360,9 @@ class RetentionRepo(Protocol):
         ...
 
 
-class Store(AccountRepo, TaskRepo, OutboxRepo, SecretRepo, AssetRepo, RetentionRepo, Protocol):
+class Store(
+    AccountRepo, TaskRepo, OutboxRepo, SecretRepo, AssetRepo, RetentionRepo, AdminRepo, Protocol
+):
     """What the gateway keeps. All methods are coroutines; a backend owns its connections."""
 
     url: str

@@ -32,8 +32,10 @@ from kling_gateway.storage.base import (
     StoredTask,
     TaskFilter,
     UpstreamAccountRow,
+    UserInfo,
 )
 from kling_gateway.storage.health import HEALTHY, StoreHealth
+from kling_gateway.storage.listing import task_matches
 from kling_gateway.storage.rows import (
     IDEMPOTENCY_WINDOW,
     apply_outcome,
@@ -279,17 +281,34 @@ class MemoryStore:
         return {row.task.id: row.record for row in rows if row is not None}
 
     async def list_task_records(self, user_id: str, flt: TaskFilter) -> tuple[list[bytes], int]:
-        rows = [
-            row
-            for row in self._s.tasks.values()
-            if row.task.user_id == user_id
-            and (flt.type is None or row.task.type == flt.type)
-            and (flt.created_at_min is None or row.task.created_at >= flt.created_at_min)
-            and (flt.created_at_max is None or row.task.created_at <= flt.created_at_max)
-        ]
+        return await self.list_all_task_records(flt, user_id)
+
+    async def list_all_task_records(
+        self, flt: TaskFilter, user_id: str | None = None
+    ) -> tuple[list[bytes], int]:
+        rows = [row for row in self._s.tasks.values() if task_matches(row.task, user_id, flt)]
         rows.sort(key=lambda row: row.task.created_at, reverse=True)
         page = rows[flt.offset : flt.offset + flt.limit]
         return [row.record for row in page], len(rows)
+
+    async def list_users(self) -> list[UserInfo]:
+        found = []
+        for name, (user_id, created_at) in self._s.users.items():
+            app_id, app = min(
+                ((i, a) for i, a in self._s.applications.items() if a.user_id == user_id),
+                key=lambda pair: pair[1].created_at,
+            )
+            creds = [c for c in self._s.credentials.values() if c.user_id == user_id]
+            tasks = [row for row in self._s.tasks.values() if row.task.user_id == user_id]
+            found.append(
+                UserInfo(
+                    user_id, name, created_at, app_id, app.disabled, app.quota_remaining,
+                    tokens=sum(1 for c in creds if c.info.revoked_at is None),
+                    tasks=len(tasks),
+                    in_flight=sum(1 for row in tasks if row.next_check_at is not None),
+                )
+            )  # fmt: skip
+        return sorted(found, key=lambda user: (user.created_at, user.name))
 
     async def delete_task(self, user_id: str, task_id: str) -> bool:
         row = self._own(user_id, task_id)

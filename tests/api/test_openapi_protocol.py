@@ -17,6 +17,9 @@ from typing import Any
 import msgspec
 import pytest
 
+from kling_gateway.api.admin.people import TOKEN_STATUSES
+from kling_gateway.domain.accounts import AccountState
+from kling_gateway.domain.ids import ASSET_KINDS
 from kling_gateway.protocol import enums
 from kling_gateway.protocol.errors import ERRORS_BY_CODE
 from kling_gateway.protocol.requests import (
@@ -118,6 +121,13 @@ DERIVED: dict[str, Any] = {
     f"{S}/VideoRef/properties/refer_type/enum": list(enums.VIDEO_REFER_TYPES),
     f"{S}/VideoRef/properties/keep_original_sound/enum": list(enums.YES_NO),
     f"{S}/ShotPrompt/properties/prompt/maxLength": enums.MAX_SHOT_PROMPT,
+    # The state filter (docs/contract.md §8.8) and the admin API (docs/admin.md).
+    f"{S}/RetrieveBatchByFilterRequest/properties/state/enum": [s.value for s in TaskState],
+    "/paths/~1admin~1v1~1tasks/get/parameters/2/schema/enum": [s.value for s in TaskState],
+    f"{S}/AdminToken/properties/status/enum": list(TOKEN_STATUSES),
+    f"{S}/AdminNewAsset/properties/kind/enum": list(ASSET_KINDS),
+    f"{S}/AdminAccount/properties/state/enum": [s.value for s in AccountState],
+    f"{S}/AdminAccountChange/properties/state/enum": [s.value for s in AccountState],
 }
 
 
