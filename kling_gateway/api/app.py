@@ -25,7 +25,7 @@ from kling_gateway.api.asgi import (
     unexpected_error,
 )
 from kling_gateway.api.auth import Authenticator
-from kling_gateway.api.context import ApiSettings, AppContext
+from kling_gateway.api.context import ApiSettings, AppContext, SigningSecrets
 from kling_gateway.api.pages import build_pages
 from kling_gateway.api.routes.tasks import TasksEndpoint
 from kling_gateway.api.routes.videos import VideosEndpoint
@@ -107,6 +107,7 @@ def create_app(
     services: list[Service] | None = None,
     files: VideoFiles | None = None,
     sealer: Callable[[], Sealer] | None = None,
+    signing_secrets: SigningSecrets | None = None,
 ) -> GatewayApp:
     """The gateway over ``store``. Its lifespan opens the store, starts ``services`` (the
     worker, when it runs in this process) and stops them again in reverse order."""
@@ -118,6 +119,7 @@ def create_app(
         events=events or LocalTaskEvents(),
         files=files or VideoFiles(settings.videos_dir, settings.resolved_files_url),
         sealer=sealer,
+        signing_secrets=signing_secrets,
     )
 
     @asynccontextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -54,6 +54,12 @@ class ApiSettings(Protocol):
     def storage_presign(self) -> bool: ...
 
 
+# A user's callback signing secret and how many rotated-out ones still sign, rotating first
+# (with that grace in seconds) when asked; None for an unknown user. The callbacks layer makes
+# secrets, so the composition passes this in (`callbacks secret` over HTTP).
+SigningSecrets = Callable[[str, bool, float], Awaitable[tuple[str, int] | None]]
+
+
 @dataclass(slots=True)
 class AppContext:
     settings: ApiSettings
@@ -66,6 +72,7 @@ class AppContext:
     # The server key's box, made on first use (the admin API seals upstream accounts' keys
     # with it); None where the composition gives none.
     sealer: Callable[[], Sealer] | None = None
+    signing_secrets: SigningSecrets | None = None
 
     async def admit(self, scope: Scope, receive: Receive, api: str) -> tuple[Principal, bytes]:
         """Authenticate, count against the rate limit, then read the capped body."""

@@ -13,7 +13,7 @@ from typing import TypeVar
 import uvicorn
 
 from kling_gateway.api.app import GatewayApp, Service, create_app
-from kling_gateway.api.context import AppContext
+from kling_gateway.api.context import AppContext, SigningSecrets
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.runtime.objects import build_video_files, check_video_storage
 from kling_gateway.runtime.settings import Settings, env_name, load_settings
@@ -147,7 +147,26 @@ def build_app(settings: Settings) -> GatewayApp:
         services=services,
         files=build_video_files(settings),
         sealer=lambda: _server_sealer(settings),
+        signing_secrets=_signing_secrets(store),
     )
+
+
+def _signing_secrets(store: Store) -> SigningSecrets:
+    """What `callbacks secret` does, for the admin API."""
+
+    async def find(user_name: str, rotate: bool, grace_seconds: float) -> tuple[str, int] | None:
+        from kling_gateway.callbacks import admin
+        from kling_gateway.callbacks.secrets import secret_store_for
+
+        try:
+            found = await admin.user_secrets(
+                secret_store_for(store), user_name, rotate=rotate, grace_seconds=grace_seconds
+            )
+        except admin.UnknownUser:
+            return None
+        return found.current, len(found.previous)
+
+    return find
 
 
 def _server_sealer(settings: Settings) -> Sealer:

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route
 from kling_gateway.api.admin.common import PREFIX, body, guarded, json, listing
 from kling_gateway.api.context import AppContext
 from kling_gateway.domain.ids import ASSET_KINDS
-from kling_gateway.protocol.errors import BadRequest, NotFound
+from kling_gateway.protocol.errors import BadRequest, NotFound, ServiceUnavailable
 from kling_gateway.protocol.task import API_ADMIN
 from kling_gateway.storage.base import CredentialInfo, Principal, UserInfo
 from kling_gateway.storage.tokens import ALL_APIS, issue_token, parse_apis, with_admin
@@ -32,6 +32,10 @@ class NewToken(msgspec.Struct, forbid_unknown_fields=True):
     apis: list[str] | None = None
     admin: bool = False
     expires_in_days: float | None = None
+
+
+class Rotation(msgspec.Struct, forbid_unknown_fields=True):
+    grace_seconds: float = 86400.0  # how long the old secret keeps signing
 
 
 class NewAsset(msgspec.Struct, forbid_unknown_fields=True):
@@ -157,11 +161,27 @@ def people_routes(ctx: AppContext) -> list[BaseRoute]:
         )
         return json({"id": asset_id, "kind": new.kind, "user_id": user_id}, 201)
 
+    async def secret(request: Request, _: Principal) -> Response:
+        name = str(request.path_params["user"])
+        rotate = request.method == "POST"
+        grace = (await body(ctx, request, Rotation)).grace_seconds if rotate else 0.0
+        if grace < 0:
+            raise BadRequest("field `grace_seconds` must be 0 or more")
+        if ctx.signing_secrets is None:
+            raise ServiceUnavailable("this gateway keeps no callback signing secrets")
+        found = await ctx.signing_secrets(name, rotate, grace)
+        if found is None:
+            raise NotFound(f"no user named {name!r}")
+        current, previous = found
+        return json({"user": name, "secret": current, "previous": previous, "rotated": rotate})
+
     def route(path: str, fn: Any, method: str = "GET") -> Route:
         return Route(PREFIX + path, guarded(ctx, fn), methods=[method])
 
     return [
         route("/users", users),
+        route("/users/{user}/secret", secret),
+        route("/users/{user}/secret", secret, "POST"),
         route("/applications", applications),
         route("/applications/{user}", change_application, "PATCH"),
         route("/tokens", tokens),

@@ -3,6 +3,8 @@ only, the error shape, and the same effects as the CLI's commands."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.api.admin.helpers import ADMIN, add_admin, admin
@@ -118,3 +120,18 @@ async def test_assets_are_registered_for_a_user(gw: AppHarness) -> None:
     assert found == {asset_id: "el-123"}
     wrong = await admin(gw, "POST", "/assets", json={**body, "kind": "song"})
     assert "kind" in assert_error(wrong, 400, "bad_request")["error"]["message"]
+
+
+async def test_a_users_signing_secret_is_read_and_rotated(gw: AppHarness) -> None:
+    first = await admin(gw, "GET", "/users/alice/secret")
+    assert first.status_code == 200
+    secret = first.json()["secret"]
+    assert first.json() == {"user": "alice", "secret": secret, "previous": 0, "rotated": False}
+    assert (await admin(gw, "GET", "/users/alice/secret")).json()["secret"] == secret
+    rotated = await admin(gw, "POST", "/users/alice/secret", json={"grace_seconds": 60})
+    assert rotated.json()["secret"] != secret and rotated.json()["previous"] == 1
+    signing = await gw.store.signing_secrets(gw.user_ids["alice"], time.time())
+    assert len(signing) == 2
+    assert_error(await admin(gw, "GET", "/users/nobody/secret"), 404, "not_found")
+    bad = await admin(gw, "POST", "/users/alice/secret", json={"grace_seconds": -1})
+    assert "grace_seconds" in assert_error(bad, 400, "bad_request")["error"]["message"]

@@ -167,6 +167,8 @@ def test_operator_pages(gw: RealGateway, page: Any) -> None:
     assert next(u for u in users if u["name"] == "alice")["application"]["disabled"] is True
     page.click("#users button[data-user=alice]")
     page.wait_for_selector("#users button[data-user=alice]:text('Disable')")
+    page.click("#users tr:has-text('alice') button:text('Secret')")
+    assert page.inner_text("#secret code").startswith("whsec_")
 
     page.click("#nav a[href='#/admin/tokens']")
     page.fill("#new-token input[name=user]", "carol")

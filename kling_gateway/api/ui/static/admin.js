@@ -20,8 +20,15 @@ function act(call, after, problem) {
 
 export async function usersPage(main) {
   const problem = h("div");
+  const shown = h("div");
   const body = h("div", { class: "card", id: "users" });
-  main.append(h("h1", {}, "Users and applications"), problem, body);
+  main.append(h("h1", {}, "Users and applications"), problem, shown, body);
+  const showSecret = (name) => act(async () => {
+    const found = await admin("GET", `/users/${encodeURIComponent(name)}/secret`);
+    shown.replaceChildren(h("div", { class: "card notice", id: "secret" },
+      h("p", {}, `${name}'s callback signing secret${found.previous ? ` (${found.previous} rotated-out still signing)` : ""}:`),
+      h("code", { class: "token" }, found.secret)));
+  }, async () => {}, problem);
   const load = async () => {
     const users = (await admin("GET", "/users")).items;
     body.replaceChildren(table(["User", "Created", "Tokens", "Tasks", "In flight", "Quota left", "Application", ""],
@@ -35,7 +42,8 @@ export async function usersPage(main) {
         const toggle = h("button", { type: "button", class: app.disabled ? "" : "danger", "data-user": u.name,
           onclick: act(() => admin("PATCH", path, { disabled: !app.disabled }), load, problem) }, app.disabled ? "Enable" : "Disable");
         return [h("strong", {}, u.name), when(u.created_at), u.tokens, u.tasks, u.in_flight,
-          setQuota, app.disabled ? h("span", { class: "badge failed" }, "disabled") : h("span", { class: "badge succeed" }, "enabled"), toggle];
+          setQuota, app.disabled ? h("span", { class: "badge failed" }, "disabled") : h("span", { class: "badge succeed" }, "enabled"),
+          h("span", { class: "buttons" }, toggle, h("button", { type: "button", class: "quiet", onclick: showSecret(u.name) }, "Secret"))];
       })));
   };
   await load();
