@@ -88,6 +88,7 @@ def test_create_from_the_form_watch_it_succeed_live_and_play_it(gw: RealGateway,
     page.wait_for_selector("#record")
     page.evaluate("window.__sameDocument = true")  # gone if the page reloads
     assert page.inner_text("#live") == "● live"
+    screenshot(page, "03-task-running")
     page.wait_for_selector(".facts [data-state=succeed]")
     assert page.evaluate("window.__sameDocument") is True
     page.wait_for_function(
@@ -96,7 +97,7 @@ def test_create_from_the_form_watch_it_succeed_live_and_play_it(gw: RealGateway,
     duration = page.evaluate("document.getElementById('player').duration")
     assert duration == pytest.approx(5.0, abs=0.5)
     assert '"aspect_ratio": "1:1"' in page.inner_text("#record")
-    screenshot(page, "03-task-succeeded")
+    screenshot(page, "03-task-succeeded-and-played")
 
 
 def _stored(gw: RealGateway, state: TaskState, prompt: str, created_at: float) -> str:
@@ -193,3 +194,56 @@ def test_operator_pages(gw: RealGateway, page: Any) -> None:
     page.click("#nav a[href='#/admin/callbacks']")
     page.wait_for_selector("#callbacks")
     screenshot(page, "10-admin-callbacks")
+
+
+SCHEMA_DOC = {
+    "paths": {
+        "/kling/motion": {"post": {"summary": "Motion", "requestBody": {"content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Motion"}}}}}},
+        "/kling/tasks": {"post": {"requestBody": {"content": {
+            "application/json": {"schema": {}}}}}},
+    },
+    "components": {"schemas": {"Motion": {
+        "type": "object",
+        "required": ["image_url"],
+        "properties": {
+            "image_url": {"type": "string", "description": "The `photo`."},
+            "mode": {"type": "string", "enum": ["std", "pro"]},
+            "keep": {"type": "boolean"},
+            "speed": {"type": ["number", "null"], "minimum": 0.8},
+            "events": {"type": "array", "items": {"type": "string", "enum": ["a", "b"]}},
+            "watermark": {"type": "object"},
+        },
+    }}},
+}  # fmt: skip
+
+
+def test_the_form_of_another_kind_is_drawn_from_its_schema(gw: RealGateway, page: Any) -> None:
+    """schemaform.js: the form the create page draws for every POST /kling/... kind the OpenAPI
+    document lists besides /kling/videos (the §7 kinds), on a document of its own."""
+    page.goto(f"{gw.url}/ui/")
+    result = page.evaluate(
+        """async (doc) => {
+            const m = await import('/ui/schemaform.js');
+            const kinds = m.otherKinds(doc);
+            const form = document.createElement('form');
+            form.append(...m.schemaFields(doc, kinds[0].schema));
+            document.body.append(form);
+            form.elements.image_url.value = 'https://x/p.png';
+            form.elements.mode.value = 'pro';
+            form.elements.keep.value = 'false';
+            form.elements.speed.value = '1.5';
+            form.querySelector('input[name=events][value=b]').checked = true;
+            form.elements.watermark.value = '{"enabled": true}';
+            const fields = [...form.querySelectorAll('[data-field]')].map((e) => e.dataset.field);
+            const body = m.schemaBody(doc, kinds[0].schema, form);
+            return {paths: kinds.map((k) => k.path), fields, body};
+        }""",
+        SCHEMA_DOC,
+    )
+    assert result["paths"] == ["/kling/motion"]
+    assert result["fields"] == ["image_url", "mode", "keep", "speed", "events", "watermark"]
+    assert result["body"] == {
+        "image_url": "https://x/p.png", "mode": "pro", "keep": False, "speed": 1.5,
+        "events": ["b"], "watermark": {"enabled": True},
+    }  # fmt: skip

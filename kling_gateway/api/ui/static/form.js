@@ -1,8 +1,9 @@
 // The create form: every field of POST /kling/videos (docs/contract.md §2, §6). Its choices and
 // help texts come from the OpenAPI document, so a model or a mode added there shows up here.
 
-import { createVideo, schema } from "./api.js";
+import { call, createVideo, schema } from "./api.js";
 import { errorBox, h, select } from "./dom.js";
+import { otherKinds, schemaBody, schemaFields } from "./schemaform.js";
 
 const AXES = ["horizontal", "vertical", "pan", "tilt", "roll", "zoom"];
 
@@ -125,21 +126,39 @@ function fieldsets(s) {
   ];
 }
 
-export async function createPage(main) {
-  const s = (await schema()).components.schemas;
-  const problem = h("div");
-  const form = h("form", { class: "card create", id: "create" },
-    fieldsets(s).map(([legend, items]) => h("fieldset", {}, h("legend", {}, legend), items)),
-    h("div", { class: "actions" }, h("button", { type: "submit", id: "create-submit" }, "Create video")), problem);
+function submitting(form, problem, send) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     problem.replaceChildren();
     try {
-      const answer = await createVideo(bodyFrom(form));
+      const answer = await send();
       location.hash = `#/task/${encodeURIComponent(answer.task_id || answer.id)}`;
     } catch (exc) {
       problem.append(errorBox(exc));
     }
   });
-  main.append(h("h1", {}, "Create a video"), form);
+}
+
+export async function createPage(main, query) {
+  const doc = await schema();
+  const s = doc.components.schemas;
+  const kinds = otherKinds(doc);
+  const chosen = kinds.find((k) => k.path === query.get("kind"));
+  const problem = h("div");
+  const tabs = kinds.length ? h("nav", { class: "tabs", id: "kinds" },
+    h("a", { href: "#/create", class: chosen ? null : "current" }, "Video"),
+    kinds.map((k) => h("a", { href: `#/create?kind=${encodeURIComponent(k.path)}`, class: chosen === k ? "current" : null }, k.path.slice("/kling/".length)))) : null;
+  let form;
+  if (chosen) {
+    form = h("form", { class: "card create", id: "create", "data-kind": chosen.path },
+      h("fieldset", {}, h("legend", {}, chosen.summary), schemaFields(doc, chosen.schema)),
+      h("div", { class: "actions" }, h("button", { type: "submit", id: "create-submit" }, "Create")), problem);
+    submitting(form, problem, () => call("POST", chosen.path, { async: true, ...schemaBody(doc, chosen.schema, form) }));
+  } else {
+    form = h("form", { class: "card create", id: "create", "data-kind": "/kling/videos" },
+      fieldsets(s).map(([legend, items]) => h("fieldset", {}, h("legend", {}, legend), items)),
+      h("div", { class: "actions" }, h("button", { type: "submit", id: "create-submit" }, "Create video")), problem);
+    submitting(form, problem, () => createVideo(bodyFrom(form)));
+  }
+  main.append(...[h("h1", {}, "Create"), tabs, form].filter(Boolean));
 }
