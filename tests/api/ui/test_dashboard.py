@@ -27,9 +27,10 @@ TIMEOUT_MS = 30_000
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealGateway]:
     data = tmp_path_factory.mktemp("ui")
-    # A short render delay: the task page shows the task running before it succeeds.
+    # A render delay long enough that the task page opens while the task still runs, even on
+    # a busy machine: the test watches it succeed from there.
     settings_for = lambda port: make_settings(  # noqa: E731
-        Path(data), port=port, local_delay=1.5, local_max_side=160
+        Path(data), port=port, local_delay=5.0, local_max_side=160
     )
     with real_gateway(settings_for) as gateway:
         gateway.add_user("alice")
