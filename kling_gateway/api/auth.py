@@ -45,6 +45,11 @@ class Authenticator:
             raise TokenMismatched(f"this token was not granted the {api} API")
         return principal
 
+    def forget(self) -> None:
+        """Drop every cached principal: after an admin revokes a token or disables an
+        application, this process honours it at once (others within the cache time)."""
+        self._cache.clear()
+
     async def _lookup(self, header: str | None) -> Principal | None:
         # Cached by the header as sent: a repeat request skips parsing and hashing alike.
         now = time.monotonic()

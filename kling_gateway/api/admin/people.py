@@ -110,6 +110,7 @@ def people_routes(ctx: AppContext) -> list[BaseRoute]:
             raise BadRequest("field `quota` must be 0 or more")
         if not await store.set_application(name, disabled=change.disabled, quota=change.quota):
             raise NotFound(f"no user named {name!r}")
+        ctx.auth.forget()
         found = next(u for u in await store.list_users() if u.name == name)
         return json(application_view(found))
 
@@ -143,6 +144,7 @@ def people_routes(ctx: AppContext) -> list[BaseRoute]:
     async def revoke_token(request: Request, _: Principal) -> Response:
         which = str(request.path_params["token"])
         count = await store.revoke_credential(which, time.time())
+        ctx.auth.forget()
         if not count:
             raise NotFound(f"no unrevoked token with id or prefix {which!r}")
         return json({"revoked": count})

@@ -48,11 +48,11 @@ async def test_users_lists_each_user_with_application_and_counts(gw: AppHarness)
 
 
 async def test_disabling_an_application_refuses_its_tokens(gw: AppHarness) -> None:
+    assert (await gw.tasks({"action": "retrieve_batch"})).status_code == 200  # now cached
     response = await admin(gw, "PATCH", "/applications/alice", json={"disabled": True})
     assert response.status_code == 200, response.text
     assert response.json()["disabled"] is True
-    # The token's principal is cached briefly; a fresh app reads it again.
-    gw.app.ctx.auth._cache.clear()
+    # At once in this process, although the token's principal was cached.
     assert_error(await gw.tasks({"action": "retrieve_batch"}), 400, "disabled")
     response = await admin(gw, "PATCH", "/applications/alice", json={"disabled": False, "quota": 3})
     assert response.json()["disabled"] is False and response.json()["quota_remaining"] == 3
@@ -78,6 +78,7 @@ async def test_create_list_and_revoke_tokens(gw: AppHarness) -> None:
     headers = {"authorization": f"Bearer {token}"}
     batch = await gw.client.post("/kling/tasks", json={"action": "retrieve_batch"}, headers=headers)
     assert batch.status_code == 200
+    gw.tokens["carol"] = token
 
     listed = (await admin(gw, "GET", "/tokens")).json()["items"]
     carol = next(t for t in listed if t["user"] == "carol")
@@ -88,6 +89,7 @@ async def test_create_list_and_revoke_tokens(gw: AppHarness) -> None:
 
     revoked = await admin(gw, "DELETE", f"/tokens/{carol['id']}")
     assert revoked.json() == {"revoked": 1}
+    assert_error(await gw.tasks({"action": "retrieve_batch"}, user="carol"), 401, "invalid_token")
     assert_error(await admin(gw, "DELETE", f"/tokens/{carol['id']}"), 404, "not_found")
     listed = (await admin(gw, "GET", "/tokens")).json()["items"]
     assert next(t for t in listed if t["user"] == "carol")["status"] == "revoked"
