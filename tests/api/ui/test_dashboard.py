@@ -248,3 +248,19 @@ def test_the_form_of_another_kind_is_drawn_from_its_schema(gw: RealGateway, page
         "image_url": "https://x/p.png", "mode": "pro", "keep": False, "speed": 1.5,
         "events": ["b"], "watermark": {"enabled": True},
     }  # fmt: skip
+
+
+def test_the_list_pages_twenty_at_a_time(gw: RealGateway, page: Any) -> None:
+    token = gw.add_user("pager")
+    store = gw.app.ctx.store
+    for i in range(22):
+        task = make_task(gw.user_ids["pager"], created_at=time.time() - i, prompt=f"clip {i}")
+        gw.submit(store.insert_task(task, next_check_at=9e9, deadline_at=9e9)).result(10)
+    sign_in(page, gw.url, token)
+    assert page.locator("#task-list tbody tr").count() == 20
+    assert "1\u201320 of 22" in page.inner_text("#task-list .pager")
+    assert "clip 0" in page.locator("#task-list tbody tr").first.inner_text()  # newest first
+    page.click("#task-list .pager button:text('Older')")
+    page.wait_for_selector("#task-list .pager:has-text('21\u201322 of 22')")
+    assert page.locator("#task-list tbody tr").count() == 2
+    assert "clip 21" in page.locator("#task-list tbody tr").last.inner_text()
