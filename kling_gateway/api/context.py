@@ -10,6 +10,7 @@ from typing import Protocol
 from kling_gateway.api.asgi import Receive, Scope, headers, read_body
 from kling_gateway.api.auth import Authenticator
 from kling_gateway.api.waiting import Waiters
+from kling_gateway.domain.pricing import PriceTable
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.infra.ratelimit import RateLimiter
@@ -52,6 +53,8 @@ class ApiSettings(Protocol):
     def resolved_files_url(self) -> str: ...
     @property
     def storage_presign(self) -> bool: ...
+    @property
+    def price_table(self) -> PriceTable: ...
 
 
 # A user's callback signing secret and how many rotated-out ones still sign, rotating first

@@ -20,6 +20,7 @@ from kling_gateway.api.context import AppContext
 from kling_gateway.api.files import VideoFilesRoute
 from kling_gateway.api.routes.events import event_routes
 from kling_gateway.api.routes.kling_callbacks import kling_callback_routes
+from kling_gateway.api.routes.usage import usage_routes
 from kling_gateway.api.ui import ui_routes
 from kling_gateway.protocol.errors import (
     ApiError,
@@ -90,6 +91,7 @@ def build_pages(ctx: AppContext, lifespan: Lifespan) -> Starlette:
         ),
         *kling_callback_routes(ctx),
         *event_routes(ctx),
+        *usage_routes(ctx),
         *admin_routes(ctx),
         *ui_routes(),
     ]

@@ -64,7 +64,7 @@ def _add_serve(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _add_worker(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     worker = commands.add_parser("worker", help="run only the worker")
-    add_settings_arguments(worker, ("store", "worker", "kling", "callbacks", "server"))
+    add_settings_arguments(worker, ("store", "worker", "kling", "callbacks", "server", "billing"))
     worker.set_defaults(handler=_worker)
 
 
@@ -90,7 +90,8 @@ def _add_tokens(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     revoke = actions.add_parser("revoke", help="revoke a token by its id or its prefix")
     revoke.add_argument("token", metavar="ID_OR_PREFIX")
     revoke.set_defaults(handler=_tokens_revoke)
-    for sub in (create, listing, revoke):
+    add_settings_arguments(create, ("store", "billing"))
+    for sub in (listing, revoke):
         add_settings_arguments(sub, STORE_GROUPS)
 
 
@@ -126,10 +127,17 @@ def _tokens_create(args: argparse.Namespace) -> int:
         apis = with_admin(parse_apis(args.apis), args.admin)
     except ValueError as exc:
         raise SettingsError(f"--apis: {exc}") from exc
+    settings = _settings(args)
     issued = asyncio.run(
         with_store(
-            _settings(args),
-            lambda s: issue_token(s, args.user, apis=apis, expires_in_days=args.expires_in),
+            settings,
+            lambda s: issue_token(
+                s,
+                args.user,
+                apis=apis,
+                expires_in_days=args.expires_in,
+                default_credits=settings.default_credits_value,
+            ),
         )
     )
     print(issued.token)

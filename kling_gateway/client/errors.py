@@ -86,6 +86,12 @@ class NotFoundError(KlingError):
     status: int | None = _wire.NotFound.status
 
 
+class ConflictError(KlingError):
+    """409 ``conflict`` (the admin API): a name taken, an account still holding tasks."""
+
+    code, status = _wire.Conflict.code, _wire.Conflict.status
+
+
 class TaskNotFoundError(KlingError):
     """``tasks.wait`` on an id the server does not know for this token (it answered ``{}``:
     the task is missing, deleted or another user's). Not an HTTP error: ``status`` is None."""
@@ -160,6 +166,7 @@ _DOCUMENTED: tuple[type[KlingError], ...] = (
     ForbiddenError,
     NoApiError,
     NotFoundError,
+    ConflictError,
     RateLimitError,
     ApiError,
     BadGatewayError,

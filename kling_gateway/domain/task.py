@@ -8,6 +8,7 @@ from typing import Any
 import msgspec
 
 from kling_gateway.domain.params import VideoParams
+from kling_gateway.domain.pricing import Usage
 from kling_gateway.protocol.task import TASK_TYPE_VIDEOS, VIDEOS_API_ID, TaskState
 
 _ASCII_SPACE = " \t\n\r\f\v"
@@ -54,6 +55,9 @@ class Task:
     # Delivery state of the callback, shown in the record once a callback exists.
     callback: dict[str, Any] | None = None
     version: int = 0
+    # The price held at create, then what the task finally cost (docs/billing.md); None: a
+    # task created without a price.
+    usage: Usage | None = None
 
     def record(self) -> dict[str, Any]:
         """The task record of docs/contract.md §1, field order as in the seed's example."""
@@ -75,6 +79,8 @@ class Task:
             doc["job_id"] = self.job_id
         if self.response is not None:
             doc["response"] = self.response
+        if self.usage is not None:
+            doc["usage"] = self.usage.as_json()
         if self.callback is not None:
             doc["callback"] = self.callback
         if self.finished_at is not None:

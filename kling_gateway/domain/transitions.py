@@ -23,7 +23,9 @@ from typing import Any
 
 import msgspec
 
+from kling_gateway.domain.billing import BillingEffect, billing_effect
 from kling_gateway.domain.outcomes import ProviderError, Status, Submission
+from kling_gateway.domain.pricing import DEFAULT_TABLE, PriceTable
 from kling_gateway.domain.schedule import backoff
 from kling_gateway.domain.task import Task
 from kling_gateway.protocol.task import (
@@ -53,6 +55,8 @@ class Policy:
     check_max_interval: float
     deadline_seconds: float
     result_retry_seconds: float = RESULT_RETRY_SECONDS
+    # What a finished task settles at (docs/billing.md).
+    prices: PriceTable = DEFAULT_TABLE
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +101,8 @@ class Change:
     callbacks: tuple[Callback, ...] = ()
     # Due now for a worker (not leased by the writer): wake the workers.
     wake_worker: bool = False
+    # What the change does to the task's hold: written in the same transaction, once.
+    billing: BillingEffect | None = None
 
     @property
     def finished(self) -> bool:
@@ -127,7 +133,11 @@ def transition(
         change = _result_pending(new, outcome, schedule, now, policy, rng)
     else:
         change = _deadline(new, now, policy)
-    return dataclasses.replace(change, callbacks=callbacks_for(change.task, task.state))
+    # Sets the finished task's usage (shown in its record) to what it finally costs.
+    effect = billing_effect(task, change.task, policy.prices)
+    return dataclasses.replace(
+        change, callbacks=callbacks_for(change.task, task.state), billing=effect
+    )
 
 
 def deadline_of(task: Task, schedule: Schedule, policy: Policy) -> float:

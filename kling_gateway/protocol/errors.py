@@ -65,6 +65,13 @@ class NotFound(ApiError):
     status, code, default_message = 404, "not_found", "not found"
 
 
+class Conflict(ApiError):
+    """The admin API: what is asked clashes with what exists (a name taken, an account still
+    holding tasks)."""
+
+    status, code, default_message = 409, "conflict", "conflicts with the current state"
+
+
 class TooManyRequests(ApiError):
     status, code = 429, "too_many_requests"
     default_message = "too many requests, the rate limit is exceeded"
@@ -115,6 +122,7 @@ ERRORS_BY_CODE: dict[str, type[ApiError]] = {
         Forbidden,
         NoApi,
         NotFound,
+        Conflict,
         TooManyRequests,
         InternalError,
         BadGateway,

@@ -96,7 +96,7 @@ async def bootstrap(settings: Settings, store: Store) -> str | None:
     """On a store with no token at all, create the default user's token and say how to use it."""
     if not settings.bootstrap_token or await store.count_credentials() > 0:
         return None
-    issued = await issue_token(store, DEFAULT_USER)
+    issued = await issue_token(store, DEFAULT_USER, default_credits=settings.default_credits_value)
     url = settings.resolved_public_url
     print(
         f"\nCreated user '{DEFAULT_USER}' with an API token (shown only this once):\n\n"

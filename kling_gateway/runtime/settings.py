@@ -8,12 +8,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
+import json
 import os
 import re
+import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from kling_gateway.domain.pricing import DEFAULT_TABLE, PriceError, PriceTable, parse_table
 
 ENV_PREFIX = "KLING_GATEWAY_"
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -109,6 +114,17 @@ class Settings:
     )
     bootstrap_token: bool = _opt(
         True, "create a default user and token when the store is empty", "server"
+    )
+    # -- credits (docs/billing.md)
+    prices: str = _opt(
+        "",
+        "price table file, TOML or JSON (default: the built-in table of docs/billing.md)",
+        "billing",
+    )
+    default_credits: str = _opt(
+        "unmetered",
+        "credits a new application starts with ('unmetered': never refused for credits)",
+        "billing",
     )
     # -- the worker
     worker: bool = _opt(
@@ -206,6 +222,15 @@ class Settings:
     def retry_schedule(self) -> tuple[float, ...]:
         return _parse_schedule(self.callback_retry_schedule)
 
+    @property
+    def price_table(self) -> PriceTable:
+        return load_price_table(self.prices)
+
+    @property
+    def default_credits_value(self) -> int | None:
+        """``default_credits`` as a number of credits; None: unmetered."""
+        return _parse_credits(self.default_credits)
+
     def validate(self) -> Settings:
         _check_bounds(self)
         _check_storage(self)
@@ -235,6 +260,8 @@ class Settings:
                 "(with SQLite, run one process)"
             )
         self.retry_schedule  # noqa: B018 - parses, raising SettingsError when malformed
+        self.price_table  # noqa: B018 - reads the file once, raising SettingsError
+        self.default_credits_value  # noqa: B018
         return self
 
 
@@ -314,6 +341,38 @@ def _parse_schedule(text: str) -> tuple[float, ...]:
     if not values or any(v < 0 for v in values):
         raise SettingsError("callback_retry_schedule needs at least one non-negative number")
     return values
+
+
+def _parse_credits(text: str) -> int | None:
+    if text.strip().lower() == "unmetered":
+        return None
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise SettingsError(
+            f"{flag_of('default_credits')} must be a whole number of credits or 'unmetered', "
+            f"not {text!r}"
+        ) from exc
+    if value < 0:
+        raise SettingsError(f"{flag_of('default_credits')} must be >= 0, not {value}")
+    return value
+
+
+@functools.cache
+def load_price_table(path: str) -> PriceTable:
+    """The table of ``--prices`` (read once per process; empty: the built-in default)."""
+    if not path:
+        return DEFAULT_TABLE
+    try:
+        raw = Path(path).read_bytes()
+        data = json.loads(raw) if path.endswith(".json") else tomllib.loads(raw.decode())
+        if not isinstance(data, dict):
+            raise PriceError("the file must hold a table (a JSON object)")
+        return parse_table(data)
+    except OSError as exc:
+        raise SettingsError(f"{flag_of('prices')}: cannot read {path}: {exc.strerror}") from exc
+    except (ValueError, tomllib.TOMLDecodeError) as exc:  # PriceError and JSON errors too
+        raise SettingsError(f"{flag_of('prices')}: {path}: {exc}") from exc
 
 
 def env_name(name: str) -> str:

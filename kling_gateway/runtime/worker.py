@@ -68,6 +68,7 @@ def worker_config(settings: Settings) -> WorkerConfig:
             check_interval=settings.check_interval,
             check_max_interval=settings.check_max_interval,
             deadline_seconds=settings.task_deadline_seconds,
+            prices=settings.price_table,
         ),
     )
 

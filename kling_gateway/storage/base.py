@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from kling_gateway.domain.accounts import Account, AccountState
+from kling_gateway.domain.billing import Application, BillingEffect, LedgerEntry
 from kling_gateway.domain.task import Task
 from kling_gateway.storage.health import StoreHealth
 
@@ -45,7 +46,19 @@ class IdempotencyConflict(StoreError):
 
 
 class QuotaUsedUp(StoreError):
-    """The application has no quota left for a new task."""
+    """The application's credits do not cover a new task's price (docs/billing.md)."""
+
+
+class TooManyInFlight(StoreError):
+    """The application has ``max_in_flight`` tasks unfinished already."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the application has {limit} tasks in flight, its limit")
+        self.limit = limit
+
+
+class UnknownApplication(StoreError):
+    """No user (and so no application) of that name."""
 
 
 class AccountExists(StoreError):
@@ -77,7 +90,6 @@ class Principal:
     expires_at: float | None
     revoked: bool
     application_disabled: bool
-    quota_remaining: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,17 +106,14 @@ class CredentialInfo:
 
 @dataclass(frozen=True, slots=True)
 class UserInfo:
-    """A user with its (first) application and what it holds, as the admin API lists them."""
+    """A user and what it holds, as the admin API lists them (its application, with credits
+    and limits: ``find_application``)."""
 
     id: str
     name: str
     created_at: float
-    application_id: str
-    disabled: bool
-    quota_remaining: int | None
     tokens: int  # not revoked
     tasks: int
-    in_flight: int  # not finished
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +153,9 @@ class Outcome:
     release_account: bool = False
     # Callback deliveries to enqueue atomically with this state: (url, event, body JSON).
     callbacks: tuple[tuple[str, str, bytes], ...] = ()
+    # The settle or release of the task's hold (``domain.billing``), applied once: only
+    # while the task's billing state is still ``held``.
+    billing: BillingEffect | None = None
 
 
 @dataclass(slots=True)
@@ -167,10 +179,13 @@ class CallbackDelivery:
 
 
 class AccountRepo(Protocol):
-    """Users, their applications (quota, disabled) and bearer tokens."""
+    """Users, their applications (credits, limits, disabled) and bearer tokens."""
 
-    async def ensure_account(self, user_name: str, now: float) -> tuple[str, str]:
-        """The (user_id, application_id) of ``user_name``, creating both when new."""
+    async def ensure_account(
+        self, user_name: str, now: float, *, default_credits: int | None = None
+    ) -> tuple[str, str]:
+        """The (user_id, application_id) of ``user_name``, creating both when new; a new
+        application is metered with a grant of ``default_credits`` (None: unmetered)."""
         ...
 
     async def add_credential(
@@ -189,8 +204,12 @@ class AccountRepo(Protocol):
     async def revoke_credential(self, id_or_prefix: str, now: float) -> int: ...
     async def count_credentials(self) -> int: ...
     async def set_application(
-        self, user_name: str, *, disabled: bool | None = None, quota: int | None = None
-    ) -> bool: ...
+        self, user_name: str, *, disabled: bool | None = None, max_in_flight: int | None = None
+    ) -> bool:
+        """Change what is given of the user's applications (``max_in_flight`` 0: no limit);
+        whether the user exists."""
+        ...
+
     async def find_user_id(self, user_name: str) -> str | None:
         """The id of the user called ``user_name``, if there is one."""
         ...
@@ -200,7 +219,7 @@ class AdminRepo(Protocol):
     """What only an operator reads: every user, every user's tasks (docs/admin.md)."""
 
     async def list_users(self) -> list[UserInfo]:
-        """Every user with its first application, oldest first."""
+        """Every user, oldest first."""
         ...
 
     async def list_all_task_records(
@@ -225,8 +244,10 @@ class TaskRepo(Protocol):
     ) -> Task:
         """Store a new task before anyone is told its id. With an idempotency key already used
         by the same user, return that earlier task instead (or raise IdempotencyConflict).
-        With ``charge_quota``, a task really inserted takes one unit of its application's
-        quota in the same transaction (a replay takes none); none left: QuotaUsedUp."""
+        With ``charge_quota``, a task really inserted is admitted under its application's
+        limits and holds its price (``task.usage``) in the same transaction (a replay holds
+        nothing): over ``max_in_flight``, TooManyInFlight; a metered application whose
+        available credits do not cover it, QuotaUsedUp; either way nothing is inserted."""
         ...
 
     async def get_task_record(self, user_id: str, task_id: str) -> bytes | None: ...
@@ -360,8 +381,46 @@ class RetentionRepo(Protocol):
         ...
 
 
+class BillingRepo(Protocol):
+    """Credits and usage (docs/billing.md): the ledger is append-only; balances are sums."""
+
+    async def grant_credits(
+        self, user_name: str, credits: int, now: float, *, note: str | None = None
+    ) -> Application:
+        """Add ``credits`` (negative: take away, an adjustment) to the user's application.
+        An unmetered application is metered from now on, with the granted balance (an
+        adjustment first zeroes what it used while unmetered). UnknownApplication when the
+        user does not exist."""
+        ...
+
+    async def refund_task(self, task_id: str, now: float, *, note: str | None = None) -> int:
+        """Give back what a settled task was charged, once; the credits refunded (0: it was
+        not settled, or refunded already)."""
+        ...
+
+    async def find_application(self, user_name: str) -> Application | None:
+        """The user's default application (the first one) with its balance and holds."""
+        ...
+
+    async def list_applications(self) -> list[Application]: ...
+    async def ledger_entries(
+        self, *, user_name: str | None = None, since: float | None = None
+    ) -> list[LedgerEntry]:
+        """Entries oldest first, of one user's applications or all, created at or after
+        ``since``."""
+        ...
+
+
 class Store(
-    AccountRepo, TaskRepo, OutboxRepo, SecretRepo, AssetRepo, RetentionRepo, AdminRepo, Protocol
+    AccountRepo,
+    TaskRepo,
+    OutboxRepo,
+    SecretRepo,
+    AssetRepo,
+    RetentionRepo,
+    BillingRepo,
+    AdminRepo,
+    Protocol,
 ):
     """What the gateway keeps. All methods are coroutines; a backend owns its connections."""
 

@@ -28,17 +28,16 @@ from kling_gateway.storage.base import (
     CredentialInfo,
     Outcome,
     Principal,
-    QuotaUsedUp,
     StoredTask,
     StoreError,
     TaskFilter,
     UserInfo,
 )
+from kling_gateway.storage.billing import BillingFlows
 from kling_gateway.storage.listing import USERS_QUERY, task_filter_sql, user_from_row
 from kling_gateway.storage.migrations import migration_scripts
 from kling_gateway.storage.rows import (
     CALLBACK_COLUMNS,
-    CHARGE_QUOTA,
     CREDENTIALS_QUERY,
     PRINCIPAL_QUERY,
     TASK_COLUMNS,
@@ -48,6 +47,7 @@ from kling_gateway.storage.rows import (
     callback_view,
     credential_from_row,
     dump_json,
+    dump_usage,
     is_final_event,
     load_json,
     principal_from_row,
@@ -117,7 +117,7 @@ _INSERT_CALLBACK = (
 _SECRET_CURRENT = "SELECT secret FROM webhook_secrets WHERE user_id = ? AND retired_at IS NULL"
 
 
-class SQLStore(UpstreamFlows):
+class SQLStore(UpstreamFlows, BillingFlows):
     """``Store`` over SQL; a backend sets ``dialect`` and implements the four runners."""
 
     dialect: Dialect
@@ -167,10 +167,16 @@ class SQLStore(UpstreamFlows):
             await tx.execute(self.dialect.lock_key, key)
 
     # -- accounts
-    async def ensure_account(self, user_name: str, now: float) -> tuple[str, str]:
-        return await self._write(lambda tx: self._ensure_account(tx, user_name, now))
+    async def ensure_account(
+        self, user_name: str, now: float, *, default_credits: int | None = None
+    ) -> tuple[str, str]:
+        return await self._write(
+            lambda tx: self._ensure_account(tx, user_name, now, default_credits)
+        )
 
-    async def _ensure_account(self, tx: Tx, user_name: str, now: float) -> tuple[str, str]:
+    async def _ensure_account(
+        self, tx: Tx, user_name: str, now: float, default_credits: int | None
+    ) -> tuple[str, str]:
         found = await self._account(tx, user_name)
         if found is not None:
             return found
@@ -194,6 +200,8 @@ class SQLStore(UpstreamFlows):
             user_id,
             now,
         )
+        if default_credits is not None:
+            await self._grant_new(tx, app_id, default_credits, now)
         return user_id, app_id
 
     @staticmethod
@@ -261,15 +269,16 @@ class SQLStore(UpstreamFlows):
         return int(await self._point.fetchval("SELECT count(*) FROM credentials"))
 
     async def set_application(
-        self, user_name: str, *, disabled: bool | None = None, quota: int | None = None
+        self, user_name: str, *, disabled: bool | None = None, max_in_flight: int | None = None
     ) -> bool:
         # applications_user index through users.name UNIQUE.
         sql = (
             "UPDATE applications SET disabled = COALESCE(?, disabled), "
-            "quota_remaining = CASE WHEN ? THEN ? ELSE quota_remaining END "
+            "max_in_flight = CASE WHEN ? THEN ? ELSE max_in_flight END "
             "WHERE user_id = (SELECT id FROM users WHERE name = ?)"
         )
-        args = (disabled, quota is not None, quota, user_name)
+        limit = max_in_flight or None  # 0: no limit
+        args = (disabled, max_in_flight is not None, limit, user_name)
         return await self._write_one(lambda tx: tx.execute(sql, *args)) > 0
 
     # -- tasks: the API side
@@ -301,11 +310,12 @@ class SQLStore(UpstreamFlows):
             if earlier is not None:
                 return earlier
         # version, attempts, the schedule, no lease and no upstream account yet.
-        values = (*task_values(task), 0, next_check_at, deadline_at, None, None, key, request_hash)
+        schedule = (0, next_check_at, deadline_at, None, None)
+        values = (*task_values(task), *schedule, dump_usage(task.usage), key, request_hash)
         if await tx.fetchval(_INSERT_TASK, *values) is not None:
-            # Charged after the insert won: a replay that lost the race for the key pays nothing.
-            if charge_quota and not await tx.execute(CHARGE_QUOTA, task.application_id):
-                raise QuotaUsedUp("the application's quota is used up")
+            # Held after the insert won: a replay that lost the race for the key holds nothing.
+            if charge_quota:
+                await self._admit(tx, task, time.time())
             await self._store_record(tx, task)
             return task
         # Lost the race for the key to a create that has committed since (PostgreSQL): read
@@ -385,8 +395,8 @@ class SQLStore(UpstreamFlows):
     async def delete_task(self, user_id: str, task_id: str) -> bool:
         return await self._write(lambda tx: self._delete(tx, user_id, task_id))
 
-    @staticmethod
-    async def _delete(tx: Tx, user_id: str, task_id: str) -> bool:
+    async def _delete(self, tx: Tx, user_id: str, task_id: str) -> bool:
+        await self._release_deleted(tx, user_id, task_id, time.time())
         if not await tx.execute("DELETE FROM tasks WHERE id = ? AND user_id = ?", task_id, user_id):
             return False
         await tx.execute("DELETE FROM task_records WHERE id = ?", task_id)
@@ -480,6 +490,8 @@ class SQLStore(UpstreamFlows):
         )
         if outcome.release_account:
             await tx.execute("UPDATE tasks SET upstream_account = NULL WHERE id = ?", task.id)
+        if outcome.billing is not None and task.state.is_terminal:
+            await self._close_hold(tx, task, outcome.billing, now)
         await self._store_record(tx, task)
         if outcome.callbacks:
             await tx.executemany(

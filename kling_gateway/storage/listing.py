@@ -39,27 +39,17 @@ def task_matches(task: Task, user_id: str | None, flt: TaskFilter) -> bool:
     )
 
 
-# Each user with its first application and the counts the operator's pages show; the
-# per-user counts use the tasks_user_created and applications_user indexes.
+# Each user with the counts the operator's pages show; the per-user counts use the
+# tasks_user_created index and a scan of credentials (an operator's listing, rare).
 USERS_QUERY = (
-    "SELECT u.id, u.name, u.created_at, a.id, a.disabled, a.quota_remaining, "
+    "SELECT u.id, u.name, u.created_at, "
     "(SELECT count(*) FROM credentials c WHERE c.user_id = u.id AND c.revoked_at IS NULL), "
-    "(SELECT count(*) FROM tasks t WHERE t.user_id = u.id), "
-    "(SELECT count(*) FROM tasks t WHERE t.user_id = u.id AND t.next_check_at IS NOT NULL) "
-    "FROM users u JOIN applications a ON a.id = (SELECT id FROM applications "
-    "WHERE user_id = u.id ORDER BY created_at LIMIT 1) ORDER BY u.created_at, u.name"
+    "(SELECT count(*) FROM tasks t WHERE t.user_id = u.id) "
+    "FROM users u ORDER BY u.created_at, u.name"
 )
 
 
 def user_from_row(row: Sequence[Any]) -> UserInfo:
     return UserInfo(
-        id=row[0],
-        name=row[1],
-        created_at=row[2],
-        application_id=row[3],
-        disabled=bool(row[4]),
-        quota_remaining=row[5],
-        tokens=int(row[6]),
-        tasks=int(row[7]),
-        in_flight=int(row[8]),
+        id=row[0], name=row[1], created_at=row[2], tokens=int(row[3]), tasks=int(row[4])
     )

@@ -18,6 +18,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 
 from kling_gateway.domain.accounts import Account, AccountState
+from kling_gateway.domain.billing import (
+    Application,
+    BillingEffect,
+    BillingState,
+    Entry,
+    LedgerEntry,
+    entry_moves,
+    new_state,
+    task_model,
+)
 from kling_gateway.domain.ids import new_asset_id
 from kling_gateway.domain.task import Task
 from kling_gateway.storage.base import (
@@ -28,12 +38,13 @@ from kling_gateway.storage.base import (
     IdempotencyConflict,
     Outcome,
     Principal,
-    QuotaUsedUp,
     StoredTask,
     TaskFilter,
+    UnknownApplication,
     UpstreamAccountRow,
     UserInfo,
 )
+from kling_gateway.storage.billing import check_admission, grant_entries
 from kling_gateway.storage.health import HEALTHY, StoreHealth
 from kling_gateway.storage.listing import task_matches
 from kling_gateway.storage.rows import (
@@ -50,7 +61,8 @@ class _Application:
     user_id: str
     created_at: float
     disabled: bool = False
-    quota_remaining: int | None = None
+    metered: bool = False
+    max_in_flight: int | None = None
 
 
 @dataclass(slots=True)
@@ -71,6 +83,8 @@ class _TaskRow:
     idempotency_key: str | None = None
     request_hash: str | None = None
     account: str | None = None  # the upstream account it holds a slot on
+    billing: BillingState | None = None
+    held_credits: int = 0
 
     def stored(self) -> StoredTask:
         return StoredTask(
@@ -107,6 +121,7 @@ class _State:
     secrets: list[_Secret] = field(default_factory=list)
     upstream: dict[str, tuple[Account, str]] = field(default_factory=dict)  # name -> (, sealed)
     assets: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # id -> user, kind, up
+    ledger: list[LedgerEntry] = field(default_factory=list)
 
 
 class MemoryStore:
@@ -129,18 +144,26 @@ class MemoryStore:
         return []  # nothing to migrate: the layout is this module's dataclasses
 
     # -- accounts
-    async def ensure_account(self, user_name: str, now: float) -> tuple[str, str]:
-        found = self._s.users.get(user_name)
+    async def ensure_account(
+        self, user_name: str, now: float, *, default_credits: int | None = None
+    ) -> tuple[str, str]:
+        found = self._default_application(user_name)
         if found is not None:
-            user_id = found[0]
-            apps = [
-                (a.created_at, i) for i, a in self._s.applications.items() if a.user_id == user_id
-            ]
-            return user_id, min(apps)[1]
+            return self._s.applications[found].user_id, found
         user_id, app_id = str(uuid.uuid4()), str(uuid.uuid4())
         self._s.users[user_name] = (user_id, now)
         self._s.applications[app_id] = _Application(user_id, now)
+        if default_credits is not None:
+            self._s.applications[app_id].metered = True
+            self._entry(app_id, Entry.GRANT, default_credits, 0, now, note="default")
         return user_id, app_id
+
+    def _default_application(self, user_name: str) -> str | None:
+        found = self._s.users.get(user_name)
+        if found is None:
+            return None
+        apps = [(a.created_at, i) for i, a in self._s.applications.items() if a.user_id == found[0]]
+        return min(apps)[1]
 
     async def find_user_id(self, user_name: str) -> str | None:
         found = self._s.users.get(user_name)
@@ -184,7 +207,6 @@ class MemoryStore:
             expires_at=cred.info.expires_at,
             revoked=cred.info.revoked_at is not None,
             application_disabled=app.disabled,
-            quota_remaining=app.quota_remaining,
         )
 
     async def list_credentials(self) -> list[CredentialInfo]:
@@ -204,15 +226,15 @@ class MemoryStore:
         return len(self._s.credentials)
 
     async def set_application(
-        self, user_name: str, *, disabled: bool | None = None, quota: int | None = None
+        self, user_name: str, *, disabled: bool | None = None, max_in_flight: int | None = None
     ) -> bool:
         found = self._s.users.get(user_name)
         apps = [a for a in self._s.applications.values() if found and a.user_id == found[0]]
         for app in apps:
             if disabled is not None:
                 app.disabled = disabled
-            if quota is not None:
-                app.quota_remaining = quota
+            if max_in_flight is not None:
+                app.max_in_flight = max_in_flight or None
         return bool(apps)
 
     # -- tasks: the API side
@@ -230,12 +252,12 @@ class MemoryStore:
             earlier = self._idempotent_match(task.user_id, idempotency_key, request_hash)
             if earlier is not None:
                 return earlier
-        if charge_quota:
-            self._charge(task.application_id)
         row = _TaskRow(
             copy.deepcopy(task), b"", 0, next_check_at, deadline_at,
             idempotency_key=idempotency_key, request_hash=request_hash,
         )  # fmt: skip
+        if charge_quota:
+            self._admit(row, time.time())
         self._put(row)
         if idempotency_key is not None:
             self._s.idempotency[(task.user_id, idempotency_key)] = task.id
@@ -255,13 +277,58 @@ class MemoryStore:
             raise IdempotencyConflict("this Idempotency-Key was used with a different request body")
         return copy.deepcopy(row.task)
 
-    def _charge(self, application_id: str) -> None:
-        app = self._s.applications.get(application_id)
-        if app is None or app.quota_remaining is None:
+    def _admit(self, row: _TaskRow, now: float) -> None:
+        task = row.task
+        app = self._s.applications.get(task.application_id)
+        if app is None:
             return
-        if app.quota_remaining <= 0:
-            raise QuotaUsedUp("the application's quota is used up")
-        app.quota_remaining -= 1
+        price = 0 if task.usage is None else task.usage.credits
+        in_flight = 1 + sum(
+            1
+            for r in self._s.tasks.values()
+            if r.task.application_id == task.application_id and r.next_check_at is not None
+        )
+        balance, held = self._sums(task.application_id)
+        check_admission(
+            metered=app.metered,
+            max_in_flight=app.max_in_flight,
+            in_flight=in_flight,
+            available=balance - held,
+            price=price,
+        )
+        if task.usage is None:
+            return
+        self._entry(task.application_id, Entry.HOLD, 0, price, now, task, task_model(task))
+        row.billing, row.held_credits = BillingState.HELD, price
+
+    def _sums(self, application_id: str) -> tuple[int, int]:
+        mine = [e for e in self._s.ledger if e.application_id == application_id]
+        return sum(e.credits for e in mine), sum(e.held for e in mine)
+
+    def _entry(
+        self,
+        application_id: str,
+        entry: Entry,
+        credits: int,
+        held: int,
+        now: float,
+        task: Task | str | None = None,
+        model: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        user_id = self._s.applications[application_id].user_id
+        task_id = task.id if isinstance(task, Task) else task
+        name = self._user_name(user_id)
+        values = (credits, held, now, task_id, model, note)
+        self._s.ledger.append(LedgerEntry(str(uuid.uuid4()), application_id, name, entry, *values))
+
+    def _close_hold(self, row: _TaskRow, effect: BillingEffect, now: float) -> None:
+        if row.billing is not BillingState.HELD:
+            return
+        row.billing = new_state(effect)
+        entry, credits, held = entry_moves(effect, row.held_credits)
+        task = row.task
+        self._entry(task.application_id, entry, credits, held, now, task, task_model(task))
 
     def _put(self, row: _TaskRow) -> None:
         """Store ``row`` with its record rendered: the one place this store renders it."""
@@ -294,26 +361,23 @@ class MemoryStore:
     async def list_users(self) -> list[UserInfo]:
         found = []
         for name, (user_id, created_at) in self._s.users.items():
-            app_id, app = min(
-                ((i, a) for i, a in self._s.applications.items() if a.user_id == user_id),
-                key=lambda pair: pair[1].created_at,
-            )
             creds = [c for c in self._s.credentials.values() if c.user_id == user_id]
-            tasks = [row for row in self._s.tasks.values() if row.task.user_id == user_id]
-            found.append(
-                UserInfo(
-                    user_id, name, created_at, app_id, app.disabled, app.quota_remaining,
-                    tokens=sum(1 for c in creds if c.info.revoked_at is None),
-                    tasks=len(tasks),
-                    in_flight=sum(1 for row in tasks if row.next_check_at is not None),
-                )
-            )  # fmt: skip
+            tokens = sum(1 for c in creds if c.info.revoked_at is None)
+            tasks = sum(1 for row in self._s.tasks.values() if row.task.user_id == user_id)
+            found.append(UserInfo(user_id, name, created_at, tokens=tokens, tasks=tasks))
         return sorted(found, key=lambda user: (user.created_at, user.name))
 
     async def delete_task(self, user_id: str, task_id: str) -> bool:
         row = self._own(user_id, task_id)
         if row is None:
             return False
+        if row.billing is BillingState.HELD:
+            row.billing = BillingState.RELEASED
+            task = row.task
+            self._entry(
+                task.application_id, Entry.RELEASE, 0, -row.held_credits, time.time(), task,
+                task_model(task), "deleted unfinished",
+            )  # fmt: skip
         del self._s.tasks[task_id]
         if row.idempotency_key is not None:
             self._s.idempotency.pop((user_id, row.idempotency_key), None)
@@ -414,6 +478,8 @@ class MemoryStore:
         row.next_check_at, row.lease_owner = next_check_at, lease_owner
         if outcome.release_account:
             row.account = None
+        if outcome.billing is not None and task.state.is_terminal:
+            self._close_hold(row, outcome.billing, now)
         self._put(row)
         for url, event, body in outcome.callbacks:
             delivery = CallbackDelivery(
@@ -623,6 +689,62 @@ class MemoryStore:
         ]
         mine.sort(key=lambda s: (s.retired_at is not None, -s.created_at))
         return [s.secret for s in mine]
+
+    # -- credits (as storage/billing.py)
+    async def grant_credits(
+        self, user_name: str, credits: int, now: float, *, note: str | None = None
+    ) -> Application:
+        app_id = self._default_application(user_name)
+        if app_id is None:
+            raise UnknownApplication(f"no user named {user_name!r}")
+        app = self._s.applications[app_id]
+        balance = self._sums(app_id)[0]
+        for entry, amount, why in grant_entries(app.metered, balance, credits):
+            self._entry(app_id, entry, amount, 0, now, note=why or note)
+        app.metered = True
+        return self._application(app_id)
+
+    async def refund_task(self, task_id: str, now: float, *, note: str | None = None) -> int:
+        row = self._s.tasks.get(task_id)
+        if row is None or row.billing is not BillingState.SETTLED:
+            return 0
+        row.billing = BillingState.REFUNDED
+        settled = [e for e in self._s.ledger if e.task_id == task_id and e.entry is Entry.SETTLE]
+        charged = -settled[0].credits if settled else 0
+        model = settled[0].model if settled else None
+        self._entry(row.task.application_id, Entry.REFUND, charged, 0, now, task_id, model, note)
+        return charged
+
+    def _application(self, app_id: str) -> Application:
+        app = self._s.applications[app_id]
+        balance, held = self._sums(app_id)
+        in_flight = sum(
+            1
+            for r in self._s.tasks.values()
+            if r.task.application_id == app_id and r.next_check_at is not None
+        )
+        return Application(
+            app_id, app.user_id, self._user_name(app.user_id), app.created_at, app.disabled,
+            app.metered, app.max_in_flight, balance, held, in_flight,
+        )  # fmt: skip
+
+    async def find_application(self, user_name: str) -> Application | None:
+        app_id = self._default_application(user_name)
+        return None if app_id is None else self._application(app_id)
+
+    async def list_applications(self) -> list[Application]:
+        apps = [self._application(app_id) for app_id in self._s.applications]
+        return sorted(apps, key=lambda a: (a.user_name, a.created_at))
+
+    async def ledger_entries(
+        self, *, user_name: str | None = None, since: float | None = None
+    ) -> list[LedgerEntry]:
+        return [
+            e
+            for e in self._s.ledger
+            if (user_name is None or e.user_name == user_name)
+            and (since is None or e.created_at >= since)
+        ]
 
     def __repr__(self) -> str:
         return "MemoryStore()"

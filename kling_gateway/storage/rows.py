@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from kling_gateway.domain.params import VideoParams
+from kling_gateway.domain.pricing import Usage
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.protocol.task import TaskState
@@ -27,7 +28,7 @@ IDEMPOTENCY_WINDOW = 24 * 3600.0
 TASK_COLUMNS = (
     "id, object_id, user_id, application_id, credential_id, type, state, trace_id, job_id, "
     "request, params, response, provider_data, callback, created_at, started_at, finished_at, "
-    "version, attempts, next_check_at, deadline_at, lease_owner, upstream_account"
+    "version, attempts, next_check_at, deadline_at, lease_owner, upstream_account, usage"
 )
 
 CALLBACK_COLUMNS = (
@@ -41,6 +42,10 @@ _encode = msgspec.json.encode
 
 def dump_json(value: Any) -> str | None:
     return None if value is None else _encode(value).decode()
+
+
+def dump_usage(usage: Usage | None) -> str | None:
+    return None if usage is None else dump_json(usage.as_json())
 
 
 def load_json(value: Any) -> Any:
@@ -102,6 +107,7 @@ def task_from_row(row: Mapping[str, Any]) -> StoredTask:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         version=row["version"],
+        usage=Usage.from_json(load_json(row["usage"])),
     )
     return StoredTask(
         task=task,
@@ -209,8 +215,8 @@ def apply_outcome(
 
 # The query both backends run for authentication, by its column order.
 PRINCIPAL_QUERY = (
-    "SELECT c.id, c.apis, c.expires_at, c.revoked_at, u.id, u.name, a.id, a.disabled, "
-    "a.quota_remaining FROM credentials c JOIN users u ON u.id = c.user_id "
+    "SELECT c.id, c.apis, c.expires_at, c.revoked_at, u.id, u.name, a.id, a.disabled "
+    "FROM credentials c JOIN users u ON u.id = c.user_id "
     "JOIN applications a ON a.id = c.application_id WHERE c.token_hash = "
 )
 
@@ -226,14 +232,13 @@ def principal_from_row(row: Sequence[Any]) -> Principal:
         expires_at=row[2],
         revoked=row[3] is not None,
         application_disabled=bool(row[7]),
-        quota_remaining=row[8],
     )
 
 
 # The columns a compare-and-set write of a task sets, in the order of ``task_update_values``.
 TASK_UPDATE_COLUMNS = (
     "state", "job_id", "response", "provider_data", "callback", "started_at", "finished_at",
-    "version", "attempts", "next_check_at", "lease_owner",
+    "version", "attempts", "next_check_at", "lease_owner", "usage",
 )  # fmt: skip
 
 
@@ -253,16 +258,9 @@ def task_update_values(
         attempts,
         next_check_at,
         lease_owner,
+        dump_usage(task.usage),
         task.id,
     )
-
-
-# One unit of an application's quota (NULL: unlimited); the condition and the decrement are
-# one atomic statement, run in the transaction that inserts the task.
-CHARGE_QUOTA = (
-    "UPDATE applications SET quota_remaining = quota_remaining - 1 "
-    "WHERE id = ? AND (quota_remaining IS NULL OR quota_remaining > 0)"
-)
 
 
 # Every token with its user's name, oldest first (operators' listing; no index needed).

@@ -61,10 +61,14 @@ async def issue_token(
     *,
     apis: tuple[str, ...] = ALL_APIS,
     expires_in_days: float | None = None,
+    default_credits: int | None = None,
 ) -> IssuedToken:
-    """Create ``user_name`` (and its application) when new, and a token for it."""
+    """Create ``user_name`` (and its application, metered with ``default_credits`` unless
+    None) when new, and a token for it."""
     now = time.time()
-    user_id, application_id = await store.ensure_account(user_name, now)
+    user_id, application_id = await store.ensure_account(
+        user_name, now, default_credits=default_credits
+    )
     token = generate_token()
     credential_id = await store.add_credential(
         user_id=user_id,

@@ -366,6 +366,7 @@ class Worker:
             attempts=change.attempts,
             callbacks=change.callbacks,
             release_account=releases_slot(change.task),
+            billing=change.billing,
         )
         async with claim.lock:
             claim.done = True

@@ -19,6 +19,7 @@ import pytest
 
 from kling_gateway.api.admin.people import TOKEN_STATUSES
 from kling_gateway.domain.accounts import AccountState
+from kling_gateway.domain.billing import GROUPINGS, Entry
 from kling_gateway.domain.ids import ASSET_KINDS
 from kling_gateway.protocol import enums
 from kling_gateway.protocol.errors import ERRORS_BY_CODE
@@ -34,6 +35,7 @@ from kling_gateway.protocol.requests import (
     VoiceRef,
 )
 from kling_gateway.protocol.task import TASK_TYPE_VIDEOS, TaskState
+from kling_gateway.storage.tokens import KNOWN_APIS
 
 S = "/components/schemas"
 VIDEOS = f"{S}/VideosRequest"
@@ -128,6 +130,11 @@ DERIVED: dict[str, Any] = {
     f"{S}/AdminNewAsset/properties/kind/enum": list(ASSET_KINDS),
     f"{S}/AdminAccount/properties/state/enum": [s.value for s in AccountState],
     f"{S}/AdminAccountChange/properties/state/enum": [s.value for s in AccountState],
+    f"{S}/LedgerEntry/properties/entry/enum": [e.value for e in Entry],
+    f"{S}/AdminNewToken/properties/apis/items/enum": list(KNOWN_APIS),
+    f"{S}/UsageReport/properties/by/enum": [*GROUPINGS, None],
+    "/paths/~1admin~1v1~1usage/get/parameters/2/schema/enum": list(GROUPINGS),
+    "/paths/~1kling~1usage/get/parameters/1/schema/enum": list(GROUPINGS),
 }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,8 @@ async def test_async_mode_answers_at_once_and_the_task_finishes(
     response = await gateway.videos({**TEXT2VIDEO, "async": True})
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"task_id", "trace_id"}
+    assert set(body) == {"task_id", "trace_id", "usage"}
+    assert body["usage"] == {"credits": 5, "duration": 5.0}  # the default table: 1 per std second
     assert body["trace_id"] == response.headers["x-trace-id"]
     record = await wait_finished(gateway, body["task_id"])
     assert record["id"] == body["task_id"] == record["response"]["task_id"]
@@ -40,6 +42,7 @@ async def test_async_mode_answers_at_once_and_the_task_finishes(
     assert record["response"]["state"] == "succeed" and record["response"]["success"] is True
     assert record["job_id"] and record["started_at"] >= record["created_at"]
     assert record["finished_at"] >= record["started_at"]
+    assert record["usage"] == {"credits": 5, "duration": 5.0}  # settled at the output's length
     assert record["duration"] == pytest.approx(
         record["finished_at"] - record["created_at"], abs=2e-3
     )
@@ -133,18 +136,18 @@ async def test_idempotency_key_gives_one_task(gateway: AppHarness) -> None:
     assert listing["count"] == 1
 
 
-async def test_an_idempotent_retry_costs_no_quota(gateway: AppHarness) -> None:
+async def test_an_idempotent_retry_costs_no_credits(gateway: AppHarness) -> None:
     await gateway.add_user("trial")
-    await gateway.store.set_application("trial", quota=1)
+    await gateway.store.grant_credits("trial", 5, time.time())  # one 5 s std task
     headers = {"idempotency-key": "retry-me"}
     for _ in range(3):  # a client retrying the same create with the same key
         response = await gateway.videos({**TEXT2VIDEO, "async": True}, "trial", headers=headers)
         assert response.status_code == 200, response.text
 
 
-async def test_quota_used_up(gateway: AppHarness) -> None:
+async def test_credits_used_up(gateway: AppHarness) -> None:
     await gateway.add_user("trial")
-    await gateway.store.set_application("trial", quota=1)
+    await gateway.store.grant_credits("trial", 5, time.time())  # one 5 s std task
     ok = await gateway.videos({**TEXT2VIDEO, "async": True}, user="trial")
     assert ok.status_code == 200
     spent = await gateway.videos({**TEXT2VIDEO, "async": True}, user="trial")

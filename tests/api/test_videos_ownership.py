@@ -71,13 +71,13 @@ async def test_an_asset_of_the_other_kind_is_refused(gateway: AppHarness) -> Non
     assert_error(response, 400, "bad_request", "element_list[0].element_id")
 
 
-async def test_a_refused_asset_charges_no_quota(gateway: AppHarness) -> None:
+async def test_a_refused_asset_holds_no_credits(gateway: AppHarness) -> None:
     await gateway.add_user("bob")
     foreign = await _asset(gateway, "bob", "element")
-    assert await gateway.store.set_application("alice", quota=1)
+    await gateway.store.grant_credits("alice", 5, time.time())  # one 5 s std task
     refused = await gateway.videos(_body("element", foreign))
     assert_error(refused, 400, "bad_request", "element_list[0].element_id")
-    # the one unit left is still there: the next valid create takes it, the one after is refused
+    # the credits are still there: the next valid create takes it, the one after is refused
     assert (await gateway.videos(V3)).status_code == 200
     assert (await gateway.videos(V3)).status_code == 403
 
@@ -91,7 +91,7 @@ async def test_extend_of_an_own_finished_video(gateway: AppHarness) -> None:
 async def test_extend_of_a_foreign_or_unknown_video_is_the_same_400(gateway: AppHarness) -> None:
     await gateway.add_user("bob")
     await insert_finished(gateway.store, make_task(gateway.user_ids["bob"]), video_id="v-bob")
-    assert await gateway.store.set_application("alice", quota=1)
+    await gateway.store.grant_credits("alice", 5, time.time())  # one 5 s std task
     messages = []
     for video_id in ("v-bob", "v-nobody"):
         response = await gateway.videos({"action": "extend", "video_id": video_id, "async": True})
@@ -99,7 +99,7 @@ async def test_extend_of_a_foreign_or_unknown_video_is_the_same_400(gateway: App
         messages.append(message.replace(video_id, "ID"))
     assert messages[0] == messages[1]
     assert await _count(gateway) == 0
-    assert (await gateway.videos(V3)).status_code == 200  # no quota was charged
+    assert (await gateway.videos(V3)).status_code == 200  # nothing was held
 
 
 async def test_extend_of_an_unfinished_video_task_is_refused(gateway: AppHarness) -> None:

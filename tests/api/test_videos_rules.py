@@ -41,7 +41,7 @@ async def _count(gateway: AppHarness) -> int:
 async def test_accepted(gateway: AppHarness, rule: str, body: dict[str, Any]) -> None:
     response = await gateway.videos(await _prepare(gateway, body))
     assert response.status_code == 200, f"{rule}: {response.text}"
-    assert set(response.json()) == {"task_id", "trace_id"}
+    assert set(response.json()) == {"task_id", "trace_id", "usage"}
 
 
 @pytest.mark.parametrize(("rule", "body", "field"), REFUSED, ids=[r for r, _, _ in REFUSED])

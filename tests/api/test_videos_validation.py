@@ -154,7 +154,7 @@ async def test_unknown_fields_are_ignored(gateway: AppHarness, extra: dict[str, 
     response = await gateway.videos({**TEXT, "async": True, **extra})
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"task_id", "trace_id"}
+    assert set(body) == {"task_id", "trace_id", "usage"}
     assert is_uuid(body["task_id"])
     assert body["trace_id"] == response.headers["x-trace-id"]
     record = (await gateway.tasks({"id": body["task_id"]})).json()
@@ -184,4 +184,4 @@ async def test_a_valid_body_of_every_field_is_accepted(gateway: AppHarness) -> N
     }
     response = await gateway.videos(body)
     assert response.status_code == 200, response.text
-    assert set(response.json()) == {"task_id", "trace_id"}
+    assert set(response.json()) == {"task_id", "trace_id", "usage"}

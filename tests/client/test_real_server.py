@@ -155,7 +155,7 @@ def test_blocking_create_returns_the_final_body(client: Client) -> None:
 def test_async_create_retrieve_wait_batch_list_delete(client: Client) -> None:
     first = client.videos.create(PROMPT, async_=True)
     second = client.videos.create(PROMPT, model="kling-v1-6", async_=True)
-    assert set(first) == {"task_id", "trace_id"}
+    assert set(first) == {"task_id", "trace_id", "usage"}
     record = client.tasks.retrieve(first["task_id"])
     assert record["id"] == first["task_id"] and record["trace_id"] == first["trace_id"]
     updates: list[str | None] = []
@@ -325,7 +325,8 @@ def test_disabled(server: RealGateway) -> None:
 
 def test_used_up(server: RealGateway) -> None:
     token = _token(server)
-    _set_application(server, token, quota=0)
+    name = next(name for name, t in server.tokens.items() if t == token)
+    server.submit(server.app.ctx.store.grant_credits(name, 0, time.time())).result(10)
     error = _raises(server, token, "videos")
     assert isinstance(error, UsedUpError) and error.status == 403
 

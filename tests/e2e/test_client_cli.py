@@ -65,7 +65,7 @@ def test_videos_create_waits_and_saves_a_real_mp4(gateway: Gateway) -> None:
 
 def test_videos_create_without_wait_prints_the_task_id(gateway: Gateway) -> None:
     created = gateway.json("videos", "create", "a cup")
-    assert set(created) == {"task_id", "trace_id"}
+    assert set(created) == {"task_id", "trace_id", "usage"}
 
 
 def test_tasks_get_batch_list_and_wait(gateway: Gateway) -> None:

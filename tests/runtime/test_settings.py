@@ -109,7 +109,12 @@ def _sample(name: str, tmp_path: Path) -> tuple[str, Any]:
         "storage_url": ("s3://bucket/videos", "s3://bucket/videos"),
         "s3_endpoint_url": ("http://127.0.0.1:9000", "http://127.0.0.1:9000"),
         "files_public_url": ("https://cdn.example", "https://cdn.example"),
+        "default_credits": ("40", "40"),
     }
+    if name == "prices":
+        path = tmp_path / "prices.toml"
+        path.write_text('[per_second."*"]\nstd = 1\npro = 2\n4k = 3\n')
+        return (str(path), str(path))
     if name in special:
         return special[name]
     default: Any = getattr(Settings(), name)
@@ -401,3 +406,45 @@ def test_the_command_refuses_a_zero_interval_in_one_line_with_exit_2(name: str) 
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and flag in done.stderr, done.stderr
+
+
+def test_default_credits_is_unmetered_or_a_whole_number() -> None:
+    assert load_settings(environ={}).default_credits_value is None
+    assert load_settings(environ={}, default_credits="25").default_credits_value == 25
+    for bad in ("lots", "-1", "2.5"):
+        with pytest.raises(SettingsError, match=r"default_credits \(--default-credits\)"):
+            load_settings(environ={}, default_credits=bad)
+
+
+def test_prices_reads_a_toml_or_json_table(tmp_path: Path) -> None:
+    from kling_gateway.domain.pricing import DEFAULT_TABLE
+
+    assert load_settings(environ={}).price_table is DEFAULT_TABLE
+    toml = tmp_path / "p.toml"
+    toml.write_text('credits_per_unit = 10\n[per_second."*"]\nstd = 1\npro = 3\n4k = 6\n')
+    table = load_settings(environ={}, prices=str(toml)).price_table
+    assert table.credits_per_unit == 10 and table.per_second["*"]["pro"] == 3
+    as_json = tmp_path / "p.json"
+    as_json.write_text('{"per_second": {"*": {"std": 2, "pro": 2, "4k": 2}}, "per_call": {"x": 1}}')
+    assert load_settings(environ={}, prices=str(as_json)).price_table.per_call["x"] == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ('[per_second."*"]\nstd = 1\n', "must price every mode"),
+        ('[per_second."*"]\nstd = 1\npro = 2\n4k = -3\n', ">= 0"),
+        ("per_second = [", ""),
+        ('colour = "red"\n', "unknown key 'colour'"),
+    ],
+)
+def test_a_bad_price_table_names_the_flag_and_the_problem(
+    tmp_path: Path, text: str, why: str
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(SettingsError, match=r"prices \(--prices\)") as caught:
+        load_settings(environ={}, prices=str(path))
+    assert why in str(caught.value)
+    with pytest.raises(SettingsError, match="cannot read"):
+        load_settings(environ={}, prices=str(tmp_path / "missing.toml"))

@@ -21,7 +21,6 @@ from kling_gateway.storage.base import (
     CallbackDelivery,
     IdempotencyConflict,
     Outcome,
-    QuotaUsedUp,
     Store,
     TaskFilter,
 )
@@ -108,7 +107,6 @@ async def test_add_and_find_principal(store: Store) -> None:
     assert found.apis == frozenset({"kling.videos", "kling.tasks"})
     assert found.expires_at == expires
     assert not found.revoked and not found.application_disabled
-    assert found.quota_remaining is None
     assert await store.find_principal("hash-unknown") is None
 
 
@@ -149,53 +147,19 @@ async def test_set_application(store: Store) -> None:
     await add_token(store, who, "tok_app")
     assert await store.set_application("alice", disabled=True)
     found = await store.find_principal("hash-tok_app")
-    assert found is not None and found.application_disabled and found.quota_remaining is None
-    assert await store.set_application("alice", quota=3)  # disabled left as it was
+    assert found is not None and found.application_disabled
+    assert await store.set_application("alice", max_in_flight=3)  # disabled left as it was
     found = await store.find_principal("hash-tok_app")
-    assert found is not None and found.application_disabled and found.quota_remaining == 3
+    assert found is not None and found.application_disabled
+    app = await store.find_application("alice")
+    assert app is not None and app.max_in_flight == 3 and app.disabled
     assert await store.set_application("alice", disabled=False)
-    found = await store.find_principal("hash-tok_app")
-    assert found is not None and not found.application_disabled and found.quota_remaining == 3
+    app = await store.find_application("alice")
+    assert app is not None and app.max_in_flight == 3 and not app.disabled
+    assert await store.set_application("alice", max_in_flight=0)  # 0: no limit
+    app = await store.find_application("alice")
+    assert app is not None and app.max_in_flight is None
     assert not await store.set_application("nobody", disabled=True)
-
-
-async def _charged_insert(store: Store, who: Owner, key: str | None = None) -> Task:
-    task, now = new_task(who), time.time()
-    return await store.insert_task(
-        task,
-        next_check_at=now,
-        deadline_at=now + 3600,
-        idempotency_key=key,
-        request_hash="h" if key else None,
-        charge_quota=True,
-    )
-
-
-async def test_inserting_charges_quota_down_to_zero(store: Store) -> None:
-    who = await owner(store)
-    await add_token(store, who, "tok_quota")
-    for _ in range(5):  # unlimited
-        await _charged_insert(store, who)
-    await store.set_application("alice", quota=2)
-    await _charged_insert(store, who)
-    await _charged_insert(store, who)
-    with pytest.raises(QuotaUsedUp):
-        await _charged_insert(store, who)
-    found = await store.find_principal("hash-tok_quota")
-    assert found is not None and found.quota_remaining == 0
-    _, total = await store.list_task_records(who.user_id, TaskFilter(limit=100))
-    assert total == 7  # the refused insert was rolled back with its charge
-
-
-async def test_an_idempotent_replay_charges_no_quota(store: Store) -> None:
-    who = await owner(store)
-    await add_token(store, who, "tok_replay")
-    await store.set_application("alice", quota=1)
-    first = await _charged_insert(store, who, key="order-1")
-    again = await _charged_insert(store, who, key="order-1")
-    assert again.id == first.id
-    found = await store.find_principal("hash-tok_replay")
-    assert found is not None and found.quota_remaining == 0
 
 
 # -- tasks: the API side

@@ -74,8 +74,8 @@ async def _store_as_before(url: str, who: Owner, video_id: str) -> str:
     task = new_task(who)
     finish(task, video_id=video_id)
     values = (*task_values(task), 1, None, task.created_at + 3600, None, task.record_json())
-    # The columns of that release: upstream_account came with a later migration too.
-    columns = TASK_COLUMNS.removesuffix(", upstream_account")
+    # The columns of that release: upstream_account and usage came with later migrations.
+    columns = TASK_COLUMNS.removesuffix(", upstream_account, usage")
     sql = f"INSERT INTO tasks ({columns}, record) VALUES ({{}})"
     if url.startswith("sqlite"):
         conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)

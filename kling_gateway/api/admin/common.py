@@ -48,34 +48,10 @@ def listing(items: list[Any]) -> Response:
     return json({"items": items, "count": len(items)})
 
 
-def query_text(request: Request, name: str) -> str | None:
-    value = request.query_params.get(name)
-    if value is not None and "\x00" in value:
-        raise BadRequest(f"query parameter `{name}` must not contain a NUL character")
-    return value or None
-
-
-def query_number(request: Request, name: str) -> float | None:
-    value = query_text(request, name)
-    if value is None:
-        return None
-    try:
-        return float(value)
-    except ValueError as exc:
-        raise BadRequest(f"query parameter `{name}` must be a number") from exc
-
-
-def query_whole(request: Request, name: str, low: int, high: int, default: int) -> int:
-    value = query_number(request, name)
-    if value is None:
-        return default
-    if value != int(value) or not low <= value <= high:
-        raise BadRequest(f"query parameter `{name}` must be a whole number from {low} to {high}")
+def whole(name: str, value: float, low: int | None = None) -> int:
+    """A JSON number that must be a whole one (``5`` and ``5.0`` alike, as JSON Schema's
+    ``integer`` has it), at least ``low``."""
+    if value != int(value) or (low is not None and value < low):
+        bound = "" if low is None else f" of at least {low}"
+        raise BadRequest(f"field `{name}` must be a whole number{bound}")
     return int(value)
-
-
-def query_flag(request: Request, name: str) -> bool:
-    value = (query_text(request, name) or "false").lower()
-    if value not in ("true", "false", "1", "0"):
-        raise BadRequest(f"query parameter `{name}` must be true or false")
-    return value in ("true", "1")

@@ -19,15 +19,13 @@ from kling_gateway.api.admin.common import (
     guarded,
     json,
     listing,
-    query_flag,
-    query_number,
-    query_text,
-    query_whole,
+    whole,
 )
 from kling_gateway.api.context import AppContext
+from kling_gateway.api.query import query_flag, query_number, query_text, query_whole
 from kling_gateway.api.routes.tasks import task_state_filter
 from kling_gateway.domain.accounts import AccountNameError, AccountState, account_view, new_account
-from kling_gateway.protocol.errors import BadRequest, NotFound, ServiceUnavailable
+from kling_gateway.protocol.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from kling_gateway.storage.base import AccountBusy, AccountExists, Principal, TaskFilter
 from kling_gateway.storage.rows import delivery_row
 from kling_gateway.storage.upstream_keys import add_account
@@ -37,7 +35,7 @@ class NewAccount(msgspec.Struct, forbid_unknown_fields=True):
     name: str
     access_key: str
     secret_key: str
-    max_concurrency: int = 5
+    max_concurrency: float = 5  # whole
     models: list[str] = []
     weight: float = 1.0
     base_url: str | None = None
@@ -65,7 +63,7 @@ def operations_routes(ctx: AppContext) -> list[BaseRoute]:
             account = new_account(
                 new.name,
                 new.access_key,
-                max_concurrency=new.max_concurrency,
+                max_concurrency=whole("max_concurrency", new.max_concurrency),
                 models=frozenset(m.strip() for m in new.models if m.strip()),
                 weight=new.weight,
                 base_url=new.base_url,
@@ -74,7 +72,7 @@ def operations_routes(ctx: AppContext) -> list[BaseRoute]:
         except AccountNameError as exc:
             raise BadRequest(f"field `{exc.field}`: {exc.rule}") from exc
         except AccountExists as exc:
-            raise BadRequest(str(exc)) from exc
+            raise Conflict(str(exc)) from exc
         return json(account_view(account), 201)
 
     async def change_account(request: Request, _: Principal) -> Response:
@@ -96,7 +94,7 @@ def operations_routes(ctx: AppContext) -> list[BaseRoute]:
         try:
             removed = await store.remove_upstream_account(name)
         except AccountBusy as exc:
-            raise BadRequest(f"{exc}; disable it and wait for them to end") from exc
+            raise Conflict(f"{exc}; disable it and wait for them to end") from exc
         if not removed:
             raise NotFound(f"no account named {name!r}")
         return json({"name": name, "removed": True})

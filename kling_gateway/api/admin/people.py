@@ -11,12 +11,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from kling_gateway.api.admin.common import PREFIX, body, guarded, json, listing
+from kling_gateway.api.admin.common import PREFIX, body, guarded, json, listing, whole
 from kling_gateway.api.context import AppContext
+from kling_gateway.domain.billing import Application
 from kling_gateway.domain.ids import ASSET_KINDS
 from kling_gateway.protocol.errors import BadRequest, NotFound, ServiceUnavailable
 from kling_gateway.protocol.task import API_ADMIN
-from kling_gateway.storage.base import CredentialInfo, Principal, UserInfo
+from kling_gateway.storage.base import CredentialInfo, Principal, UnknownApplication, UserInfo
 from kling_gateway.storage.tokens import ALL_APIS, issue_token, parse_apis, with_admin
 
 TOKEN_STATUSES = ("active", "expired", "revoked")
@@ -24,7 +25,12 @@ TOKEN_STATUSES = ("active", "expired", "revoked")
 
 class ApplicationChange(msgspec.Struct, forbid_unknown_fields=True):
     disabled: bool | None = None
-    quota: int | None = None  # tasks it may still create; absent: unchanged
+    max_in_flight: float | None = None  # whole; 0: no limit; absent: unchanged
+
+
+class Grant(msgspec.Struct, forbid_unknown_fields=True):
+    credits: float  # whole; negative: an adjustment
+    note: str | None = None
 
 
 class NewToken(msgspec.Struct, forbid_unknown_fields=True):
@@ -44,25 +50,14 @@ class NewAsset(msgspec.Struct, forbid_unknown_fields=True):
     upstream_id: str
 
 
-def user_view(user: UserInfo) -> dict[str, Any]:
+def user_view(user: UserInfo, application: Application | None) -> dict[str, Any]:
     return {
         "id": user.id,
         "name": user.name,
         "created_at": user.created_at,
-        "application": application_view(user),
+        "application": None if application is None else application.as_json(),
         "tokens": user.tokens,
         "tasks": user.tasks,
-        "in_flight": user.in_flight,
-    }
-
-
-def application_view(user: UserInfo) -> dict[str, Any]:
-    return {
-        "id": user.application_id,
-        "user": user.name,
-        "user_id": user.id,
-        "disabled": user.disabled,
-        "quota_remaining": user.quota_remaining,
     }
 
 
@@ -98,21 +93,43 @@ def people_routes(ctx: AppContext) -> list[BaseRoute]:
     store = ctx.store
 
     async def users(_: Request, __: Principal) -> Response:
-        return listing([user_view(u) for u in await store.list_users()])
+        apps = {app.user_name: app for app in await store.list_applications()}
+        return listing([user_view(u, apps.get(u.name)) for u in await store.list_users()])
 
     async def applications(_: Request, __: Principal) -> Response:
-        return listing([application_view(u) for u in await store.list_users()])
+        return listing([app.as_json() for app in await store.list_applications()])
 
     async def change_application(request: Request, _: Principal) -> Response:
         name = str(request.path_params["user"])
         change = await body(ctx, request, ApplicationChange)
-        if change.quota is not None and change.quota < 0:
-            raise BadRequest("field `quota` must be 0 or more")
-        if not await store.set_application(name, disabled=change.disabled, quota=change.quota):
+        limit = (
+            None
+            if change.max_in_flight is None
+            else whole("max_in_flight", change.max_in_flight, 0)
+        )
+        changed = await store.set_application(name, disabled=change.disabled, max_in_flight=limit)
+        if not changed:
             raise NotFound(f"no user named {name!r}")
         ctx.auth.forget()
-        found = next(u for u in await store.list_users() if u.name == name)
-        return json(application_view(found))
+        return json(await _application(name))
+
+    async def grant(request: Request, _: Principal) -> Response:
+        name = str(request.path_params["user"])
+        given = await body(ctx, request, Grant)
+        credits = whole("credits", given.credits)
+        if credits == 0:
+            raise BadRequest("field `credits` must not be 0")
+        try:
+            app = await store.grant_credits(name, credits, time.time(), note=given.note)
+        except UnknownApplication as exc:
+            raise NotFound(f"no user named {name!r}") from exc
+        return json(app.as_json(), 201)
+
+    async def _application(name: str) -> dict[str, Any]:
+        app = await store.find_application(name)
+        if app is None:
+            raise NotFound(f"no user named {name!r}")
+        return app.as_json()
 
     async def tokens(_: Request, __: Principal) -> Response:
         now = time.time()
@@ -186,6 +203,7 @@ def people_routes(ctx: AppContext) -> list[BaseRoute]:
         route("/users/{user}/secret", secret, "POST"),
         route("/applications", applications),
         route("/applications/{user}", change_application, "PATCH"),
+        route("/applications/{user}/grants", grant, "POST"),
         route("/tokens", tokens),
         route("/tokens", create_token, "POST"),
         route("/tokens/{token}", revoke_token, "DELETE"),

@@ -105,6 +105,7 @@ class CallbackRecorder:
             check_interval=settings.check_interval,
             check_max_interval=settings.check_max_interval,
             deadline_seconds=settings.task_deadline_seconds,
+            prices=settings.price_table,
         )
         self._defer_success = settings.kling_download_results
 
@@ -181,6 +182,7 @@ class CallbackRecorder:
             next_check_at=change.next_check_at,
             attempts=change.attempts,
             callbacks=change.callbacks,
+            billing=change.billing,
         )
         saved = await self._ctx.store.save_task(
             change.task, expected_version=stored.task.version, worker_id=None, outcome=outcome

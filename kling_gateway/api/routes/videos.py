@@ -15,16 +15,24 @@ from kling_gateway.api.requests import decode_body, describe_validation_error
 from kling_gateway.api.waiting import is_finished, wait_until_finished
 from kling_gateway.domain.ids import new_object_id, new_task_id
 from kling_gateway.domain.params import VideoParams, hash_input
+from kling_gateway.domain.pricing import PriceError, price
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import stored_request, validate
 from kling_gateway.infra.egress import UnsafeTarget, check_callback_url
 from kling_gateway.infra.notify import WORKER_WAKEUP
-from kling_gateway.protocol.errors import BadRequest, GatewayTimeout, UsedUp
+from kling_gateway.protocol.errors import BadRequest, GatewayTimeout, TooManyRequests, UsedUp
 from kling_gateway.protocol.requests import VideoRequestBody
 from kling_gateway.protocol.task import API_VIDEOS
-from kling_gateway.storage.base import IdempotencyConflict, Principal, QuotaUsedUp
+from kling_gateway.storage.base import (
+    IdempotencyConflict,
+    Principal,
+    QuotaUsedUp,
+    TooManyInFlight,
+)
 
 MAX_IDEMPOTENCY_KEY = 255
+# Retry-After of a create over the application's max_in_flight: about one check of a task.
+IN_FLIGHT_RETRY_AFTER = 5.0
 
 
 # A finished-but-failed blocking call answers the failed body (docs/contract.md §3). Failures
@@ -49,7 +57,10 @@ class VideosEndpoint:
         await self._check_callback(params)
         task = await self._create(principal, raw, params, trace_id, _idempotency_key(scope))
         if params.asynchronous:
-            return _json(200, {"task_id": task.id, "trace_id": trace_id})
+            answer: dict[str, Any] = {"task_id": task.id, "trace_id": trace_id}
+            if task.usage is not None:
+                answer["usage"] = task.usage.as_json()
+            return _json(200, answer)
         return await self._wait(principal, task.id, trace_id, receive)
 
     async def _check_callback(self, params: VideoParams) -> None:
@@ -82,6 +93,10 @@ class VideosEndpoint:
             created_at=now,
         )
         try:
+            task.usage = price(self.ctx.settings.price_table, task.type, params)
+        except PriceError as exc:
+            raise BadRequest(f"field `mode`: {exc}") from exc
+        try:
             stored = await store.insert_task(
                 task,
                 next_check_at=now,
@@ -93,7 +108,9 @@ class VideosEndpoint:
         except IdempotencyConflict as exc:
             raise BadRequest(f"header `Idempotency-Key`: {exc}") from exc
         except QuotaUsedUp as exc:
-            raise UsedUp() from exc
+            raise UsedUp(f"the application's credits are used up: {exc}") from exc
+        except TooManyInFlight as exc:
+            raise TooManyRequests(IN_FLIGHT_RETRY_AFTER, str(exc)) from exc
         await self.ctx.events.publish(WORKER_WAKEUP)
         return stored
 
@@ -117,9 +134,13 @@ class VideosEndpoint:
             raise GatewayTimeout(
                 f"task {task_id} is not finished yet; it goes on, retrieve it later"
             )
-        response: dict[str, Any] = msgspec.json.decode(record)["response"]
+        doc = msgspec.json.decode(record)
+        response: dict[str, Any] = doc["response"]
         code = response.get("error", {}).get("code", "")
-        return _json(_failure_status(code), {**response, "trace_id": trace_id})
+        answer = {**response, "trace_id": trace_id}
+        if "usage" in doc:
+            answer["usage"] = doc["usage"]
+        return _json(_failure_status(code), answer)
 
 
 def _decode(body: bytes) -> tuple[dict[str, Any], VideoParams]:

@@ -52,7 +52,7 @@ async def test_account_input_is_validated(gw: AppHarness) -> None:
         assert field in assert_error(response, 400, "bad_request")["error"]["message"]
     assert (await admin(gw, "POST", "/accounts", json=ACCOUNT)).status_code == 201
     again = await admin(gw, "POST", "/accounts", json=ACCOUNT)
-    assert "main" in assert_error(again, 400, "bad_request")["error"]["message"]
+    assert "main" in assert_error(again, 409, "conflict")["error"]["message"]
     state = await admin(gw, "PATCH", "/accounts/main", json={"state": "off"})
     assert "state" in assert_error(state, 400, "bad_request")["error"]["message"]
     missing = await admin(gw, "PATCH", "/accounts/none", json={"state": "enabled"})
@@ -128,3 +128,16 @@ async def test_user_listing_takes_a_state_filter(gw: AppHarness) -> None:
     assert [r["id"] for r in found["items"]] == [done.id] and found["count"] == 1
     bad = await gw.tasks({"action": "retrieve_batch", "state": "finished"})
     assert "state" in assert_error(bad, 400, "bad_request")["error"]["message"]
+
+
+async def test_an_account_holding_tasks_is_not_removed(gw: AppHarness) -> None:
+    assert (await admin(gw, "POST", "/accounts", json=ACCOUNT)).status_code == 201
+    task = make_task(gw.user_ids["alice"])
+    await gw.store.insert_task(task, next_check_at=task.created_at, deadline_at=9e9)
+    assert len(await gw.store.claim_for_slots("w", task.created_at + 1, 1, 60)) == 1
+    (main,) = (await admin(gw, "GET", "/accounts")).json()["items"]
+    assert main["in_flight"] == 1
+    busy = await admin(gw, "DELETE", "/accounts/main")
+    assert "disable it" in assert_error(busy, 409, "conflict")["error"]["message"]
+    detail = (await admin(gw, "GET", f"/tasks/{task.id}")).json()
+    assert detail["account"] == "main"

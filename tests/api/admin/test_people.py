@@ -42,9 +42,10 @@ async def test_users_lists_each_user_with_application_and_counts(gw: AppHarness)
     assert body["count"] == 2
     alice = next(u for u in body["items"] if u["name"] == "alice")
     assert alice["id"] == gw.user_ids["alice"]
-    assert alice["tokens"] == 1 and alice["tasks"] == 0 and alice["in_flight"] == 0
-    assert alice["application"]["disabled"] is False
-    assert alice["application"]["quota_remaining"] is None
+    assert alice["tokens"] == 1 and alice["tasks"] == 0
+    app = alice["application"]
+    assert app["user"] == "alice" and app["disabled"] is False and app["metered"] is False
+    assert app["in_flight"] == 0 and app["available"] is None
 
 
 async def test_disabling_an_application_refuses_its_tokens(gw: AppHarness) -> None:
@@ -54,10 +55,28 @@ async def test_disabling_an_application_refuses_its_tokens(gw: AppHarness) -> No
     assert response.json()["disabled"] is True
     # At once in this process, although the token's principal was cached.
     assert_error(await gw.tasks({"action": "retrieve_batch"}), 400, "disabled")
-    response = await admin(gw, "PATCH", "/applications/alice", json={"disabled": False, "quota": 3})
-    assert response.json()["disabled"] is False and response.json()["quota_remaining"] == 3
+    body = {"disabled": False, "max_in_flight": 3}
+    response = await admin(gw, "PATCH", "/applications/alice", json=body)
+    assert response.json()["disabled"] is False and response.json()["max_in_flight"] == 3
     listed = (await admin(gw, "GET", "/applications")).json()["items"]
-    assert {a["user"]: a["quota_remaining"] for a in listed} == {"alice": 3, ADMIN: None}
+    assert {a["user"]: a["max_in_flight"] for a in listed} == {"alice": 3, ADMIN: None}
+
+
+async def test_granting_credits_meters_the_application(gw: AppHarness) -> None:
+    granted = await admin(gw, "POST", "/applications/alice/grants", json={"credits": 40})
+    assert granted.status_code == 201, granted.text
+    assert granted.json()["metered"] is True and granted.json()["balance"] == 40
+    taken = await admin(
+        gw, "POST", "/applications/alice/grants", json={"credits": -15, "note": "typo"}
+    )
+    assert taken.json()["balance"] == 25 and taken.json()["available"] == 25
+    ledger = (await admin(gw, "GET", "/ledger", params={"user": "alice"})).json()["items"]
+    assert [(e["entry"], e["credits"]) for e in ledger][-2:] == [("grant", 40), ("adjustment", -15)]
+    missing = await admin(gw, "POST", "/applications/nobody/grants", json={"credits": 1})
+    assert_error(missing, 404, "not_found")
+    for bad, field in (({"credits": 0}, "credits"), ({"credits": 1.5}, "credits"), ({}, "credits")):
+        response = await admin(gw, "POST", "/applications/alice/grants", json=bad)
+        assert field in assert_error(response, 400, "bad_request")["error"]["message"]
 
 
 async def test_application_changes_are_validated(gw: AppHarness) -> None:
@@ -66,8 +85,8 @@ async def test_application_changes_are_validated(gw: AppHarness) -> None:
     assert "disabled" in assert_error(bad, 400, "bad_request")["error"]["message"]
     typo = await admin(gw, "PATCH", "/applications/alice", json={"disable": True})
     assert "disable" in assert_error(typo, 400, "bad_request")["error"]["message"]
-    negative = await admin(gw, "PATCH", "/applications/alice", json={"quota": -1})
-    assert "quota" in assert_error(negative, 400, "bad_request")["error"]["message"]
+    negative = await admin(gw, "PATCH", "/applications/alice", json={"max_in_flight": -1})
+    assert "max_in_flight" in assert_error(negative, 400, "bad_request")["error"]["message"]
 
 
 async def test_create_list_and_revoke_tokens(gw: AppHarness) -> None:

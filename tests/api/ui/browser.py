@@ -52,7 +52,10 @@ def chromium(executable: str) -> Iterator[Any]:
 
 
 def sign_in(page: Any, base_url: str, token: str) -> None:
+    """Sign in afresh (a token kept in the tab from before is dropped first)."""
     page.goto(f"{base_url}/ui/")
+    page.evaluate("sessionStorage.clear()")
+    page.reload()
     page.fill("#signin input[name=token]", token)
     page.click("#signin button[type=submit]")
     page.wait_for_selector("#task-list")

@@ -264,3 +264,44 @@ def test_the_list_pages_twenty_at_a_time(gw: RealGateway, page: Any) -> None:
     page.wait_for_selector("#task-list .pager:has-text('21\u201322 of 22')")
     assert page.locator("#task-list tbody tr").count() == 2
     assert "clip 21" in page.locator("#task-list tbody tr").last.inner_text()
+
+
+def test_an_operator_grants_credits_and_the_balance_changes(gw: RealGateway, page: Any) -> None:
+    root = {"authorization": f"Bearer {gw.tokens['root']}"}
+    sign_in(page, gw.url, gw.tokens["root"])
+    page.click("#nav a[href='#/admin/users']")
+    balance = "#users .balance[data-user=alice]"
+    page.wait_for_selector(balance)
+    before = page.inner_text(balance)
+    page.fill("#users form.grant[data-user=alice] input[name=credits]", "500")
+    page.click("#users form.grant[data-user=alice] button")
+    page.wait_for_function(
+        "([sel, before]) => document.querySelector(sel).innerText !== before", arg=[balance, before]
+    )
+    assert page.inner_text(balance).startswith("500")
+    screenshot(page, "11-admin-users-granted")
+
+    # A task of alice's is charged from the balance: her usage page and the operator's show it.
+    headers = {"authorization": f"Bearer {gw.tokens['alice']}"}
+    body = {"action": "text2video", "prompt": "a paid kite", "async": True, "duration": 10}
+    task_id = httpx.post(f"{gw.url}/kling/videos", json=body, headers=headers).json()["task_id"]
+    done = httpx.post(
+        f"{gw.url}/kling/tasks", json={"id": task_id, "wait": 30}, headers=headers, timeout=60
+    )
+    charged = done.json()["usage"]["credits"]
+    assert done.json()["response"]["state"] == "succeed" and charged > 0
+
+    sign_in(page, gw.url, gw.tokens["alice"])
+    page.click("#nav a[href='#/usage']")
+    page.wait_for_selector("#usage-chart")
+    assert page.inner_text("#balance [data-fact=Balance]") == str(500 - charged)
+    assert "kling-v1" in page.inner_text("#usage-by-model")
+    screenshot(page, "12-usage")
+
+    sign_in(page, gw.url, gw.tokens["root"])
+    page.goto(f"{gw.url}/ui/#/admin/usage?days=7")
+    page.wait_for_selector("#usage-chart")
+    report = httpx.get(f"{gw.url}/admin/v1/usage", params={"by": "model"}, headers=root).json()
+    total = page.locator("#usage-by-model tbody tr").last.inner_text().split("\t")
+    assert total[2:4] == [str(report["total"]["tasks"]), str(report["total"]["credits"])]
+    screenshot(page, "13-admin-usage")

@@ -31,18 +31,24 @@ export async function usersPage(main) {
   }, async () => {}, problem);
   const load = async () => {
     const users = (await admin("GET", "/users")).items;
-    body.replaceChildren(table(["User", "Created", "Tokens", "Tasks", "In flight", "Quota left", "Application", ""],
-      users.map((u) => {
+    body.replaceChildren(table(["User", "Tokens", "Tasks", "In flight", "Balance", "Grant credits", "Max in flight", "Application", ""],
+      users.filter((u) => u.application).map((u) => {
         const app = u.application;
         const path = `/applications/${encodeURIComponent(u.name)}`;
-        const quota = h("input", { type: "number", min: 0, name: "quota", class: "small", placeholder: app.quota_remaining ?? "∞" });
-        const setQuota = h("form", { class: "inline", "data-user": u.name },
-          quota, h("button", { type: "submit" }, "Set"));
-        setQuota.addEventListener("submit", act(() => admin("PATCH", path, { quota: Number(quota.value) }), load, problem));
+        const credits = h("input", { type: "number", step: 1, name: "credits", class: "small", placeholder: "+100" });
+        const grant = h("form", { class: "inline grant", "data-user": u.name }, credits, h("button", { type: "submit" }, "Grant"));
+        grant.addEventListener("submit", act(() => admin("POST", `${path}/grants`, { credits: Number(credits.value) }), load, problem));
+        const limit = h("input", { type: "number", min: 0, step: 1, name: "max_in_flight", class: "small", placeholder: app.max_in_flight ?? "none" });
+        const setLimit = h("form", { class: "inline limit", "data-user": u.name }, limit, h("button", { type: "submit" }, "Set"));
+        setLimit.addEventListener("submit", act(() => admin("PATCH", path, { max_in_flight: Number(limit.value) }), load, problem));
         const toggle = h("button", { type: "button", class: app.disabled ? "" : "danger", "data-user": u.name,
           onclick: act(() => admin("PATCH", path, { disabled: !app.disabled }), load, problem) }, app.disabled ? "Enable" : "Disable");
-        return [h("strong", {}, u.name), when(u.created_at), u.tokens, u.tasks, u.in_flight,
-          setQuota, app.disabled ? h("span", { class: "badge failed" }, "disabled") : h("span", { class: "badge succeed" }, "enabled"),
+        const balance = app.metered
+          ? h("span", { class: "balance", "data-user": u.name }, `${app.available} `, h("small", { class: "muted" }, `(${app.balance} − ${app.held} held)`))
+          : h("span", { class: "balance muted", "data-user": u.name }, "unmetered");
+        return [h("a", { href: `#/admin/usage?user=${encodeURIComponent(u.name)}` }, h("strong", {}, u.name)), u.tokens, u.tasks, app.in_flight,
+          balance, grant, setLimit,
+          app.disabled ? h("span", { class: "badge failed" }, "disabled") : h("span", { class: "badge succeed" }, "enabled"),
           h("span", { class: "buttons" }, toggle, h("button", { type: "button", class: "quiet", onclick: showSecret(u.name) }, "Secret"))];
       })));
   };

@@ -5,11 +5,12 @@ import { errorBox, field, h } from "./dom.js";
 import { createPage } from "./form.js";
 import { taskList, taskPage } from "./tasks.js";
 import { accountsPage, callbacksPage, tokensPage, usersPage } from "./admin.js";
+import { adminUsagePage, ownUsagePage } from "./usage.js";
 
-const USER_PAGES = [["#/tasks", "Tasks"], ["#/create", "Create"]];
+const USER_PAGES = [["#/tasks", "Tasks"], ["#/create", "Create"], ["#/usage", "Usage"]];
 const ADMIN_PAGES = [
   ["#/admin/users", "Users"], ["#/admin/tokens", "Tokens"], ["#/admin/accounts", "Accounts"],
-  ["#/admin/tasks", "All tasks"], ["#/admin/callbacks", "Callbacks"],
+  ["#/admin/tasks", "All tasks"], ["#/admin/callbacks", "Callbacks"], ["#/admin/usage", "All usage"],
 ];
 
 const ROUTES = [
@@ -22,6 +23,8 @@ const ROUTES = [
   [/^#\/admin\/tasks$/, (main, _, query) => taskList(main, query, true)],
   [/^#\/admin\/task\/([^/?]+)$/, (main, m) => taskPage(main, decodeURIComponent(m[1]), true)],
   [/^#\/admin\/callbacks$/, (main, _, query) => callbacksPage(main, query)],
+  [/^#\/usage$/, (main, _, query) => ownUsagePage(main, query)],
+  [/^#\/admin\/usage$/, (main, _, query) => adminUsagePage(main, query)],
 ];
 
 let leave = null; // what the page open now stops when another opens (an event stream)

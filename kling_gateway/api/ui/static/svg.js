@@ -34,7 +34,7 @@ export function slotBars(accounts) {
 
 /** Stacked bars: ``days`` in order, each with ``{key: value}``; one colour per key. */
 export function stackedBars(days, keys, unit) {
-  const height = 200, left = 50, barGap = 6, width = Math.max(360, days.length * 34);
+  const height = 200, left = 50, barGap = 6, width = Math.max(480, days.length * 40);
   const totals = days.map((d) => keys.reduce((sum, k) => sum + (d.values[k] || 0), 0));
   const max = Math.max(1, ...totals);
   const svg = el("svg", { viewBox: `0 0 ${left + width + 160} ${height + 50}`, class: "chart", role: "img", id: "usage-chart" });
@@ -43,6 +43,7 @@ export function stackedBars(days, keys, unit) {
   svg.append(el("text", { x: left - 6, y: 12, "text-anchor": "end", class: "axis" }, Math.round(max)));
   svg.append(el("text", { x: left - 6, y: height, "text-anchor": "end", class: "axis" }, 0));
   const step = width / Math.max(1, days.length);
+  const every = Math.ceil(44 / step); // a date label takes about 40 units
   days.forEach((d, i) => {
     let y = height;
     keys.forEach((k, j) => {
@@ -51,7 +52,9 @@ export function stackedBars(days, keys, unit) {
       if (h > 0) svg.append(el("rect", { x: left + i * step + barGap / 2, y: y - h, width: step - barGap, height: h, class: `series s${j % 8}` }));
       y -= h;
     });
-    svg.append(el("text", { x: left + i * step + step / 2, y: height + 16, "text-anchor": "middle", class: "axis" }, d.day.slice(5)));
+    if ((days.length - 1 - i) % every === 0) {
+      svg.append(el("text", { x: left + i * step + step / 2, y: height + 16, "text-anchor": "middle", class: "axis" }, d.day.slice(5)));
+    }
   });
   keys.forEach((k, j) => {
     svg.append(el("rect", { x: left + width + 20, y: 10 + j * 20, width: 12, height: 12, class: `series s${j % 8}` }));
