@@ -22,6 +22,7 @@ FULL_BACKOFF_CAP = 30.0
 COSTS_INTERVAL = 60.0
 ACCOUNT_LEVEL_CODES = frozenset({1100, 1101, 1102, 1103})
 FULL_CODES = frozenset({1302, 1303})
+MAX_CONCURRENCY = 100_000  # an account's slots (a 32-bit column)
 
 
 class AccountState(enum.StrEnum):
@@ -150,7 +151,11 @@ def new_account(
     check_name(name)
     for field, wrong, rule in (
         ("access_key", not access_key.strip(), "must not be blank"),
-        ("max_concurrency", max_concurrency < 1, "must be at least 1"),
+        (
+            "max_concurrency",
+            not 1 <= max_concurrency <= MAX_CONCURRENCY,
+            f"must be from 1 to {MAX_CONCURRENCY}",
+        ),
         ("weight", not weight > 0, "must be positive"),
     ):
         if wrong:

@@ -19,6 +19,8 @@ from kling_gateway.storage.base import Principal
 T = TypeVar("T")
 PREFIX = "/admin/v1"
 MAX_PAGE = 100
+MAX_IN_FLIGHT = 1_000_000
+MAX_CREDITS = 10**12  # one grant or adjustment
 Endpoint = Callable[[Request], Awaitable[Response]]
 AdminEndpoint = Callable[[Request, Principal], Awaitable[Response]]
 
@@ -48,10 +50,9 @@ def listing(items: list[Any]) -> Response:
     return json({"items": items, "count": len(items)})
 
 
-def whole(name: str, value: float, low: int | None = None) -> int:
+def whole(name: str, value: float, low: int, high: int) -> int:
     """A JSON number that must be a whole one (``5`` and ``5.0`` alike, as JSON Schema's
-    ``integer`` has it), at least ``low``."""
-    if value != int(value) or (low is not None and value < low):
-        bound = "" if low is None else f" of at least {low}"
-        raise BadRequest(f"field `{name}` must be a whole number{bound}")
+    ``integer`` has it) from ``low`` to ``high`` (the columns are 32 or 64 bits)."""
+    if value != int(value) or not low <= value <= high:
+        raise BadRequest(f"field `{name}` must be a whole number from {low} to {high}")
     return int(value)

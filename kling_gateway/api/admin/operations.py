@@ -24,7 +24,13 @@ from kling_gateway.api.admin.common import (
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.query import query_flag, query_number, query_text, query_whole
 from kling_gateway.api.routes.tasks import task_state_filter
-from kling_gateway.domain.accounts import AccountNameError, AccountState, account_view, new_account
+from kling_gateway.domain.accounts import (
+    MAX_CONCURRENCY,
+    AccountNameError,
+    AccountState,
+    account_view,
+    new_account,
+)
 from kling_gateway.protocol.errors import BadRequest, Conflict, NotFound, ServiceUnavailable
 from kling_gateway.storage.base import AccountBusy, AccountExists, Principal, TaskFilter
 from kling_gateway.storage.rows import delivery_row
@@ -63,7 +69,7 @@ def operations_routes(ctx: AppContext) -> list[BaseRoute]:
             account = new_account(
                 new.name,
                 new.access_key,
-                max_concurrency=whole("max_concurrency", new.max_concurrency),
+                max_concurrency=whole("max_concurrency", new.max_concurrency, 1, MAX_CONCURRENCY),
                 models=frozenset(m.strip() for m in new.models if m.strip()),
                 weight=new.weight,
                 base_url=new.base_url,

@@ -11,7 +11,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from kling_gateway.api.admin.common import PREFIX, body, guarded, json, listing, whole
+from kling_gateway.api.admin.common import (
+    MAX_CREDITS,
+    MAX_IN_FLIGHT,
+    PREFIX,
+    body,
+    guarded,
+    json,
+    listing,
+    whole,
+)
 from kling_gateway.api.context import AppContext
 from kling_gateway.domain.billing import Application
 from kling_gateway.domain.ids import ASSET_KINDS
@@ -102,11 +111,9 @@ def people_routes(ctx: AppContext) -> list[BaseRoute]:
     async def change_application(request: Request, _: Principal) -> Response:
         name = str(request.path_params["user"])
         change = await body(ctx, request, ApplicationChange)
-        limit = (
-            None
-            if change.max_in_flight is None
-            else whole("max_in_flight", change.max_in_flight, 0)
-        )
+        limit = None
+        if change.max_in_flight is not None:
+            limit = whole("max_in_flight", change.max_in_flight, 0, MAX_IN_FLIGHT)
         changed = await store.set_application(name, disabled=change.disabled, max_in_flight=limit)
         if not changed:
             raise NotFound(f"no user named {name!r}")
@@ -116,7 +123,7 @@ def people_routes(ctx: AppContext) -> list[BaseRoute]:
     async def grant(request: Request, _: Principal) -> Response:
         name = str(request.path_params["user"])
         given = await body(ctx, request, Grant)
-        credits = whole("credits", given.credits)
+        credits = whole("credits", given.credits, -MAX_CREDITS, MAX_CREDITS)
         if credits == 0:
             raise BadRequest("field `credits` must not be 0")
         try:
