@@ -1,5 +1,5 @@
-"""The `kling-gateway` command: serve | worker | migrate | tokens | accounts | tasks | videos |
-callbacks."""
+"""The `kling-gateway` command: serve | worker | migrate | tokens | apps | usage | accounts |
+tasks | videos | callbacks."""
 
 from __future__ import annotations
 
@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     from kling_gateway.cli import accounts
 
     accounts.add_accounts_commands(commands)
+    from kling_gateway.cli import apps
+
+    apps.add_apps_commands(commands)
     from kling_gateway.cli import assets
 
     assets.add_assets_command(commands)

@@ -444,7 +444,8 @@ class Videos(Generic[R_co, It_co]):
         """Create a video task (``POST /kling/videos``); fields left ``None`` are not sent.
 
         Blocking unless ``callback_url`` is given or ``async_`` is true; the result is then
-        ``{"task_id", "trace_id"}``. ``extra`` fields are sent as given. The ``Idempotency-Key``
+        ``{"task_id", "trace_id"}`` (plus ``usage``, the price held, from kling-gateway: §8.8).
+        ``extra`` fields are sent as given. The ``Idempotency-Key``
         header (a new uuid4 unless given) stays the same across the retries of this call.
         ``image_list`` ... ``voice_list`` are the §6 shapes (docs/contract.md §6): Omni
         references, storyboards, and your own elements and voices.

@@ -162,11 +162,13 @@ class BillingFlows:
 
     async def _admit(self, tx: Tx, task: Task, now: float) -> None:
         """Admit a just-inserted task under its application's limits and hold its price."""
-        row = await tx.fetchrow(
-            "SELECT metered, max_in_flight FROM applications "
-            f"WHERE id = ?{self.dialect.for_update}",
-            task.application_id,
-        )
+        sql = "SELECT metered, max_in_flight FROM applications WHERE id = ?"
+        row = await tx.fetchrow(sql, task.application_id)
+        if row is not None and (row[0] or row[1] is not None):
+            # Something to check: take turns with the application's other creates. (An
+            # unmetered application without a limit has nothing to check, and its creates
+            # stay parallel.)
+            row = await tx.fetchrow(sql + self.dialect.for_update, task.application_id)
         if row is None:
             return  # no such application: nothing to limit or hold against
         price = 0 if task.usage is None else task.usage.credits

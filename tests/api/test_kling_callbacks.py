@@ -12,6 +12,7 @@ from kling_gateway.infra.notify import CALLBACK_WAKEUP, WORKER_WAKEUP
 from kling_gateway.protocol.task import TaskState, progress_response
 from kling_gateway.storage.base import Outcome
 from tests.harness import AppHarness, make_settings, make_task
+from tests.storage.billing_helpers import finish_stored, succeed_outcome
 
 SECRET = "cb-secret-0c7e21"
 PATH = f"/kling/upstream-callback/{SECRET}"
@@ -82,3 +83,55 @@ async def test_a_success_to_download_wakes_the_workers(tmp_path: Path) -> None:
         assert stored is not None and stored.task.state is TaskState.PROCESSING
         assert stored.next_check_at <= time.time()
         assert await gateway.store.list_callbacks(task_id=task_id) == []
+
+
+async def held_task(gateway: AppHarness, credits: int = 5) -> str:
+    """``submitted_task`` holding ``credits`` of alice's metered balance."""
+    from kling_gateway.domain.pricing import Usage
+
+    app = await gateway.store.grant_credits("alice", 20, time.time())
+    task = make_task(gateway.user_ids["alice"], callback_url=HOOK)
+    task.application_id, task.usage = app.id, Usage(credits, 5.0)
+    now = time.time()
+    await gateway.store.insert_task(
+        task, next_check_at=now + 30, deadline_at=now + 3600, charge_quota=True
+    )
+    task.job_id, task.state = "job-1", TaskState.PROCESSING
+    task.response = progress_response(task.id, TaskState.PROCESSING)
+    outcome = Outcome(next_check_at=now + 30)
+    assert await gateway.store.save_task(task, expected_version=0, worker_id=None, outcome=outcome)
+    return task.id
+
+
+async def _credits(gateway: AppHarness) -> tuple[int, int]:
+    app = await gateway.store.find_application("alice")
+    assert app is not None
+    return app.balance, app.held
+
+
+async def test_a_callback_settles_the_hold_once(tmp_path: Path) -> None:
+    async with AppHarness.start(settings(tmp_path, kling_download_results=False)) as gateway:
+        task_id = await held_task(gateway)
+        assert await _credits(gateway) == (20, 5)
+        seen_by_worker = await gateway.store.load_task(task_id)
+        assert seen_by_worker is not None
+        for expected in ("recorded", "already_finished"):  # Kling repeats its callbacks
+            answer = await gateway.client.post(PATH, json=payload(task_id, "succeed"))
+            assert answer.json()["result"] == expected
+        assert await _credits(gateway) == (15, 0)  # 5.1 s at 1 credit per std second
+        record = (await gateway.tasks({"action": "retrieve", "id": task_id})).json()
+        assert record["usage"] == {"credits": 5, "duration": 5.0}
+        # A worker that saw the same result first-hand loses its compare-and-set: no settle.
+        assert not await finish_stored(gateway.store, seen_by_worker, succeed_outcome())
+        assert await _credits(gateway) == (15, 0)
+        settles = [e for e in await gateway.store.ledger_entries() if e.entry.value == "settle"]
+        assert [e.task_id for e in settles] == [task_id]
+
+
+async def test_a_failure_callback_releases_the_hold(tmp_path: Path) -> None:
+    async with AppHarness.start(settings(tmp_path, kling_download_results=False)) as gateway:
+        task_id = await held_task(gateway)
+        failed = {**payload(task_id, "failed"), "task_status_msg": "no"}
+        answer = await gateway.client.post(PATH, json=failed)
+        assert answer.json()["result"] == "recorded"
+        assert await _credits(gateway) == (20, 0)

@@ -59,6 +59,7 @@ async def test_blocking_mode_returns_the_final_body_and_a_real_mp4(
     assert body["success"] is True and body["state"] == "succeed"
     assert body["trace_id"] == response.headers["x-trace-id"]
     assert body["duration"] == "5.0"
+    assert body["usage"] == {"credits": 10, "duration": 5.0}  # pro: 2 credits a second
     public = gateway.settings.resolved_public_url
     assert body["video_url"].startswith(f"{public}/files/videos/")
     video = await gateway.client.get(body["video_url"].removeprefix(public))
@@ -152,6 +153,18 @@ async def test_credits_used_up(gateway: AppHarness) -> None:
     assert ok.status_code == 200
     spent = await gateway.videos({**TEXT2VIDEO, "async": True}, user="trial")
     assert spent.status_code == 403 and spent.json()["error"]["code"] == "used_up"
+
+
+async def test_over_max_in_flight_is_429_with_retry_after(gateway: AppHarness) -> None:
+    await gateway.add_user("trial")
+    assert await gateway.store.set_application("trial", max_in_flight=1)
+    ok = await gateway.videos({**TEXT2VIDEO, "async": True}, user="trial")
+    assert ok.status_code == 200
+    busy = await gateway.videos({**TEXT2VIDEO, "async": True}, user="trial")
+    assert busy.status_code == 429 and busy.json()["error"]["code"] == "too_many_requests"
+    assert int(busy.headers["retry-after"]) >= 1
+    listing = (await gateway.tasks({"action": "retrieve_batch"}, user="trial")).json()
+    assert listing["count"] == 1  # the refused create inserted nothing
 
 
 async def test_videos_needs_the_videos_api(gateway: AppHarness) -> None:

@@ -1,4 +1,4 @@
-"""GET /kling/usage: the caller's credits and usage (an extension, docs/contract.md §8.8), with
+"""GET /kling/usage: the caller's credits and usage (an extension, docs/contract.md §8.9), with
 the same token as /kling/tasks: the application's balance, holds and limits, and the usage
 report of its ledger (query ``since``, ``by``, ``model`` as GET /admin/v1/usage takes them)."""
 
