@@ -120,6 +120,9 @@ def people_routes(ctx: AppContext) -> list[BaseRoute]:
         ctx.auth.forget()
         return json(await _application(name))
 
+    async def show_application(request: Request, _: Principal) -> Response:
+        return json(await _application(str(request.path_params["user"])))
+
     async def grant(request: Request, _: Principal) -> Response:
         name = str(request.path_params["user"])
         given = await body(ctx, request, Grant)
@@ -155,6 +158,7 @@ def people_routes(ctx: AppContext) -> list[BaseRoute]:
             _user_name(new.user),
             apis=with_admin(apis, new.admin),
             expires_in_days=new.expires_in_days,
+            default_credits=ctx.settings.default_credits_value,  # as `tokens create` does
         )
         doc = {
             "token": issued.token,  # shown this once; the store keeps only its hash
@@ -209,6 +213,7 @@ def people_routes(ctx: AppContext) -> list[BaseRoute]:
         route("/users/{user}/secret", secret),
         route("/users/{user}/secret", secret, "POST"),
         route("/applications", applications),
+        route("/applications/{user}", show_application),
         route("/applications/{user}", change_application, "PATCH"),
         route("/applications/{user}/grants", grant, "POST"),
         route("/tokens", tokens),

@@ -4,12 +4,13 @@ only, the error shape, and the same effects as the CLI's commands."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
 from tests.api.admin.helpers import ADMIN, add_admin, admin
 from tests.api.test_tasks import assert_error
-from tests.harness import AppHarness
+from tests.harness import AppHarness, make_settings
 
 
 @pytest.fixture
@@ -70,6 +71,8 @@ async def test_granting_credits_meters_the_application(gw: AppHarness) -> None:
         gw, "POST", "/applications/alice/grants", json={"credits": -15, "note": "typo"}
     )
     assert taken.json()["balance"] == 25 and taken.json()["available"] == 25
+    assert (await admin(gw, "GET", "/applications/alice")).json() == taken.json()
+    assert_error(await admin(gw, "GET", "/applications/nobody"), 404, "not_found")
     ledger = (await admin(gw, "GET", "/ledger", params={"user": "alice"})).json()["items"]
     assert [(e["entry"], e["credits"]) for e in ledger][-2:] == [("grant", 40), ("adjustment", -15)]
     missing = await admin(gw, "POST", "/applications/nobody/grants", json={"credits": 1})
@@ -156,3 +159,12 @@ async def test_a_users_signing_secret_is_read_and_rotated(gw: AppHarness) -> Non
     assert_error(await admin(gw, "GET", "/users/nobody/secret"), 404, "not_found")
     bad = await admin(gw, "POST", "/users/alice/secret", json={"grace_seconds": -1})
     assert "grace_seconds" in assert_error(bad, 400, "bad_request")["error"]["message"]
+
+
+async def test_a_user_made_over_http_gets_the_default_credits(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, worker=False, default_credits="50")
+    async with AppHarness.start(settings) as gw:
+        await add_admin(gw)
+        assert (await admin(gw, "POST", "/tokens", json={"user": "dora"})).status_code == 201
+        app = (await admin(gw, "GET", "/applications/dora")).json()
+        assert app["metered"] is True and app["balance"] == 50
