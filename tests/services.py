@@ -165,3 +165,24 @@ def fresh_redis_url(db: int = TEST_REDIS_DB) -> str:
 
     run_sync(flush)
     return url
+
+
+# -- Chromium (the dashboard's browser tests)
+
+CHROMIUM_ENV = "KLING_GATEWAY_TEST_CHROMIUM"
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+
+
+def require_chromium() -> str:
+    """Debian's chromium and the playwright package that drives it, or skip/fail. Playwright's
+    own browser download is never used: the tests launch this executable."""
+    import shutil
+
+    path = os.environ.get(CHROMIUM_ENV) or shutil.which("chromium") or DEFAULT_CHROMIUM
+    if not os.access(path, os.X_OK):
+        unavailable("Chromium", path, "not installed (apt-get install chromium)")
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError as exc:
+        unavailable("Chromium", path, f"playwright is not installed: {exc}")
+    return path

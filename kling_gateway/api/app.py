@@ -26,7 +26,7 @@ from kling_gateway.api.asgi import (
     unexpected_error,
 )
 from kling_gateway.api.auth import Authenticator
-from kling_gateway.api.context import ApiSettings, AppContext
+from kling_gateway.api.context import ApiSettings, AppContext, SigningSecrets
 from kling_gateway.api.instrument import CLIENT_GONE, Observed, with_cors
 from kling_gateway.api.observe import Probe
 from kling_gateway.api.pages import build_pages
@@ -43,6 +43,7 @@ from kling_gateway.infra.request_metrics import flushing
 from kling_gateway.protocol.errors import ApiError, InternalError
 from kling_gateway.providers.assets import AssetProvider, LocalAssets
 from kling_gateway.storage.base import Store
+from kling_gateway.storage.upstream_keys import Sealer
 
 log = logging.getLogger("kling_gateway.api")
 
@@ -121,6 +122,8 @@ def create_app(
     files: VideoFiles | None = None,
     probes: tuple[Probe, ...] = (),
     assets: AssetProvider | None = None,
+    sealer: Callable[[], Sealer] | None = None,
+    signing_secrets: SigningSecrets | None = None,
 ) -> GatewayApp:
     """The gateway over ``store``. Its lifespan opens the store, starts ``services`` (the
     worker, when it runs in this process) and stops them again in reverse order. ``probes``:
@@ -134,6 +137,8 @@ def create_app(
         files=files or VideoFiles(settings.videos_dir, settings.resolved_files_url),
         probes=probes,
         assets=assets or LocalAssets(),
+        sealer=sealer,
+        signing_secrets=signing_secrets,
     )
 
     @asynccontextmanager

@@ -6,7 +6,14 @@ import asyncio
 import logging
 import time
 
-from kling_gateway.protocol.errors import Disabled, InvalidToken, TokenExpired, TokenMismatched
+from kling_gateway.protocol.errors import (
+    Disabled,
+    Forbidden,
+    InvalidToken,
+    TokenExpired,
+    TokenMismatched,
+)
+from kling_gateway.protocol.task import API_ADMIN
 from kling_gateway.storage.base import Principal, Store
 from kling_gateway.storage.tokens import hash_token
 
@@ -45,6 +52,8 @@ class Authenticator:
         if principal.application_disabled:
             raise Disabled()
         if api not in principal.apis:
+            if api == API_ADMIN:  # a user's token on the operator's API (docs/contract.md §4)
+                raise Forbidden()
             raise TokenMismatched(f"this token was not granted the {api} API")
         self._used(principal.credential_id, now)
         return principal
@@ -70,6 +79,11 @@ class Authenticator:
             self._unwritten.clear()
         finally:
             self._writer = None
+
+    def forget(self) -> None:
+        """Drop every cached principal: after an admin revokes a token or disables an
+        application, this process honours it at once (others within the cache time)."""
+        self._cache.clear()
 
     async def _lookup(self, header: str | None) -> Principal | None:
         # Cached by the header as sent: a repeat request skips parsing and hashing alike.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -18,6 +19,7 @@ from kling_gateway.infra.ratelimit import RateLimiter
 from kling_gateway.protocol.errors import TooManyRequests
 from kling_gateway.providers.assets import AssetProvider, LocalAssets
 from kling_gateway.storage.base import Principal, Store
+from kling_gateway.storage.upstream_keys import Sealer
 
 if TYPE_CHECKING:
     from kling_gateway.api.observe import Probe
@@ -63,6 +65,14 @@ class ApiSettings(Protocol):
     def access_log(self) -> bool: ...
     @property
     def cors_origins(self) -> str: ...
+    @property
+    def default_credits_value(self) -> int | None: ...
+
+
+# A user's callback signing secret and how many rotated-out ones still sign, rotating first
+# (with that grace in seconds) when asked; None for an unknown user. The callbacks layer makes
+# secrets, so the composition passes this in (`callbacks secret` over HTTP).
+SigningSecrets = Callable[[str, bool, float], Awaitable[tuple[str, int] | None]]
 
 
 @dataclass(slots=True)
@@ -80,6 +90,10 @@ class AppContext:
     links: Links = field(init=False)
     # Creates elements and voices (docs/contract.md §6.1); the local provider's by default.
     assets: AssetProvider = field(default_factory=LocalAssets)
+    # The server key's box, made on first use (the admin API seals upstream accounts' keys
+    # with it); None where the composition gives none.
+    sealer: Callable[[], Sealer] | None = None
+    signing_secrets: SigningSecrets | None = None
 
     def __post_init__(self) -> None:
         self.links = Links(self.files.public_url)

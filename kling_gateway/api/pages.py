@@ -14,12 +14,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
+from kling_gateway.api.admin import admin_routes
 from kling_gateway.api.asgi import error_body, unexpected_error
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.files import VideoFilesRoute
 from kling_gateway.api.observe import observe_routes
 from kling_gateway.api.routes.events import event_routes
 from kling_gateway.api.routes.kling_callbacks import kling_callback_routes
+from kling_gateway.api.routes.usage import usage_routes
+from kling_gateway.api.ui import ui_routes
 from kling_gateway.protocol.errors import (
     ApiError,
     BadRequest,
@@ -90,6 +93,9 @@ def build_pages(ctx: AppContext, lifespan: Lifespan) -> Starlette:
         *kling_callback_routes(ctx),
         *event_routes(ctx),
         *observe_routes(ctx),
+        *usage_routes(ctx),
+        *admin_routes(ctx),
+        *ui_routes(),
     ]
     handlers: dict[Any, Any] = {
         404: _not_found,

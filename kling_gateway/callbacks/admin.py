@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from kling_gateway.callbacks.secrets import DEFAULT_ROTATION_GRACE, SecretStore
-from kling_gateway.storage.base import CallbackDelivery, Store
-from kling_gateway.storage.rows import callback_view
+from kling_gateway.storage.base import Store
+from kling_gateway.storage.rows import delivery_row
 
 
 class UnknownUser(LookupError):
@@ -30,17 +30,6 @@ class UserSecrets:
     current: str
     previous: tuple[str, ...]
     rotated: bool
-
-
-def delivery_row(delivery: CallbackDelivery) -> dict[str, Any]:
-    """One delivery as a plain dict (the body left out: it can be large)."""
-    ids = {"id": delivery.id, "task_id": delivery.task_id, "user_id": delivery.user_id}
-    return {
-        **ids,
-        "event": delivery.event,
-        **callback_view(delivery),
-        "created_at": delivery.created_at,
-    }
 
 
 async def list_deliveries(

@@ -93,6 +93,9 @@ def _add_tokens(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
     create.add_argument("--user", required=True, help="user name (created when new)")
     create.add_argument("--apis", default="kling.tasks,kling.videos", help="APIs it may call")
     create.add_argument("--expires-in", type=float, metavar="DAYS", help="lifetime in days")
+    create.add_argument(
+        "--admin", action="store_true", help="also grant the admin API (/admin/v1/, the dashboard)"
+    )
     create.set_defaults(handler=_tokens_create)
     listing = actions.add_parser("list", help="list tokens (never the tokens themselves)")
     listing.set_defaults(handler=_tokens_list)
@@ -130,10 +133,10 @@ def _migrate(args: argparse.Namespace) -> int:
 
 def _tokens_create(args: argparse.Namespace) -> int:
     from kling_gateway.runtime.serve import with_store
-    from kling_gateway.storage.tokens import issue_token, parse_apis
+    from kling_gateway.storage.tokens import issue_token, parse_apis, with_admin
 
     try:
-        apis = parse_apis(args.apis)
+        apis = with_admin(parse_apis(args.apis), args.admin)
     except ValueError as exc:
         raise SettingsError(f"--apis: {exc}") from exc
     settings = _settings(args)

@@ -57,25 +57,22 @@ def add_accounts_commands(commands: argparse._SubParsersAction[argparse.Argument
 
 
 def account_from_args(args: argparse.Namespace) -> Account:
-    from kling_gateway.domain.accounts import Account, AccountNameError, check_name
+    from kling_gateway.domain.accounts import AccountNameError, new_account
 
-    try:
-        name = check_name(args.name)
-    except AccountNameError as exc:
-        raise SettingsError(str(exc)) from exc
-    if args.max_concurrency < 1:
-        raise SettingsError("--max-concurrency must be at least 1")
-    if not args.weight > 0:
-        raise SettingsError("--weight must be positive")
     models = frozenset(m.strip() for m in args.models.split(",") if m.strip())
-    return Account(
-        name=name,
-        access_key=args.account_access_key,
-        max_concurrency=args.max_concurrency,
-        models=models,
-        weight=args.weight,
-        base_url=args.account_base_url,
-    )
+    try:
+        return new_account(
+            args.name,
+            args.account_access_key,
+            max_concurrency=args.max_concurrency,
+            models=models,
+            weight=args.weight,
+            base_url=args.account_base_url,
+        )
+    except AccountNameError as exc:
+        if exc.field == "name":
+            raise SettingsError(str(exc)) from exc
+        raise SettingsError(f"--{exc.field.replace('_', '-')} {exc.rule}") from exc
 
 
 def _secret(args: argparse.Namespace) -> str:
@@ -118,6 +115,8 @@ def _list(args: argparse.Namespace) -> int:
     async def run(store: Store, _sealer: Sealer) -> list[UpstreamAccountRow]:
         return await store.list_upstream_accounts()
 
+    from kling_gateway.domain.accounts import account_view
+
     rows: list[UpstreamAccountRow] = _run(args, run)
     docs = [account_view(row.account) for row in rows]
     if args.json:
@@ -138,25 +137,6 @@ def _list(args: argparse.Namespace) -> int:
     ]
     print(format_table(columns, lines))
     return 0
-
-
-def account_view(account: Account) -> dict[str, Any]:
-    """What ``accounts list`` shows: never the secret key, the access key only by prefix."""
-    return {
-        "name": account.name,
-        "state": account.state.value,
-        "access_key": account.access_key[:6] + "…",
-        "in_flight": account.in_flight,
-        "max_concurrency": account.max_concurrency,
-        "models": sorted(account.models),
-        "weight": account.weight,
-        "base_url": account.base_url,
-        "packs_remaining": account.packs_remaining,
-        "packs_run_out": account.packs_run_out,
-        "packs_checked_at": account.packs_checked_at,
-        "full_until": account.full_until or None,
-        "last_error": account.last_error,
-    }
 
 
 def _packs(doc: dict[str, Any]) -> str:

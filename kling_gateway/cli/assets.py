@@ -9,12 +9,11 @@ import asyncio
 import time
 from typing import TYPE_CHECKING
 
+from kling_gateway.domain.ids import ASSET_KINDS
 from kling_gateway.runtime.settings import add_settings_arguments, load_settings
 
 if TYPE_CHECKING:
     from kling_gateway.storage.base import Store
-
-ASSET_KINDS = ("element", "voice")
 
 
 def add_assets_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

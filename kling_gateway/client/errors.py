@@ -69,6 +69,12 @@ class UsedUpError(KlingError):
     code, status = _wire.UsedUp.code, _wire.UsedUp.status
 
 
+class ForbiddenError(KlingError):
+    """403 ``forbidden``: the admin API called without an admin token."""
+
+    code, status = _wire.Forbidden.code, _wire.Forbidden.status
+
+
 class NoApiError(KlingError):
     code, status = _wire.NoApi.code, _wire.NoApi.status
 
@@ -78,6 +84,12 @@ class NotFoundError(KlingError):
 
     code = _wire.NotFound.code
     status: int | None = _wire.NotFound.status
+
+
+class ConflictError(KlingError):
+    """409 ``conflict`` (the admin API): a name taken, an account still holding tasks."""
+
+    code, status = _wire.Conflict.code, _wire.Conflict.status
 
 
 class TaskNotFoundError(KlingError):
@@ -151,8 +163,10 @@ _DOCUMENTED: tuple[type[KlingError], ...] = (
     InvalidTokenError,
     TokenExpiredError,
     UsedUpError,
+    ForbiddenError,
     NoApiError,
     NotFoundError,
+    ConflictError,
     RateLimitError,
     ApiError,
     BadGatewayError,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, replace
+from typing import Any
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 # The account the old --kling-access-key/--kling-secret-key settings make.
@@ -21,6 +22,7 @@ FULL_BACKOFF_CAP = 30.0
 COSTS_INTERVAL = 60.0
 ACCOUNT_LEVEL_CODES = frozenset({1100, 1101, 1102, 1103})
 FULL_CODES = frozenset({1302, 1303})
+MAX_CONCURRENCY = 100_000  # an account's slots (a 32-bit column)
 
 
 class AccountState(enum.StrEnum):
@@ -29,7 +31,13 @@ class AccountState(enum.StrEnum):
 
 
 class AccountNameError(ValueError):
-    """An account name the CLI refuses."""
+    """An account the CLI or the admin API refuses: ``field`` names what is wrong, ``rule``
+    what it must be (each caller words the field its own way: a flag, a JSON field)."""
+
+    def __init__(self, message: str, field: str = "name", rule: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        self.rule = rule or message
 
 
 def check_name(name: str) -> str:
@@ -128,3 +136,54 @@ def after_costs(account: Account, packs: list[PackInfo], now: float) -> Account:
         packs_run_out=bool(packs) and not usable,
         packs_checked_at=now,
     )
+
+
+def new_account(
+    name: str,
+    access_key: str,
+    *,
+    max_concurrency: int,
+    models: frozenset[str],
+    weight: float,
+    base_url: str | None,
+) -> Account:
+    """An account an operator adds (CLI or admin API); AccountNameError names what is wrong."""
+    check_name(name)
+    for field, wrong, rule in (
+        ("access_key", not access_key.strip(), "must not be blank"),
+        (
+            "max_concurrency",
+            not 1 <= max_concurrency <= MAX_CONCURRENCY,
+            f"must be from 1 to {MAX_CONCURRENCY}",
+        ),
+        ("weight", not weight > 0, "must be positive"),
+    ):
+        if wrong:
+            raise AccountNameError(f"{field} {rule}", field, rule)
+    return Account(
+        name=name,
+        access_key=access_key,
+        max_concurrency=max_concurrency,
+        models=models,
+        weight=weight,
+        base_url=base_url,
+    )
+
+
+def account_view(account: Account) -> dict[str, Any]:
+    """What an operator is shown: never the secret key, the access key only by prefix."""
+    return {
+        "name": account.name,
+        "state": account.state.value,
+        "access_key": account.access_key[:6] + "…",
+        "in_flight": account.in_flight,
+        "max_concurrency": account.max_concurrency,
+        "models": sorted(account.models),
+        "weight": account.weight,
+        "base_url": account.base_url,
+        "packs_remaining": account.packs_remaining,
+        "packs_run_out": account.packs_run_out,
+        "packs_checked_at": account.packs_checked_at,
+        "full_until": account.full_until or None,
+        "last_error": account.last_error,
+    }

@@ -54,6 +54,10 @@ def is_uuid(value: str) -> bool:
 ASSET_PREFIXES = {"element": "el_", "voice": "vo_"}
 
 
+# The kinds of registered upstream ids (docs/contract.md §6): `assets add --kind`, the admin API.
+ASSET_KINDS = tuple(ASSET_PREFIXES)
+
+
 def new_asset_id(kind: str) -> str:
     """A gateway element or voice id: its kind's prefix and 128 random bits."""
     return ASSET_PREFIXES[kind] + uuid.uuid4().hex

@@ -50,12 +50,26 @@ class UsedUp(ApiError):
     status, code, default_message = 403, "used_up", "the application's quota is used up"
 
 
+class Forbidden(ApiError):
+    """A valid token without the right to this API: the admin API takes admin tokens only."""
+
+    status, code = 403, "forbidden"
+    default_message = "this API needs an admin token (tokens create --admin)"
+
+
 class NoApi(ApiError):
     status, code, default_message = 404, "no_api", "no API at this path"
 
 
 class NotFound(ApiError):
     status, code, default_message = 404, "not_found", "not found"
+
+
+class Conflict(ApiError):
+    """The admin API: what is asked clashes with what exists (a name taken, an account still
+    holding tasks)."""
+
+    status, code, default_message = 409, "conflict", "conflicts with the current state"
 
 
 class TooManyRequests(ApiError):
@@ -105,8 +119,10 @@ ERRORS_BY_CODE: dict[str, type[ApiError]] = {
         InvalidToken,
         TokenExpired,
         UsedUp,
+        Forbidden,
         NoApi,
         NotFound,
+        Conflict,
         TooManyRequests,
         InternalError,
         BadGateway,

@@ -91,6 +91,7 @@ class TasksRequestBody(msgspec.Struct):
     id: str | None = None
     ids: list[str] | None = None
     type: str | None = None
+    state: str | None = None
     created_at_min: float | None = None
     created_at_max: float | None = None
     limit: float | None = None

@@ -13,6 +13,8 @@ TASK_TYPE_TALKING_PHOTO = "talking-photo"
 TASK_TYPES = (TASK_TYPE_VIDEOS, TASK_TYPE_MOTION, TASK_TYPE_LIP_SYNC, TASK_TYPE_TALKING_PHOTO)
 API_VIDEOS = "kling.videos"
 API_TASKS = "kling.tasks"
+# The operator's API under /admin/v1/ (docs/admin.md): granted only by `tokens create --admin`.
+API_ADMIN = "kling.admin"
 # The id of "the API that created the task" in every record: fixed per deployment, like the
 # hosted service's videos API id.
 VIDEOS_API_ID = "29187cb2-1acb-43b8-baf5-3f3f709292eb"

@@ -16,7 +16,7 @@ from typing import TypeVar
 import uvicorn
 
 from kling_gateway.api.app import GatewayApp, Service, create_app
-from kling_gateway.api.context import AppContext
+from kling_gateway.api.context import AppContext, SigningSecrets
 from kling_gateway.api.observe import Probe
 from kling_gateway.infra.notify import TaskEvents
 from kling_gateway.runtime.assets import build_assets
@@ -26,6 +26,7 @@ from kling_gateway.runtime.startup import StartupError, startup_errors, where
 from kling_gateway.storage import PoolLimits, Store, open_store
 from kling_gateway.storage.lock import DataDirBusy, DataDirLock
 from kling_gateway.storage.tokens import DEFAULT_USER, issue_token
+from kling_gateway.storage.upstream_keys import Sealer
 
 log = logging.getLogger("kling_gateway")
 T = TypeVar("T")
@@ -159,6 +160,8 @@ def build_app(settings: Settings) -> GatewayApp:
         files=build_video_files(settings),
         probes=readiness_probes(settings),
         assets=assets,
+        sealer=lambda: _server_sealer(settings),
+        signing_secrets=_signing_secrets(store, settings),
     )
 
 
@@ -171,6 +174,33 @@ def readiness_probes(settings: Settings) -> tuple[Probe, ...]:
 
     url, timeout = settings.redis_url, max(1.0, settings.redis_timeout)
     return (Probe("redis", lambda: ping(url, timeout=timeout)),)
+
+
+def _signing_secrets(store: Store, settings: Settings) -> SigningSecrets:
+    """What `callbacks secret` does, for the admin API (secrets sealed under the server key)."""
+
+    async def find(user_name: str, rotate: bool, grace_seconds: float) -> tuple[str, int] | None:
+        from kling_gateway.callbacks import admin
+        from kling_gateway.callbacks.secrets import secret_store_for
+
+        try:
+            found = await admin.user_secrets(
+                secret_store_for(store, _server_sealer(settings)),
+                user_name,
+                rotate=rotate,
+                grace_seconds=grace_seconds,
+            )
+        except admin.UnknownUser:
+            return None
+        return found.current, len(found.previous)
+
+    return find
+
+
+def _server_sealer(settings: Settings) -> Sealer:
+    from kling_gateway.runtime.worker import server_sealer
+
+    return server_sealer(settings)
 
 
 async def _answer_waiters_at_exit_signals(ctx: AppContext) -> Callable[[], Awaitable[None]]:

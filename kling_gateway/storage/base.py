@@ -109,10 +109,23 @@ class CredentialInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class UserInfo:
+    """A user and what it holds, as the admin API lists them (its application, with credits
+    and limits: ``find_application``)."""
+
+    id: str
+    name: str
+    created_at: float
+    tokens: int  # not revoked
+    tasks: int
+
+
+@dataclass(frozen=True, slots=True)
 class TaskFilter:
     """The filters of ``retrieve_batch`` without ids; newest first."""
 
     type: str | None = None
+    state: str | None = None  # an extension: one of the four states
     created_at_min: float | None = None
     created_at_max: float | None = None
     limit: int = 20
@@ -207,6 +220,20 @@ class AccountRepo(Protocol):
 
     async def find_user_id(self, user_name: str) -> str | None:
         """The id of the user called ``user_name``, if there is one."""
+        ...
+
+
+class AdminRepo(Protocol):
+    """What only an operator reads: every user, every user's tasks (docs/admin.md)."""
+
+    async def list_users(self) -> list[UserInfo]:
+        """Every user, oldest first."""
+        ...
+
+    async def list_all_task_records(
+        self, flt: TaskFilter, user_id: str | None = None
+    ) -> tuple[list[bytes], int]:
+        """``list_task_records`` across users (or of ``user_id``), newest first."""
         ...
 
 
@@ -436,7 +463,15 @@ class BillingRepo(Protocol):
 
 
 class Store(
-    AccountRepo, TaskRepo, OutboxRepo, SecretRepo, AssetRepo, RetentionRepo, BillingRepo, Protocol
+    AccountRepo,
+    TaskRepo,
+    OutboxRepo,
+    SecretRepo,
+    AssetRepo,
+    RetentionRepo,
+    BillingRepo,
+    AdminRepo,
+    Protocol,
 ):
     """What the gateway keeps. All methods are coroutines; a backend owns its connections."""
 

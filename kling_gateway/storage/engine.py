@@ -31,8 +31,10 @@ from kling_gateway.storage.base import (
     StoredTask,
     StoreError,
     TaskFilter,
+    UserInfo,
 )
 from kling_gateway.storage.billing import BillingFlows
+from kling_gateway.storage.listing import USERS_QUERY, task_filter_sql, user_from_row
 from kling_gateway.storage.migrations import migration_scripts
 from kling_gateway.storage.rows import (
     CALLBACK_COLUMNS,
@@ -362,28 +364,18 @@ class SQLStore(UpstreamFlows, BillingFlows, StatsFlows, AssetFlows):
     async def list_task_records(self, user_id: str, flt: TaskFilter) -> tuple[list[bytes], int]:
         return await self._read_bulk(lambda tx: self._list_records(tx, user_id, flt))
 
+    async def list_all_task_records(
+        self, flt: TaskFilter, user_id: str | None = None
+    ) -> tuple[list[bytes], int]:
+        return await self._read_bulk(lambda tx: self._list_records(tx, user_id, flt))
+
     @staticmethod
-    async def _list_records(tx: Tx, user_id: str, flt: TaskFilter) -> tuple[list[bytes], int]:
+    async def _list_records(
+        tx: Tx, user_id: str | None, flt: TaskFilter
+    ) -> tuple[list[bytes], int]:
         # tasks_user_created on (user_id, created_at DESC), or with a type tasks_user_type_created
         # (migration 0009): a range scan, newest first.
-        where: list[str] = ["t.user_id = ?"]
-        params: list[object] = [user_id]
-        # Times bound as floats: PostgreSQL's float8 column takes no int parameter.
-        for clause, value in (
-            ("t.type = ?", flt.type),
-            (
-                "t.created_at >= ?",
-                None if flt.created_at_min is None else float(flt.created_at_min),
-            ),
-            (
-                "t.created_at <= ?",
-                None if flt.created_at_max is None else float(flt.created_at_max),
-            ),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        cond = " AND ".join(where)
+        cond, params = task_filter_sql(user_id, flt)
         total = await tx.fetchval(f"SELECT count(*) FROM tasks t WHERE {cond}", *params)
         rows = await tx.fetch(
             f"SELECT r.record FROM tasks t JOIN task_records r ON r.id = t.id WHERE {cond} "
@@ -393,6 +385,11 @@ class SQLStore(UpstreamFlows, BillingFlows, StatsFlows, AssetFlows):
             flt.offset,
         )
         return [row[0] for row in rows], int(total)
+
+    async def list_users(self) -> list[UserInfo]:
+        return [
+            user_from_row(row) for row in await self._read_bulk(lambda tx: tx.fetch(USERS_QUERY))
+        ]
 
     async def delete_task(self, user_id: str, task_id: str) -> bool:
         return await self._write(lambda tx: self._delete(tx, user_id, task_id))

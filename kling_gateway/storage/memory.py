@@ -43,9 +43,11 @@ from kling_gateway.storage.base import (
     TaskFilter,
     UnknownApplication,
     UpstreamAccountRow,
+    UserInfo,
 )
 from kling_gateway.storage.billing import check_admission, grant_entries
 from kling_gateway.storage.health import HEALTHY, StoreHealth
+from kling_gateway.storage.listing import task_matches
 from kling_gateway.storage.rows import (
     IDEMPOTENCY_WINDOW,
     apply_outcome,
@@ -377,17 +379,24 @@ class MemoryStore:
         return {row.task.id: row.record for row in rows if row is not None}
 
     async def list_task_records(self, user_id: str, flt: TaskFilter) -> tuple[list[bytes], int]:
-        rows = [
-            row
-            for row in self._s.tasks.values()
-            if row.task.user_id == user_id
-            and (flt.type is None or row.task.type == flt.type)
-            and (flt.created_at_min is None or row.task.created_at >= flt.created_at_min)
-            and (flt.created_at_max is None or row.task.created_at <= flt.created_at_max)
-        ]
+        return await self.list_all_task_records(flt, user_id)
+
+    async def list_all_task_records(
+        self, flt: TaskFilter, user_id: str | None = None
+    ) -> tuple[list[bytes], int]:
+        rows = [row for row in self._s.tasks.values() if task_matches(row.task, user_id, flt)]
         rows.sort(key=lambda row: row.task.created_at, reverse=True)
         page = rows[flt.offset : flt.offset + flt.limit]
         return [row.record for row in page], len(rows)
+
+    async def list_users(self) -> list[UserInfo]:
+        found = []
+        for name, (user_id, created_at) in self._s.users.items():
+            creds = [c for c in self._s.credentials.values() if c.user_id == user_id]
+            tokens = sum(1 for c in creds if c.info.revoked_at is None)
+            tasks = sum(1 for row in self._s.tasks.values() if row.task.user_id == user_id)
+            found.append(UserInfo(user_id, name, created_at, tokens=tokens, tasks=tasks))
+        return sorted(found, key=lambda user: (user.created_at, user.name))
 
     async def delete_task(self, user_id: str, task_id: str) -> bool:
         row = self._own(user_id, task_id)

@@ -157,6 +157,17 @@ def is_failing(delivery: CallbackDelivery) -> bool:
     return delivery.state == "failed" or (delivery.state == "pending" and delivery.attempts > 0)
 
 
+def delivery_row(delivery: CallbackDelivery) -> dict[str, Any]:
+    """One delivery as an operator is shown it (the body left out: it can be large)."""
+    ids = {"id": delivery.id, "task_id": delivery.task_id, "user_id": delivery.user_id}
+    return {
+        **ids,
+        "event": delivery.event,
+        **callback_view(delivery),
+        "created_at": delivery.created_at,
+    }
+
+
 def is_final_event(event: str) -> bool:
     return event in (TaskState.SUCCEED.value, TaskState.FAILED.value)
 

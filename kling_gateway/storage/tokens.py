@@ -7,11 +7,13 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from kling_gateway.protocol.task import API_TASKS, API_VIDEOS
+from kling_gateway.protocol.task import API_ADMIN, API_TASKS, API_VIDEOS
 from kling_gateway.storage.base import Store
 
 TOKEN_PREFIX = "kg-"
 ALL_APIS: tuple[str, ...] = (API_TASKS, API_VIDEOS)
+# What a token may be granted: the client APIs, and the admin API (`tokens create --admin`).
+KNOWN_APIS: tuple[str, ...] = (*ALL_APIS, API_ADMIN)
 DEFAULT_USER = "default"
 
 
@@ -40,12 +42,17 @@ class IssuedToken:
 
 def parse_apis(text: str) -> tuple[str, ...]:
     apis = tuple(sorted({part.strip() for part in text.split(",") if part.strip()}))
-    unknown = [api for api in apis if api not in ALL_APIS]
+    unknown = [api for api in apis if api not in KNOWN_APIS]
     if unknown or not apis:
         raise ValueError(
-            f"unknown API {', '.join(unknown) or '(none)'}; known: {', '.join(ALL_APIS)}"
+            f"unknown API {', '.join(unknown) or '(none)'}; known: {', '.join(KNOWN_APIS)}"
         )
     return apis
+
+
+def with_admin(apis: tuple[str, ...], admin: bool) -> tuple[str, ...]:
+    """``apis``, plus the admin API when ``admin``: an operator's token."""
+    return tuple(sorted({*apis, API_ADMIN})) if admin else apis
 
 
 async def issue_token(

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, reject, settings
 from kling_gateway.fake_upstream.media import make_wav
 from kling_gateway.runtime.serve import build_app, with_store
 from kling_gateway.storage.base import Store
-from kling_gateway.storage.tokens import IssuedToken, issue_token
+from kling_gateway.storage.tokens import ALL_APIS, IssuedToken, issue_token, with_admin
 from tests.api.test_openapi import _validator
 from tests.harness import insert_finished, make_settings, make_task
 from tests.servers import serve_asgi
@@ -33,7 +33,8 @@ OWN_VIDEO = "conformance-video"
 
 
 async def _account(store: Store) -> IssuedToken:
-    issued = await issue_token(store, "conformance")
+    # An admin token: the generated requests reach the admin API's handlers, not only its 403.
+    issued = await issue_token(store, "conformance", apis=with_admin(ALL_APIS, True))
     await insert_finished(store, make_task(issued.user_id), video_id=OWN_VIDEO)
     return issued
 

@@ -17,6 +17,10 @@ from typing import Any
 import msgspec
 import pytest
 
+from kling_gateway.api.admin.people import TOKEN_STATUSES
+from kling_gateway.domain.accounts import AccountState
+from kling_gateway.domain.billing import GROUPINGS, Entry
+from kling_gateway.domain.ids import ASSET_KINDS
 from kling_gateway.protocol import assets, enums
 from kling_gateway.protocol.errors import ERRORS_BY_CODE
 from kling_gateway.protocol.requests import (
@@ -35,6 +39,7 @@ from kling_gateway.protocol.requests import (
     WatermarkInfo,
 )
 from kling_gateway.protocol.task import TASK_TYPES, TaskState
+from kling_gateway.storage.tokens import KNOWN_APIS
 
 S = "/components/schemas"
 VIDEOS = f"{S}/VideosRequest"
@@ -176,6 +181,18 @@ DERIVED: dict[str, Any] = {
         f"{S}/{name}/properties/{field}/maximum": assets.MAX_ASSET_PAGE
         for name, field in (("ElementsRequest", "limit"), ("VoicesRequest", "limit"))
     },
+    # The state filter (docs/contract.md §8.8) and the admin API (docs/admin.md).
+    f"{S}/RetrieveBatchByFilterRequest/properties/state/enum": [s.value for s in TaskState],
+    "/paths/~1admin~1v1~1tasks/get/parameters/2/schema/enum": [s.value for s in TaskState],
+    f"{S}/AdminToken/properties/status/enum": list(TOKEN_STATUSES),
+    f"{S}/AdminNewAsset/properties/kind/enum": list(ASSET_KINDS),
+    f"{S}/AdminAccount/properties/state/enum": [s.value for s in AccountState],
+    f"{S}/AdminAccountChange/properties/state/enum": [s.value for s in AccountState],
+    f"{S}/LedgerEntry/properties/entry/enum": [e.value for e in Entry],
+    f"{S}/AdminNewToken/properties/apis/items/enum": list(KNOWN_APIS),
+    f"{S}/UsageReport/properties/by/enum": [*GROUPINGS, None],
+    "/paths/~1admin~1v1~1usage/get/parameters/2/schema/enum": list(GROUPINGS),
+    "/paths/~1kling~1usage/get/parameters/1/schema/enum": list(GROUPINGS),
 }
 
 

@@ -16,7 +16,7 @@ from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.log_context import note_task
 from kling_gateway.infra.objects import ObjectStoreError
 from kling_gateway.protocol.errors import ApiNotImplemented, BadRequest
-from kling_gateway.protocol.task import API_TASKS
+from kling_gateway.protocol.task import API_TASKS, TaskState
 from kling_gateway.storage.base import Principal, TaskFilter
 
 log = logging.getLogger("kling_gateway.api")
@@ -31,6 +31,7 @@ SEND_BYTES = 512 * 1024
 MAX_PAGE = 100
 DEFAULT_PAGE = 20
 EMPTY_RECORD = b"{}"
+TASK_STATES = tuple(state.value for state in TaskState)
 RETRY_HINT = (b"retry-after", b"3")
 # Announces that the server honoured `wait` (the SDK's long-poll detection).
 LONG_POLL = (b"x-kling-gateway-long-poll", b"1")
@@ -43,6 +44,7 @@ class TasksRequest(msgspec.Struct):
     id: str | None = None
     ids: list[str] | None = None
     type: str | None = None
+    state: str | None = None
     created_at_min: float | None = None
     created_at_max: float | None = None
     limit: float | None = None
@@ -123,6 +125,7 @@ class TasksEndpoint:
         _no_nul("type", request.type)
         flt = TaskFilter(
             type=request.type,
+            state=task_state_filter(request.state),
             created_at_min=request.created_at_min,
             created_at_max=request.created_at_max,
             limit=_whole("limit", request.limit, 1, MAX_PAGE, DEFAULT_PAGE),
@@ -142,6 +145,13 @@ class TasksEndpoint:
         if deleted and stored is not None:
             await _remove_videos(self.ctx.files, stored.task)
         return Reply(200, msgspec.json.encode({"id": task_id, "deleted": deleted}))
+
+
+def task_state_filter(value: str | None) -> str | None:
+    """The ``state`` filter of a listing (an extension, docs/contract.md §8): a task state."""
+    if value is not None and value not in TASK_STATES:
+        raise BadRequest(f"field `state` must be one of {', '.join(TASK_STATES)}")
+    return value
 
 
 def _groups(records: list[bytes]) -> Iterator[list[bytes]]:

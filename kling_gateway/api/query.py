@@ -1,0 +1,40 @@
+"""Query parameters of the GET resources, each bad one a 400 naming it."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from kling_gateway.protocol.errors import BadRequest
+
+
+def query_text(request: Request, name: str) -> str | None:
+    value = request.query_params.get(name)
+    if value is not None and "\x00" in value:
+        raise BadRequest(f"query parameter `{name}` must not contain a NUL character")
+    return value or None
+
+
+def query_number(request: Request, name: str) -> float | None:
+    value = query_text(request, name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError as exc:
+        raise BadRequest(f"query parameter `{name}` must be a number") from exc
+
+
+def query_whole(request: Request, name: str, low: int, high: int, default: int) -> int:
+    value = query_number(request, name)
+    if value is None:
+        return default
+    if value != int(value) or not low <= value <= high:
+        raise BadRequest(f"query parameter `{name}` must be a whole number from {low} to {high}")
+    return int(value)
+
+
+def query_flag(request: Request, name: str) -> bool:
+    value = (query_text(request, name) or "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise BadRequest(f"query parameter `{name}` must be true or false")
+    return value in ("true", "1")
