@@ -1,8 +1,9 @@
 """The ASGI application: ``create_app(settings, store)``.
 
 The API endpoints (POST /kling/tasks, POST /kling/videos) are dispatched straight to their
-handlers; everything else (docs, files, events, health, 404s) goes through Starlette. Errors
-become the contract's error body in exactly one place, ``GatewayApp._serve``.
+handlers, /mcp to the MCP endpoint (api/mcp); everything else (docs, files, events, health,
+404s) goes through Starlette. Errors become the contract's error body in exactly one place,
+``GatewayApp._serve``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import cast
 from starlette.applications import Starlette
 
 from kling_gateway.api.asgi import (
-    Message,
+    ASGIApp,
     Receive,
     Reply,
     Scope,
@@ -23,9 +24,11 @@ from kling_gateway.api.asgi import (
     error_reply,
     send_reply,
     unexpected_error,
+    with_trace_id,
 )
 from kling_gateway.api.auth import Authenticator
 from kling_gateway.api.context import ApiSettings, AppContext
+from kling_gateway.api.mcp import MCP_PATH, mcp_endpoint
 from kling_gateway.api.pages import build_pages
 from kling_gateway.api.routes.tasks import TasksEndpoint
 from kling_gateway.api.routes.videos import VideosEndpoint
@@ -46,10 +49,18 @@ Service = Callable[[AppContext], Awaitable[Callable[[], Awaitable[None]]]]
 class GatewayApp:
     """Routes the API hot paths directly and hands the rest to Starlette."""
 
-    def __init__(self, ctx: AppContext, handlers: dict[str, Handler], pages: Starlette) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        handlers: dict[str, Handler],
+        pages: Starlette,
+        mounts: dict[str, ASGIApp] | None = None,
+    ) -> None:
         self.ctx = ctx
         self._handlers = handlers
         self._pages = pages
+        # Paths served whole (every method) by an ASGI app of their own: /mcp.
+        self._mounts = mounts or {}
 
     def lifespan(self) -> AbstractAsyncContextManager[None]:
         """Startup and shutdown outside an ASGI server (embedding, tests)."""
@@ -59,11 +70,16 @@ class GatewayApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            handler = self._handlers.get(scope["path"].rstrip("/"))
+            path = scope["path"].rstrip("/")
+            handler = self._handlers.get(path)
             if handler is not None and scope["method"] == "POST":
                 await self._serve(handler, scope, receive, send)
                 return
-            await self._pages(scope, receive, _with_trace_id(scope, send))
+            mounted = self._mounts.get(path)
+            if mounted is not None:
+                await mounted(scope, receive, send)
+                return
+            await self._pages(scope, receive, with_trace_id(scope, send))
             return
         await self._pages(scope, receive, send)
 
@@ -81,20 +97,6 @@ class GatewayApp:
                 error = shutting_down()  # a store closing under a request: retry elsewhere
             reply = error_reply(error, trace_id)
         await send_reply(send, reply, trace_id)
-
-
-def _with_trace_id(scope: Scope, send: Send) -> Send:
-    trace_id = new_trace_id()
-    scope.setdefault("state", {})["trace_id"] = trace_id
-
-    async def send_with_trace_id(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = list(message.get("headers", []))
-            headers.append((b"x-trace-id", trace_id.encode()))
-            message["headers"] = headers
-        await send(message)
-
-    return send_with_trace_id
 
 
 def create_app(
@@ -117,6 +119,9 @@ def create_app(
         files=files or VideoFiles(settings.videos_dir, settings.resolved_files_url),
     )
 
+    tasks, videos = TasksEndpoint(ctx), VideosEndpoint(ctx)
+    mcp = mcp_endpoint(ctx, tasks, videos)
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Each part is closed again if a later one fails to start (nothing leaks), and all in
@@ -127,15 +132,16 @@ def create_app(
             stack.push_async_callback(ctx.limiter.aclose)
             await ctx.events.start()
             stack.push_async_callback(ctx.events.aclose)
+            stack.push_async_callback(await mcp.start())
             for start in services or []:
                 stack.push_async_callback(await start(ctx))
             # First at shutdown: waiting requests are answered, then the services stop.
             stack.callback(ctx.waiters.close)
             yield
 
-    tasks, videos = TasksEndpoint(ctx), VideosEndpoint(ctx)
     handlers: dict[str, Handler] = {"/kling/tasks": tasks, "/kling/videos": videos}
-    return GatewayApp(ctx, handlers, build_pages(ctx, lifespan))
+    mounts: dict[str, ASGIApp] = {MCP_PATH: mcp}
+    return GatewayApp(ctx, handlers, build_pages(ctx, lifespan), mounts)
 
 
 def _default_limiter(settings: ApiSettings) -> RateLimiter:

@@ -19,9 +19,10 @@ class Authenticator:
         self._cache_seconds = cache_seconds
         self._cache: dict[str, tuple[Principal, float]] = {}
 
-    async def authenticate(self, authorization: list[str], api: str) -> Principal:
+    async def authenticate(self, authorization: list[str], api: str | None) -> Principal:
         """``authorization``: every value of the header; more than one is refused, since
-        proxies and frameworks disagree on which one counts."""
+        proxies and frameworks disagree on which one counts. ``api`` None checks no grant:
+        the caller checks each API it serves (the MCP endpoint serves both, tool by tool)."""
         if len(authorization) > 1:
             raise InvalidToken("more than one authorization header")
         principal = await self._lookup(authorization[0] if authorization else None)
@@ -32,8 +33,8 @@ class Authenticator:
             raise TokenExpired()
         if principal.application_disabled:
             raise Disabled()
-        if api not in principal.apis:
-            raise TokenMismatched(f"this token was not granted the {api} API")
+        if api is not None:
+            check_grant(principal, api)
         return principal
 
     async def _lookup(self, header: str | None) -> Principal | None:
@@ -49,6 +50,11 @@ class Authenticator:
                 self._cache.clear()
             self._cache[header] = (principal, now + self._cache_seconds)
         return principal
+
+
+def check_grant(principal: Principal, api: str) -> None:
+    if api not in principal.apis:
+        raise TokenMismatched(f"this token was not granted the {api} API")
 
 
 def _bearer_token(authorization: str | None) -> str:

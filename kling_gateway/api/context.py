@@ -62,14 +62,17 @@ class AppContext:
     files: VideoFiles
     waiters: Waiters = field(default_factory=Waiters)
 
-    async def admit(self, scope: Scope, receive: Receive, api: str) -> tuple[Principal, bytes]:
+    async def admit(
+        self, scope: Scope, receive: Receive, api: str | None
+    ) -> tuple[Principal, bytes]:
         """Authenticate, count against the rate limit, then read the capped body."""
         principal = await self.authorize(scope, api)
         body = await read_body(receive, self.settings.max_body_bytes)
         return principal, body
 
-    async def authorize(self, scope: Scope, api: str) -> Principal:
-        """Authenticate and count against the rate limit (for requests without a body)."""
+    async def authorize(self, scope: Scope, api: str | None) -> Principal:
+        """Authenticate and count against the rate limit (for requests without a body); ``api``
+        None leaves the grant to check to the caller (``auth.check_grant``)."""
         principal = await self.auth.authenticate(headers(scope, b"authorization"), api)
         retry_after = await self.limiter.hit(principal.credential_id)
         if retry_after is not None:

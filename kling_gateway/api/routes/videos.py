@@ -44,13 +44,20 @@ class VideosEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, trace_id: str) -> Reply:
         principal, body = await self.ctx.admit(scope, receive, API_VIDEOS)
-        raw, params = _decode(body)
-        params = await resolve_owned(self.ctx.store, principal.user_id, params)
-        await self._check_callback(params)
-        task = await self._create(principal, raw, params, trace_id, _idempotency_key(scope))
+        key = _idempotency_key(scope)
+        task, params = await self.submit(principal, body, trace_id, key)
         if params.asynchronous:
             return _json(200, {"task_id": task.id, "trace_id": trace_id})
         return await self._wait(principal, task.id, trace_id, receive)
+
+    async def submit(
+        self, principal: Principal, body: bytes, trace_id: str, key: str | None = None
+    ) -> tuple[Task, VideoParams]:
+        """Validate ``body`` and store its task: the one create path (the MCP tools too)."""
+        raw, params = _decode(body)
+        params = await resolve_owned(self.ctx.store, principal.user_id, params)
+        await self._check_callback(params)
+        return await self._create(principal, raw, params, trace_id, key), params
 
     async def _check_callback(self, params: VideoParams) -> None:
         if params.callback_url is None:
