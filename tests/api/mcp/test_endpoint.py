@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -250,3 +251,50 @@ async def test_list_models_and_actions(server: RealGateway) -> None:
     assert [m["model"] for m in models["models"]] == list(MODELS)
     assert {t["tool"] for t in actions["tools"]} == TOOLS
     assert {kind.name for kind in VIDEO_KINDS} <= TOOLS
+
+
+async def test_a_spent_quota_is_the_rest_used_up(server: RealGateway) -> None:
+    server.add_user("trial")
+    server.submit(server.app.ctx.store.set_application("trial", quota=1)).result(10)
+    async with mcp_session(server.url, server.tokens["trial"]) as session:
+        first = await session.call_tool("kling_generate_video", {"prompt": "one"})
+        spent = tool_error(await session.call_tool("kling_generate_video", {"prompt": "two"}))
+    assert not first.isError
+    assert spent == {"code": "used_up", "message": "the application's quota is used up"}
+
+
+def test_mcp_and_rest_requests_share_the_rate_limit(tmp_path: Path) -> None:
+    settings_for = lambda port: make_settings(  # noqa: E731
+        tmp_path, worker=False, port=port, rate_limit_per_minute=3
+    )
+    with real_gateway(settings_for) as gw:
+        headers = {**MCP_HEADERS, "authorization": f"Bearer {gw.add_user('alice')}"}
+        mcp, rest = f"{gw.url}/mcp", f"{gw.url}/kling/tasks"
+        answers = [
+            httpx.post(mcp, json=JSONRPC_LIST, headers=headers),
+            httpx.post(rest, json={"id": "x"}, headers=headers),
+            httpx.post(mcp, json=JSONRPC_LIST, headers=headers),
+            httpx.post(mcp, json=JSONRPC_LIST, headers=headers),
+        ]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    assert answers[3].json()["error"]["code"] == "too_many_requests"
+    assert int(answers[3].headers["retry-after"]) >= 1
+
+
+def test_a_get_opens_an_event_stream_for_a_valid_token_only(server: RealGateway) -> None:
+    stream = {"accept": "text/event-stream"}
+    refused = httpx.get(f"{server.url}/mcp", headers=stream)
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_token"
+    headers = {**stream, "authorization": f"Bearer {server.tokens['alice']}"}
+    with httpx.stream("GET", f"{server.url}/mcp", headers=headers) as opened:
+        assert opened.status_code == 200
+        assert opened.headers["content-type"].startswith("text/event-stream")
+
+
+def test_a_body_over_the_cap_is_the_rest_400(server: RealGateway) -> None:
+    headers = {**MCP_HEADERS, "authorization": f"Bearer {server.tokens['alice']}"}
+    big = {**JSONRPC_LIST, "params": {"pad": "x" * server.settings.max_body_bytes}}
+    answer = httpx.post(f"{server.url}/mcp", json=big, headers=headers)
+    assert answer.status_code == 400
+    limit = server.settings.max_body_bytes
+    assert answer.json()["error"]["message"] == f"request body is larger than {limit} bytes"
