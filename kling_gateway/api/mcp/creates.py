@@ -1,7 +1,8 @@
 """The tools that create a task, each a few lines over one generic create-by-kind.
 
-A kind names the protocol struct its REST endpoint decodes (the input schema comes from it),
-the fields the tool sets itself (``action``) and the endpoint's create path. The tool's
+A kind names the REST endpoint whose create path it calls (by its path), the protocol struct
+that endpoint decodes (the input schema comes from it) and the fields the tool sets itself
+(``action``). The tool's
 arguments become that endpoint's JSON body, always asynchronous (``async: true``: the tool
 answers at once with the new task's record; ``kling_wait_task`` waits for it), and go through
 the endpoint's own decoding, validation, ownership checks, quota and storage.
@@ -34,6 +35,7 @@ Creates = Callable[[Principal, bytes, str], Awaitable[Task]]
 class CreateKind:
     name: str
     description: str
+    path: str  # the REST endpoint
     struct: type[msgspec.Struct]
     api: str
     fixed: Mapping[str, Any] = field(default_factory=dict)  # set by the tool, not offered
@@ -61,6 +63,7 @@ def create_tool(ctx: AppContext, kind: CreateKind, creates: Creates) -> Tool:
 
 # -- POST /kling/videos
 
+VIDEOS_PATH = "/kling/videos"
 _VIDEO_NOTES: dict[str, dict[str, Any]] = {
     "model": {"enum": list(MODELS), "description": "Kling model (kling_list_models)."},
     "mode": {"enum": list(MODES), "description": "std, pro, or 4k (kling-v3 models only)."},
@@ -72,11 +75,12 @@ _VIDEO_NOTES: dict[str, dict[str, Any]] = {
 _FRAMES = ("start_image_url", "end_image_url")
 _OMNI = ("image_list", "video_list", "multi_shot", "shot_type", "multi_prompt")
 
-VIDEO_KINDS = (
+CREATE_KINDS = (
     CreateKind(
         "kling_generate_video",
         "Generate a video from a text prompt (text2video). Answers at once with the new task; "
         "kling_wait_task waits for it to finish and gives the video URL.",
+        VIDEOS_PATH,
         VideoRequestBody,
         API_VIDEOS,
         fixed={"action": "text2video"},
@@ -88,6 +92,7 @@ VIDEO_KINDS = (
         "kling_generate_video_from_image",
         "Generate a video from a first frame (start_image_url) and optionally a last frame "
         "(end_image_url) (image2video). Answers at once with the new task.",
+        VIDEOS_PATH,
         VideoRequestBody,
         API_VIDEOS,
         fixed={"action": "image2video"},
@@ -99,6 +104,7 @@ VIDEO_KINDS = (
         "kling_extend_video",
         "Extend an earlier video of yours by its video_id (the video_id of a finished task). "
         "Answers at once with the new task.",
+        VIDEOS_PATH,
         VideoRequestBody,
         API_VIDEOS,
         fixed={"action": "extend"},
@@ -109,9 +115,14 @@ VIDEO_KINDS = (
 )
 
 
-def video_tools(ctx: AppContext, videos: VideosEndpoint) -> list[Tool]:
+def create_tools(ctx: AppContext, endpoints: Mapping[str, Creates]) -> list[Tool]:
+    """A tool per kind whose endpoint (by path) is in ``endpoints``."""
+    return [create_tool(ctx, k, endpoints[k.path]) for k in CREATE_KINDS if k.path in endpoints]
+
+
+def video_creates(videos: VideosEndpoint) -> Creates:
     async def creates(principal: Principal, body: bytes, trace_id: str) -> Task:
         task, _ = await videos.submit(principal, body, trace_id)
         return task
 
-    return [create_tool(ctx, kind, creates) for kind in VIDEO_KINDS]
+    return creates

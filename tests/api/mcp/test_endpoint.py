@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from kling_gateway.api.mcp.creates import VIDEO_KINDS
+from kling_gateway.api.mcp.creates import CREATE_KINDS
 from kling_gateway.protocol.enums import MODELS
 from kling_gateway.protocol.task import API_TASKS
 from tests.api.mcp.client import mcp_session, structured, tool_error
@@ -250,7 +250,7 @@ async def test_list_models_and_actions(server: RealGateway) -> None:
         actions = structured(await session.call_tool("kling_list_actions", {}))
     assert [m["model"] for m in models["models"]] == list(MODELS)
     assert {t["tool"] for t in actions["tools"]} == TOOLS
-    assert {kind.name for kind in VIDEO_KINDS} <= TOOLS
+    assert {kind.name for kind in CREATE_KINDS} <= TOOLS
 
 
 async def test_a_spent_quota_is_the_rest_used_up(server: RealGateway) -> None:
