@@ -121,9 +121,36 @@ class McpEndpoint:
         # never sends: it stays open until the client leaves or the gateway shuts down.
         self.ctx.waiters.streams += 1
         try:
-            await self.ctx.waiters.unless_closing(manager.handle_request(scope, receive, traced))
+            await self._stream(manager, scope, receive, send, traced)
         finally:
             self.ctx.waiters.streams -= 1
+
+    async def _stream(
+        self,
+        manager: StreamableHTTPSessionManager,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        traced: Send,
+    ) -> None:
+        """Serve a GET until the client leaves, or end its stream cleanly at shutdown
+        (``traced``: ``send`` adding the trace id header, for the SDK's answer)."""
+        sent: list[str] = []  # "start", then "end" once the last body message went out
+
+        async def tracked(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                sent.append("start")
+            elif not message.get("more_body", False):
+                sent.append("end")
+            await traced(message)
+
+        if await self.ctx.waiters.unless_closing(manager.handle_request(scope, receive, tracked)):
+            return
+        if not sent:
+            trace_id: str = scope["state"]["trace_id"]
+            await send_reply(send, error_reply(shutting_down(), trace_id), trace_id)
+        elif "end" not in sent:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _admit(self, scope: Scope, receive: Receive) -> Receive:
         """Authenticate, count against the rate limit and, for a POST, read the capped body;

@@ -4,6 +4,7 @@ tokens and errors as the REST API, and a foreign task read as a missing one."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -298,3 +299,21 @@ def test_a_body_over_the_cap_is_the_rest_400(server: RealGateway) -> None:
     assert answer.status_code == 400
     limit = server.settings.max_body_bytes
     assert answer.json()["error"]["message"] == f"request body is larger than {limit} bytes"
+
+
+def test_a_client_that_leaves_ends_its_wait(idle: RealGateway) -> None:
+    headers = {**MCP_HEADERS, "authorization": f"Bearer {idle.tokens['alice']}"}
+    with httpx.Client(base_url=idle.url, headers=headers, timeout=30) as http:
+        task_id = http.post("/kling/videos", json={"prompt": "a", "action": "text2video",
+                                                   "async": True}).json()["task_id"]  # fmt: skip
+        params = {"name": "kling_wait_task", "arguments": {"task_id": task_id, "wait": 60},
+                  "_meta": {"progressToken": 1}}  # fmt: skip
+        body = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": params}
+        with http.stream("POST", "/mcp", json=body) as waiting:
+            data = next(line for line in waiting.iter_lines() if line.startswith("data:"))
+            assert json.loads(data[5:])["method"] == "notifications/progress"  # it waits
+        # The connection is closed: the gateway stops waiting for nobody.
+        for _ in range(500):
+            if http.get("/healthz").json()["waiting"] == 0:
+                break
+        assert http.get("/healthz").json()["waiting"] == 0
