@@ -17,7 +17,14 @@ pytest_plugins = ["tests.fake_upstream_fixtures"]
 
 # The API suites that run once per SQL backend: the gateway must answer the same on both.
 BOTH_STORES = frozenset(
-    {"tests.api.test_tasks", "tests.api.test_videos", "tests.api.test_events", "tests.test_harness"}
+    {
+        "tests.api.test_tasks",
+        "tests.api.test_videos",
+        "tests.api.test_events",
+        "tests.api.test_kinds",
+        "tests.providers.kling.test_kinds_gateway",
+        "tests.test_harness",
+    }
 )
 
 

@@ -142,5 +142,9 @@ class AppHarness:
         return await self.client.post("/kling/tasks", json=body, headers=self.headers(user), **kw)
 
     async def videos(self, body: Any, user: str = "alice", **kw: Any) -> httpx.Response:
+        return await self.create("/kling/videos", body, user, **kw)
+
+    async def create(self, path: str, body: Any, user: str = "alice", **kw: Any) -> httpx.Response:
+        """POST to one of the create endpoints (``/kling/videos``, ``/kling/motion``, ...)."""
         headers = {**self.headers(user), **kw.pop("headers", {})}
-        return await self.client.post("/kling/videos", json=body, headers=headers, **kw)
+        return await self.client.post(path, json=body, headers=headers, **kw)

@@ -31,9 +31,10 @@ from kling_gateway.api.context import ApiSettings, AppContext
 from kling_gateway.api.mcp import MCP_PATH, mcp_endpoint
 from kling_gateway.api.pages import build_pages
 from kling_gateway.api.routes.tasks import TasksEndpoint
-from kling_gateway.api.routes.videos import VideosEndpoint
+from kling_gateway.api.routes.videos import CreateEndpoint
 from kling_gateway.api.waiting import ClientGone, shutting_down
 from kling_gateway.domain.ids import new_trace_id
+from kling_gateway.domain.kinds import KINDS
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.notify import LocalTaskEvents, TaskEvents
 from kling_gateway.infra.ratelimit import MemoryRateLimiter, NoRateLimit, RateLimiter
@@ -119,8 +120,9 @@ def create_app(
         files=files or VideoFiles(settings.videos_dir, settings.resolved_files_url),
     )
 
-    tasks, videos = TasksEndpoint(ctx), VideosEndpoint(ctx)
-    mcp = mcp_endpoint(ctx, tasks, videos)
+    tasks = TasksEndpoint(ctx)
+    creates = {kind.path: CreateEndpoint(ctx, kind) for kind in KINDS}
+    mcp = mcp_endpoint(ctx, tasks, creates)
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
@@ -139,7 +141,7 @@ def create_app(
             stack.callback(ctx.waiters.close)
             yield
 
-    handlers: dict[str, Handler] = {"/kling/tasks": tasks, "/kling/videos": videos}
+    handlers: dict[str, Handler] = {"/kling/tasks": tasks, **creates}
     mounts: dict[str, ASGIApp] = {MCP_PATH: mcp}
     return GatewayApp(ctx, handlers, build_pages(ctx, lifespan), mounts)
 

@@ -63,11 +63,12 @@ class AppContext:
     waiters: Waiters = field(default_factory=Waiters)
 
     async def admit(
-        self, scope: Scope, receive: Receive, api: str | None
+        self, scope: Scope, receive: Receive, api: str | None, *, max_body: int | None = None
     ) -> tuple[Principal, bytes]:
-        """Authenticate, count against the rate limit, then read the capped body."""
+        """Authenticate, count against the rate limit, then read the body, capped at
+        ``max_body`` (default: the server's ``max_body_bytes``)."""
         principal = await self.authorize(scope, api)
-        body = await read_body(receive, self.settings.max_body_bytes)
+        body = await read_body(receive, max_body or self.settings.max_body_bytes)
         return principal, body
 
     async def authorize(self, scope: Scope, api: str | None) -> Principal:

@@ -1,5 +1,6 @@
-"""What a create may only name if it is the caller's own (docs/contract.md §6): the elements
-and voices of ``element_list`` / ``voice_list`` and the video an ``extend`` continues. Checked
+"""What a create may only name if it is the caller's own (docs/contract.md §6, §7): the
+elements and voices of ``element_list`` / ``voice_list``, the video an ``extend`` continues
+and the video a lip-sync's ``video_id`` names. Checked
 before the task is stored, so a foreign or unknown id is a 400 and no quota is charged; a
 foreign id reads exactly like an unknown one."""
 
@@ -7,22 +8,30 @@ from __future__ import annotations
 
 import msgspec
 
-from kling_gateway.domain.params import AssetReference, VideoParams
+from kling_gateway.domain.params import AssetReference, LipSyncParams, TaskParams, VideoParams
 from kling_gateway.protocol.errors import BadRequest
 from kling_gateway.storage.base import Store
 
 
-async def resolve_owned(store: Store, user_id: str, params: VideoParams) -> VideoParams:
+async def resolve_owned(store: Store, user_id: str, params: TaskParams) -> TaskParams:
     """``params`` with each element and voice carrying its upstream id; a 400 for an id that
     is not the caller's."""
-    video_id = params.video_id if params.action == "extend" else None
-    if video_id is not None and await store.find_user_video(user_id, video_id) is None:
-        raise BadRequest(f"field `video_id`: no finished video of yours has video_id {video_id!r}")
+    if isinstance(params, LipSyncParams):
+        await _own_video(store, user_id, params.video_id)
+        return params
+    if not isinstance(params, VideoParams):
+        return params
+    await _own_video(store, user_id, params.video_id if params.action == "extend" else None)
     if not params.element_list and not params.voice_list:
         return params
     elements = await _owned(store, user_id, "element", "element_list", params.element_list)
     voices = await _owned(store, user_id, "voice", "voice_list", params.voice_list)
     return msgspec.structs.replace(params, element_list=elements, voice_list=voices)
+
+
+async def _own_video(store: Store, user_id: str, video_id: str | None) -> None:
+    if video_id is not None and await store.find_user_video(user_id, video_id) is None:
+        raise BadRequest(f"field `video_id`: no finished video of yours has video_id {video_id!r}")
 
 
 async def _owned(

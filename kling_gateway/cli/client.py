@@ -1,4 +1,5 @@
-"""Client commands against a running gateway: `tasks get|batch|list|wait` and `videos create`.
+"""Client commands against a running gateway: `tasks get|batch|list|wait`, `videos create`, and
+the §7 kinds' `motion|lip-sync|talking-photo create` (``client_kinds.py``).
 
 They talk HTTP through the SDK (``kling_gateway.client.Client``), so they work against any
 server the SDK does (this gateway, or the hosted service). Results go to stdout: JSON when
@@ -48,9 +49,12 @@ class UsageError(Exception):
 
 
 def add_client_commands(commands: SubParsers) -> None:
+    from kling_gateway.cli.client_kinds import add_kind_commands
+
     common = _connection_options()
     _add_tasks(commands, common)
     _add_videos(commands, common)
+    add_kind_commands(commands, common)
 
 
 def _connection_options() -> argparse.ArgumentParser:
@@ -77,20 +81,22 @@ def _add_tasks(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     actions = tasks.add_subparsers(dest="tasks_command", required=True, metavar="ACTION")
     get = actions.add_parser("get", parents=[common], help="one task's record")
     get.add_argument("id", metavar="ID")
-    _set_handler(get, _tasks_get)
+    set_handler(get, _tasks_get)
     batch = actions.add_parser("batch", parents=[common], help="several tasks, in the order given")
     batch.add_argument("ids", nargs="+", metavar="ID")
-    _set_handler(batch, _tasks_batch)
+    set_handler(batch, _tasks_batch)
     listing = actions.add_parser("list", parents=[common], help="your tasks, newest first")
-    listing.add_argument("--type", help="only tasks of this type (videos)")
+    listing.add_argument(
+        "--type", help="only tasks of this type (videos, motion, lip-sync, talking-photo)"
+    )
     listing.add_argument("--since", type=float, metavar="EPOCH", help="created at or after")
     listing.add_argument("--until", type=float, metavar="EPOCH", help="created at or before")
     listing.add_argument("--limit", type=int, default=20, help="at most this many (default 20)")
-    _set_handler(listing, _tasks_list)
+    set_handler(listing, _tasks_list)
     wait = actions.add_parser("wait", parents=[common], help="wait until a task is finished")
     wait.add_argument("id", metavar="ID")
     wait.add_argument("--timeout", type=float, default=600.0, help="seconds (default 600)")
-    _set_handler(wait, _tasks_wait)
+    set_handler(wait, _tasks_wait)
 
 
 def _add_videos(commands: SubParsers, common: argparse.ArgumentParser) -> None:
@@ -124,15 +130,20 @@ def _add_videos(commands: SubParsers, common: argparse.ArgumentParser) -> None:
     create.add_argument("--element", action="append", default=[], metavar="ID")
     create.add_argument("--voice", action="append", default=[], metavar="ID")
     create.add_argument("--audio", action="store_true", help="generate an audio track")
+    add_wait_options(create)
+    set_handler(create, _videos_create)
+
+
+def add_wait_options(create: argparse.ArgumentParser) -> None:
+    """``--wait``, ``--output``, ``--timeout`` of every create command."""
     create.add_argument("--wait", action="store_true", help="wait until the video is ready")
     create.add_argument(
         "--output", type=Path, metavar="FILE.mp4", help="save the video here (implies --wait)"
     )
     create.add_argument("--timeout", type=float, default=600.0, help="seconds to wait")
-    _set_handler(create, _videos_create)
 
 
-def _set_handler(parser: argparse.ArgumentParser, handler: Handler) -> None:
+def set_handler(parser: argparse.ArgumentParser, handler: Handler) -> None:
     def run(args: argparse.Namespace) -> int:
         return _run(handler, args)
 
@@ -206,6 +217,12 @@ def _videos_create(client: Client, args: argparse.Namespace) -> int:
         async_=True,
         **extra,
     )
+    return after_create(client, created, args)
+
+
+def after_create(client: Client, created: Record, args: argparse.Namespace) -> int:
+    """The answer of an asynchronous create: printed, or waited for (and the video saved
+    with ``--output``)."""
     if not (args.wait or args.output):
         _print_record(created, args)
         return EXIT_OK

@@ -24,6 +24,7 @@ from kling_gateway.client._base import (
     Tasks,
     Videos,
 )
+from kling_gateway.client._kinds import LipSync, Motion, TalkingPhoto
 from kling_gateway.client.types import Record
 
 Result = Coroutine[Any, Any, Record]
@@ -60,6 +61,12 @@ class AsyncClient:
         self._sleep = sleep or asyncio.sleep
         self.videos: Videos[Result, AsyncIterator[Record]] = Videos(self._core, self)
         self.tasks: Tasks[Result, AsyncIterator[Record]] = Tasks(self._core, self)
+        # docs/contract.md §7
+        self.motion: Motion[Result, AsyncIterator[Record]] = Motion(self._core, self)
+        self.lip_sync: LipSync[Result, AsyncIterator[Record]] = LipSync(self._core, self)
+        self.talking_photo: TalkingPhoto[Result, AsyncIterator[Record]] = TalkingPhoto(
+            self._core, self
+        )
 
     async def _run(self, flow: Flow[T]) -> T:
         """Drive a flow to its result, doing its I/O."""

@@ -336,9 +336,20 @@ class Core:
     def create_video(
         self, fields: Mapping[str, Any], extra: Mapping[str, Any], idempotency_key: str | None
     ) -> Flow[Record]:
+        return self.create(VIDEOS_PATH, fields, extra, idempotency_key)
+
+    def create(
+        self,
+        path: str,
+        fields: Mapping[str, Any],
+        extra: Mapping[str, Any],
+        idempotency_key: str | None,
+    ) -> Flow[Record]:
+        """A create call (``/kling/videos`` and the §7 endpoints): ``None`` fields left out,
+        one ``Idempotency-Key`` across its retries."""
         body = {key: value for key, value in fields.items() if value is not None} | dict(extra)
         key = idempotency_key or str(uuid.uuid4())
-        request = self.build(VIDEOS_PATH, body, headers={"idempotency-key": key})
+        request = self.build(path, body, headers={"idempotency-key": key})
         return decode((yield from self.exchange(request)))
 
     def retrieve(self, task_id: str, wait: float | None) -> Flow[Record]:

@@ -24,6 +24,7 @@ from kling_gateway.client._base import (
     Tasks,
     Videos,
 )
+from kling_gateway.client._kinds import LipSync, Motion, TalkingPhoto
 from kling_gateway.client.types import Record
 
 
@@ -57,6 +58,10 @@ class Client:
         self._sleep = sleep or time.sleep
         self.videos: Videos[Record, Iterator[Record]] = Videos(self._core, self)
         self.tasks: Tasks[Record, Iterator[Record]] = Tasks(self._core, self)
+        # docs/contract.md §7
+        self.motion: Motion[Record, Iterator[Record]] = Motion(self._core, self)
+        self.lip_sync: LipSync[Record, Iterator[Record]] = LipSync(self._core, self)
+        self.talking_photo: TalkingPhoto[Record, Iterator[Record]] = TalkingPhoto(self._core, self)
 
     def _run(self, flow: Flow[T]) -> T:
         """Drive a flow to its result, doing its I/O."""

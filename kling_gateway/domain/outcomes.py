@@ -1,4 +1,5 @@
-"""What a provider call comes back with: a submission, a status, or a ``ProviderError``.
+"""What a provider call comes back with: a submission, a status, a step of a multi-step job,
+or a ``ProviderError``.
 
 These are data for the one transition function (``domain.transitions``); a provider never lets
 any other failure escape.
@@ -41,6 +42,10 @@ class VideoResult:
     video_id: str
     video_url: str
     duration: str
+    # A talking photo's silent animation (docs/contract.md §7): the success body's
+    # ``source_video_url``; its id names the copy a provider keeps of it.
+    source_video_id: str | None = None
+    source_video_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -67,3 +72,19 @@ class Status:
     error_message: str | None = None
     next_check_in: float | None = None
     provider_data: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Step:
+    """A step of a multi-step job is done (docs/contract.md §7: a lip-sync's face identified,
+    a talking photo's animation finished, ...); the task goes on, in progress.
+
+    ``provider_data`` is what the step found, kept on the task before anything else is sent
+    upstream, so an interrupted task resumes at the step it reached; ``job_id`` is the upstream
+    job now current (None: unchanged); the next look comes after ``next_check_in`` seconds
+    (None: the worker's first check interval, as after a submission).
+    """
+
+    provider_data: dict[str, Any]
+    job_id: str | None = None
+    next_check_in: float | None = 0.0

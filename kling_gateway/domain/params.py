@@ -12,6 +12,13 @@ from typing import Any
 
 import msgspec
 
+from kling_gateway.protocol.task import (
+    TASK_TYPE_LIP_SYNC,
+    TASK_TYPE_MOTION,
+    TASK_TYPE_TALKING_PHOTO,
+    TASK_TYPE_VIDEOS,
+)
+
 
 class ImageReference(msgspec.Struct, frozen=True, kw_only=True):
     """An Omni image reference; ``type`` is None for a plain (composited) reference."""
@@ -89,11 +96,88 @@ _ADDED_DEFAULTS: dict[str, Any] = {
 }
 
 
-def hash_input(params: VideoParams) -> bytes:
+def hash_input(params: TaskParams) -> bytes:
     """The bytes the idempotency hash covers: the params less any later field left at its
-    default, so a request hashed before those fields existed hashes the same after."""
+    default, so a request hashed before those fields existed hashes the same after. The other
+    kinds' params are prefixed by their kind: one key cannot name tasks of two kinds."""
+    if not isinstance(params, VideoParams):
+        return f"{type(params).__name__}:".encode() + msgspec.json.encode(params)
     data = msgspec.json.decode(msgspec.json.encode(params))
     for name, default in _ADDED_DEFAULTS.items():
         if data.get(name) == default:
             del data[name]
     return msgspec.json.encode(data)
+
+
+# -- docs/contract.md §7: the other kinds of task ---------------------------------------------
+# Like ``VideoParams``: every default applied, stored in the ``params`` column (decoded by the
+# task's ``type``, see ``PARAMS_BY_TYPE``), fields added later go at the end with defaults.
+
+
+class MotionParams(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated ``POST /kling/motion`` body: the character of ``image_url`` performs the
+    motion of ``video_url`` (at most 10 s with orientation ``image``, 30 s with ``video``)."""
+
+    image_url: str
+    video_url: str
+    character_orientation: str  # image | video
+    mode: str  # std | pro
+    model: str  # kling-v2-6 | kling-v3 (the request's ``model_name``)
+    keep_original_sound: bool
+    watermark: bool
+    prompt: str | None
+    callback_url: str | None
+    callback_events: tuple[str, ...]
+    asynchronous: bool
+
+
+class LipSyncParams(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated ``POST /kling/lip-sync`` body.
+
+    The video is exactly one of ``video_id`` (the ``video_id`` of a finished task of the
+    caller's: on Kling that is the upstream video id) and ``video_url``. The audio:
+    ``audio2video`` has exactly one of ``audio_url`` and ``audio_file`` (base64 without any
+    ``data:`` prefix, decoded at most 5 MB, ``audio_format`` sniffed from its bytes);
+    ``text2video`` has ``text`` spoken by ``voice_id`` in ``voice_language`` at ``voice_speed``.
+    """
+
+    mode: str  # audio2video | text2video
+    video_id: str | None
+    video_url: str | None
+    audio_url: str | None
+    audio_file: str | None
+    audio_format: str | None  # mp3 | wav | m4a | aac, for audio_file
+    text: str | None
+    voice_id: str | None
+    voice_language: str  # zh | en
+    voice_speed: float  # 0.8..2.0
+    callback_url: str | None
+    callback_events: tuple[str, ...]
+    asynchronous: bool
+
+
+class TalkingPhotoParams(msgspec.Struct, frozen=True, kw_only=True):
+    """A validated ``POST /kling/talking-photo`` body: ``image_url`` animated by ``model``
+    (image2video, ``duration`` seconds in ``mode``), then lip-synced to ``audio_url``."""
+
+    image_url: str
+    audio_url: str
+    prompt: str
+    model: str
+    duration: int  # 5 | 10
+    mode: str  # std | pro
+    callback_url: str | None
+    callback_events: tuple[str, ...]
+    asynchronous: bool
+
+
+TaskParams = VideoParams | MotionParams | LipSyncParams | TalkingPhotoParams
+
+# The params struct of each task ``type`` (docs/contract.md §1, §7); the store decodes the
+# ``params`` column with it.
+PARAMS_BY_TYPE: dict[str, type[TaskParams]] = {
+    TASK_TYPE_VIDEOS: VideoParams,
+    TASK_TYPE_MOTION: MotionParams,
+    TASK_TYPE_LIP_SYNC: LipSyncParams,
+    TASK_TYPE_TALKING_PHOTO: TalkingPhotoParams,
+}

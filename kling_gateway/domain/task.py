@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 
-from kling_gateway.domain.params import VideoParams
+from kling_gateway.domain.outcomes import ProviderError
+from kling_gateway.domain.params import TaskParams
 from kling_gateway.protocol.task import TASK_TYPE_VIDEOS, VIDEOS_API_ID, TaskState
 
 _ASCII_SPACE = " \t\n\r\f\v"
+_P = TypeVar("_P", bound=TaskParams)
 
 
 def is_blank(text: str) -> bool:
@@ -39,9 +41,10 @@ class Task:
     trace_id: str
     request: dict[str, Any]
     created_at: float
-    # The validated request (``domain.videos.validate``); None only for a task whose stored
-    # request does not validate (an old row, see ``domain.videos.params_from_stored``).
-    params: VideoParams | None = None
+    # The validated request (``domain.videos.validate``, ``domain.kinds``; its struct follows
+    # ``type``); None only for a task whose stored request does not validate (an old row, see
+    # ``domain.videos.params_from_stored``).
+    params: TaskParams | None = None
     state: TaskState = TaskState.PENDING
     type: str = TASK_TYPE_VIDEOS
     api_id: str = VIDEOS_API_ID
@@ -86,3 +89,17 @@ class Task:
 
     def record_json(self) -> bytes:
         return msgspec.json.encode(self.record())
+
+
+def params_as(task: Task, kind: type[_P]) -> _P:
+    """``task.params`` as the params of ``kind``, or the provider failure of a task without a
+    valid request of that kind (an old row that no longer validates)."""
+    params = task.params
+    if params is None:
+        raise ProviderError(
+            "the stored request is invalid: it does not pass the request validation",
+            code="invalid_request",
+        )
+    if not isinstance(params, kind):
+        raise ProviderError(f"a {task.type} task has no {kind.__name__}", code="unsupported_action")
+    return params

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from kling_gateway.domain.outcomes import ProviderError, Status, Submission
+from kling_gateway.domain.outcomes import ProviderError, Status, Step, Submission
 from kling_gateway.domain.schedule import backoff
 from kling_gateway.domain.task import Task
 from kling_gateway.protocol.task import (
@@ -72,7 +72,7 @@ class ResultPending:
     error: ProviderError | None = None
 
 
-TaskOutcome = Submission | Status | ProviderError | Deadline | ResultPending
+TaskOutcome = Submission | Status | Step | ProviderError | Deadline | ResultPending
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +121,8 @@ def transition(
         change = _submitted(new, outcome, schedule, now, policy)
     elif isinstance(outcome, Status):
         change = _status(new, outcome, schedule, now, policy, rng)
+    elif isinstance(outcome, Step):
+        change = _step(new, outcome, schedule, now, policy)
     elif isinstance(outcome, ProviderError):
         change = _error(new, outcome, schedule, now, policy, rng)
     elif isinstance(outcome, ResultPending):
@@ -215,7 +217,11 @@ def _status(
         video = status.video
         task.state = TaskState.SUCCEED
         task.response = success_response(
-            task.id, video_id=video.video_id, video_url=video.video_url, duration=video.duration
+            task.id,
+            video_id=video.video_id,
+            video_url=video.video_url,
+            duration=video.duration,
+            source_video_url=video.source_video_url,
         )
         task.finished_at = now
         return Change(task, None, schedule.attempts, changed=True)
@@ -233,6 +239,21 @@ def _status(
         wait = backoff(schedule.attempts, policy.check_interval, policy.check_max_interval, rng)
     next_at = _next_check(task, wait, schedule, now, policy)
     return Change(task, next_at, schedule.attempts + 1, changed=changed)
+
+
+def _step(task: Task, step: Step, schedule: Schedule, now: float, policy: Policy) -> Change:
+    """A step of a multi-step job: its findings kept, the task in progress, looked at again
+    soon. The attempts start over: the next step is new work."""
+    task.provider_data.update(step.provider_data)
+    task.provider_data.pop(LAST_ERROR, None)
+    task.started_at = task.started_at or now
+    changed = task.state is not TaskState.PROCESSING
+    if step.job_id is not None and step.job_id != task.job_id:
+        task.job_id, changed = step.job_id, True
+    task.state = TaskState.PROCESSING
+    task.response = progress_response(task.id, TaskState.PROCESSING)
+    wait = policy.check_interval if step.next_check_in is None else step.next_check_in
+    return Change(task, _next_check(task, wait, schedule, now, policy), 0, changed=changed)
 
 
 def _error(

@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import math
 from typing import Any
-from urllib.parse import urlsplit
 
 import msgspec
 
 from kling_gateway.domain import references as refs
-from kling_gateway.domain.outcomes import ProviderError
+from kling_gateway.domain import rules
 from kling_gateway.domain.params import ImageReference, VideoParams, VideoReference
-from kling_gateway.domain.task import Task, is_blank
+from kling_gateway.domain.task import Task, is_blank, params_as
 from kling_gateway.protocol.enums import (
     ACTIONS,
     ASPECT_RATIOS,
     CAMERA_AXES,
     CAMERA_TYPES,
-    MAX_PROMPT,
     MODELS,
     MODES,
     TURBO_MODEL,
@@ -28,25 +26,38 @@ from kling_gateway.protocol.requests import CameraControl, VideoRequestBody
 
 # Keys a client might send that must never be stored in the task's `request`.
 SECRET_KEYS = frozenset({"token", "authorization", "api_key", "access_key", "secret_key"})
+# Fields too large for every read of the record (a lip-sync's base64 `audio_file`, up to some
+# 7 MB): the validated params keep them; the record's `request` shows only their size.
+BULKY_KEYS = frozenset({"audio_file"})
 
 
 def stored_request(raw: dict[str, Any]) -> dict[str, Any]:
-    """The request as sent, less anything secret."""
-    return {k: v for k, v in raw.items() if k.lower() not in SECRET_KEYS}
+    """The request as sent, less anything secret, bulky fields by their size."""
+    return {
+        k: _bulky(v) if k in BULKY_KEYS else v
+        for k, v in raw.items()
+        if k.lower() not in SECRET_KEYS
+    }
+
+
+def _bulky(value: Any) -> Any:
+    if isinstance(value, str) and len(value) > 64:
+        return f"<{len(value)} characters, not kept in the record>"
+    return value
 
 
 def validate(body: VideoRequestBody) -> VideoParams:
     """Every rule of docs/contract.md §2 and §6; each violation is a 400 naming the field."""
     action = _action(body.action)
-    _one_of("model", body.model, MODELS)
-    _one_of("mode", body.mode, MODES)
-    _one_of("aspect_ratio", body.aspect_ratio, ASPECT_RATIOS)
+    rules.one_of("model", body.model, MODELS)
+    rules.one_of("mode", body.mode, MODES)
+    rules.one_of("aspect_ratio", body.aspect_ratio, ASPECT_RATIOS)
     refs.check_model_rules(action, body)
     duration = _duration(body.model, body.duration)
     multi_shot, shot_type, shots = refs.storyboard(body, duration)
     prompt = _prompt(action, body.prompt, shot_type == "customize")
-    _text("negative_prompt", body.negative_prompt)
-    _range("cfg_scale", body.cfg_scale, 0.0, 1.0)
+    rules.text("negative_prompt", body.negative_prompt)
+    rules.number_range("cfg_scale", body.cfg_scale, 0.0, 1.0)
     refs.check_audio(body)
     images, videos = _check_images(action, body)
     voices = refs.voices(body)
@@ -68,9 +79,9 @@ def validate(body: VideoRequestBody) -> VideoParams:
         start_image_url=body.start_image_url,
         end_image_url=body.end_image_url,
         video_id=body.video_id,
-        callback_url=_callback_url(body.callback_url),
-        callback_events=_callback_events(body.callback_events),
-        asynchronous=body.callback_url is not None or body.async_ is True,
+        callback_url=rules.callback_url(body.callback_url),
+        callback_events=rules.callback_events(body.callback_events),
+        asynchronous=rules.asynchronous(body.callback_url, body.async_),
         image_list=images,
         video_list=videos,
         multi_shot=multi_shot,
@@ -95,13 +106,9 @@ def params_from_stored(raw: dict[str, Any]) -> VideoParams | None:
 
 
 def params_of(task: Task) -> VideoParams:
-    """``task.params``, or the provider failure of a task without a valid request."""
-    if task.params is None:
-        raise ProviderError(
-            "the stored request is invalid: it does not pass the request validation",
-            code="invalid_request",
-        )
-    return task.params
+    """``task.params`` of a video task, or the provider failure of a task without a valid
+    video request."""
+    return params_as(task, VideoParams)
 
 
 def _action(action: str | None) -> str:
@@ -112,28 +119,13 @@ def _action(action: str | None) -> str:
     return action
 
 
-def _one_of(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise BadRequest(f"field `{name}` must be one of {', '.join(allowed)}; got {value!r}")
-
-
-def _text(name: str, value: str | None) -> None:
-    if value is not None and len(value) > MAX_PROMPT:
-        raise BadRequest(f"field `{name}` is longer than {MAX_PROMPT} characters")
-
-
 def _prompt(action: str, prompt: str | None, storyboard: bool) -> str:
-    _text("prompt", prompt)
+    rules.text("prompt", prompt)
     # A customised storyboard's prompts are its shots' (§6).
     needed = action in ("text2video", "image2video") and not storyboard
     if needed and (prompt is None or is_blank(prompt)):
         raise BadRequest(f"field `prompt` is required for {action}")
     return prompt or ""
-
-
-def _range(name: str, value: float | None, low: float, high: float) -> None:
-    if value is not None and not (math.isfinite(value) and low <= value <= high):
-        raise BadRequest(f"field `{name}` must be between {low:g} and {high:g}")
 
 
 def _duration(model: str, value: float) -> int:
@@ -155,9 +147,9 @@ def _check_images(
     action: str, body: VideoRequestBody
 ) -> tuple[tuple[ImageReference, ...], tuple[VideoReference, ...]]:
     """The frames of §2 and the Omni references of §6, checked together."""
-    _http_url("start_image_url", body.start_image_url)
-    _http_url("end_image_url", body.end_image_url)
-    images = refs.image_references(body, _http_url)
+    rules.http_url("start_image_url", body.start_image_url)
+    rules.http_url("end_image_url", body.end_image_url)
+    images = refs.image_references(body, rules.http_url)
     first = body.start_image_url or any(i.type == "first_frame" for i in images)
     if action == "image2video" and not first:
         raise BadRequest("field `start_image_url` is required for image2video")
@@ -165,41 +157,13 @@ def _check_images(
         raise BadRequest("field `end_image_url` needs `start_image_url`")
     refs.check_frames(body, images)
     framed = bool(first) or body.end_image_url is not None
-    return images, refs.video_references(body, _http_url, framed)
-
-
-def _http_url(name: str, value: str | None) -> None:
-    if value is None:
-        return
-    problem = f"field `{name}` must be an http or https URL"
-    if any(ord(c) <= 0x20 or c == "\x7f" for c in value):
-        raise BadRequest(f"{problem} without spaces or control characters")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port out of range
-    except ValueError as exc:
-        raise BadRequest(f"{problem}: {exc}") from exc
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise BadRequest(problem)
-
-
-def _callback_url(value: str | None) -> str | None:
-    _http_url("callback_url", value)
-    return value
-
-
-def _callback_events(events: list[str] | None) -> tuple[str, ...]:
-    allowed = ("processing", "succeed", "failed")
-    for event in events or ():
-        if event not in allowed:
-            raise BadRequest(f"field `callback_events` may hold only {', '.join(allowed)}")
-    return tuple(dict.fromkeys(events or ()))
+    return images, refs.video_references(body, rules.http_url, framed)
 
 
 def _camera(control: CameraControl | None) -> dict[str, Any] | None:
     if control is None:
         return None
-    _one_of("camera_control.type", control.type, CAMERA_TYPES)
+    rules.one_of("camera_control.type", control.type, CAMERA_TYPES)
     config = control.config
     if config is None:
         if control.type == "simple":
@@ -207,7 +171,7 @@ def _camera(control: CameraControl | None) -> dict[str, Any] | None:
         return {"type": control.type}
     values = {axis: getattr(config, axis) for axis in CAMERA_AXES}
     for axis, value in values.items():
-        _range(f"camera_control.config.{axis}", value, -1.0, 1.0)
+        rules.number_range(f"camera_control.config.{axis}", value, -1.0, 1.0)
     if control.type == "simple" and sum(1 for v in values.values() if v != 0) != 1:
         raise BadRequest(
             "field `camera_control.config` needs exactly one non-zero value for simple"

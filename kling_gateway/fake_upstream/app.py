@@ -8,6 +8,10 @@ API (authenticated with the HS256 JWT of the spec page):
 * ``GET /v1/videos/{kind}?pageNum=&pageSize=``: one page of tasks, newest first.
 * ``GET /account/costs?start_time=&end_time=``: the account's resource packs (QPS <= 1 per
   account: a second request within a second answers 1302).
+* ``POST /v1/videos/motion-control``: a motion transfer task (like any create).
+* ``POST /v1/videos/identify-face`` and ``POST /v1/audio/tts`` answer at once (no task);
+  ``POST /v1/videos/advanced-lip-sync`` creates a lip-sync task on an identified face's
+  session (see ``lip_sync.py``: 24-hour sessions, audio of at least 2 s).
 
 Accounts (``FakeUpstreamConfig.accounts``): each key pair is one account with its own
 concurrency limit (a create over it answers 429 1303), resource packs (all runOut or expired:
@@ -16,7 +20,8 @@ concurrency limit (a create over it answers 429 1303), resource packs (all runOu
 Unauthenticated extras:
 
 * ``GET /fake-media/{task_id}.mp4``: the result video (one tiny real MP4 for every task);
-  faults whose ``routes`` name ``media`` delay, hang or fail it.
+  faults whose ``routes`` name ``media`` delay, hang or fail it. ``audio-{audio_id}.wav``:
+  the speech of a tts call, a real WAV of its duration.
 * ``GET|POST|DELETE /fake-admin/faults``: read, replace or clear the injected faults (among
   them ``huge_body``: an API answer of ``size`` bytes, streamed without a Content-Length).
 * ``GET|DELETE /fake-admin/counters``: read or reset the request and create counters.
@@ -36,6 +41,7 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import dataclasses
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -53,7 +59,8 @@ from kling_gateway.fake_upstream.config import (
     FaultConfigError,
     faults_from_json,
 )
-from kling_gateway.fake_upstream.media import make_tiny_mp4
+from kling_gateway.fake_upstream.lip_sync import audio_seconds
+from kling_gateway.fake_upstream.media import make_tiny_mp4, make_wav
 from kling_gateway.fake_upstream.state import FakeState, FakeTask
 from kling_gateway.fake_upstream.tokens import JwtError, verify_jwt
 from kling_gateway.fake_upstream.validation import FIELDS_BY_KIND, FakeApiError, validate_create
@@ -110,6 +117,13 @@ def _page_param(request: Request, name: str, default: int, high: int) -> int:
     if not raw.isdigit() or not 1 <= int(raw) <= high:
         raise FakeApiError(400, 1201, f"{name} must be an integer within [1, {high}]")
     return int(raw)
+
+
+def _json_body(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        raise FakeApiError(400, 1200, "the request body is not valid JSON") from exc
 
 
 async def _disconnected(request: Request) -> None:
@@ -242,12 +256,13 @@ class FakeUpstream:
 
     async def _create(self, request: Request, body: bytes, account: str) -> Any:
         kind = _kind(request)
-        try:
-            doc = json.loads(body)
-        except ValueError as exc:
-            raise FakeApiError(400, 1200, "the request body is not valid JSON") from exc
+        doc = _json_body(body)
         create = validate_create(kind, doc, strict_fields=self.config.strict_fields)
-        media_base = self.config.public_url or str(request.base_url)
+        if kind == "advanced-lip-sync":
+            sounds = [await self._sound_seconds(f) for f in doc.get("face_choose") or []]
+            seconds = self.state.lip_sync.check_create(account, doc, sounds, self.config.clock())
+            create = dataclasses.replace(create, result_seconds=seconds)
+        media_base = self._media_base(request)
         task = self.state.create(account, create, media_base)
         self._notify(task)
         self._spawn(self._drive(task))
@@ -256,6 +271,40 @@ class FakeUpstream:
             key: full[key]
             for key in ("task_id", "task_status", "task_info", "created_at", "updated_at")
         }
+
+    def _media_base(self, request: Request) -> str:
+        return self.config.public_url or str(request.base_url)
+
+    async def _sound_seconds(self, face: Any) -> float | None:
+        """The length of a ``face_choose`` item's ``sound_file`` (a URL or base64)."""
+        sound = face.get("sound_file") if isinstance(face, dict) else None
+        if not isinstance(sound, str) or not sound:
+            return None
+        if sound.startswith(("http://", "https://")):
+            if self._http is None:
+                self._http = httpx.AsyncClient()
+            try:
+                response = await self._http.get(sound, timeout=self.config.callback_timeout)
+            except httpx.HTTPError:
+                return None
+            return audio_seconds(response.content) if response.is_success else None
+        try:
+            return audio_seconds(base64.b64decode(sound, validate=True))
+        except (binascii.Error, ValueError):
+            return None
+
+    async def _identify(self, request: Request, body: bytes, account: str) -> Any:
+        doc = _json_body(body)
+        video_id = doc.get("video_id") if isinstance(doc, dict) else None
+        source = (
+            self.state.video_of_account(account, video_id) if isinstance(video_id, str) else None
+        )
+        seconds = float(source.duration) if source is not None else None
+        now = self.config.clock()
+        return self.state.lip_sync.identify(account, doc, seconds, now, self._media_base(request))
+
+    async def _tts(self, request: Request, body: bytes, account: str) -> Any:
+        return self.state.lip_sync.speak(account, _json_body(body), self._media_base(request))
 
     async def _get(self, request: Request, _body: bytes, account: str) -> Any:
         ident = str(request.path_params["ident"])
@@ -294,6 +343,12 @@ class FakeUpstream:
     async def costs(self, request: Request) -> Response:
         return await self._api(request, "costs", self._costs)
 
+    async def identify(self, request: Request) -> Response:
+        return await self._api(request, "identify", self._identify)
+
+    async def tts(self, request: Request) -> Response:
+        return await self._api(request, "tts", self._tts)
+
     # --- media and admin -----------------------------------------------------------------
 
     async def media_file(self, request: Request) -> Response:
@@ -303,6 +358,9 @@ class FakeUpstream:
         except FakeApiError as exc:
             return _error(exc)
         name = str(request.path_params["name"])
+        speech = self.state.lip_sync.speeches.get(name.removeprefix("audio-").removesuffix(".wav"))
+        if name.startswith("audio-") and name.endswith(".wav") and speech is not None:
+            return Response(make_wav(speech.seconds), media_type="audio/wav")
         task = self.state.tasks.get(name.removesuffix(".mp4"))
         if not name.endswith(".mp4") or task is None or task.status != "succeed":
             return Response(b"not found", status_code=404, media_type="text/plain")
@@ -350,6 +408,8 @@ class FakeUpstream:
 
     def routes(self) -> list[Route]:
         return [
+            Route("/v1/videos/identify-face", self.identify, methods=["POST"]),
+            Route("/v1/audio/tts", self.tts, methods=["POST"]),
             Route("/v1/videos/{kind}", self.create, methods=["POST"]),
             Route("/v1/videos/{kind}", self.list_tasks, methods=["GET"]),
             Route("/v1/videos/{kind}/{ident}", self.get, methods=["GET"]),

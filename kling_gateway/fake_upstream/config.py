@@ -20,7 +20,8 @@ FAULT_KINDS = REQUEST_FAULTS + CREATE_FAULTS
 API_ROUTES = frozenset({"create", "get", "list"})
 # ``media``: the result video downloads; a rule applies to them only when it names them.
 # ``costs``: ``GET /account/costs``; a rule applies to it only when it names it.
-ROUTES = API_ROUTES | {"media", "costs"}
+# ``identify``, ``tts``: the synchronous lip-sync calls; a rule applies to them when it names them.
+ROUTES = API_ROUTES | {"media", "costs", "identify", "tts"}
 
 SAFETY_MESSAGE = "Failure to pass the risk control system"
 FAILURE_MESSAGE = "The generation failed, please try again"

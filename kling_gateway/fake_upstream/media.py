@@ -31,3 +31,19 @@ def make_tiny_mp4(seconds: int = 1) -> bytes:
         for packet in stream.encode():
             container.mux(packet)
     return buffer.getvalue()
+
+
+def make_wav(seconds: float, rate: int = 16000) -> bytes:
+    """A mono 16-bit PCM WAV of a 220 Hz tone, ``seconds`` long (the fake's speech)."""
+    import wave
+
+    count = max(1, round(seconds * rate))
+    t = np.arange(count) / rate
+    samples = (0.3 * np.sin(2 * np.pi * 220.0 * t) * 32767).astype("<i2")
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes(samples.tobytes())
+    return buffer.getvalue()

@@ -20,6 +20,7 @@ from kling_gateway.fake_upstream.config import (
     FakeUpstreamConfig,
     FaultRule,
 )
+from kling_gateway.fake_upstream.lip_sync import LipSyncWorld
 from kling_gateway.fake_upstream.validation import CreateRequest, FakeApiError
 
 EXTEND_SECONDS = 4.0
@@ -108,6 +109,7 @@ class FakeState:
         default = FakeAccount(config.access_key, config.access_key, config.secret_key)
         self.accounts = index_by_access_key(config.accounts or [default])
         self.in_flight: Counter[str] = Counter()
+        self.lip_sync = LipSyncWorld()
 
     # --- accounts ------------------------------------------------------------------------
 
@@ -185,7 +187,7 @@ class FakeState:
             for t in done
         ]
 
-    def _video_of_account(self, account: str, video_id: str) -> FakeTask | None:
+    def video_of_account(self, account: str, video_id: str) -> FakeTask | None:
         for task in self.tasks.values():
             if task.account == account and task.video_id == video_id:
                 return task if task.status == "succeed" else None
@@ -216,7 +218,7 @@ class FakeState:
             raise FakeApiError(400, 1201, f"external_task_id {external} already exists")
         parent = None
         if request.video_id is not None:
-            parent = self._video_of_account(account, request.video_id)
+            parent = self.video_of_account(account, request.video_id)
             if parent is None:
                 raise FakeApiError(400, 1201, f"video_id {request.video_id} does not exist")
         self.reject_unsafe(request)
@@ -246,6 +248,9 @@ class FakeState:
         return task
 
     def _set_duration(self, task: FakeTask, parent: FakeTask | None) -> None:
+        if task.request.result_seconds is not None:
+            task.duration = f"{task.request.result_seconds:.1f}"
+            return
         if parent is None:
             task.duration = f"{int(task.request.duration)}.1"
             return

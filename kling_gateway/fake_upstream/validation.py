@@ -9,6 +9,7 @@ from typing import Any, Final
 
 from kling_gateway.fake_upstream import references as refs
 from kling_gateway.fake_upstream.validation_base import FakeApiError, http_url, invalid, is_number
+from kling_gateway.fake_upstream.validation_kinds import KIND_FIELDS, check_motion
 
 __all__ = ["CreateRequest", "FakeApiError", "invalid", "validate_create"]
 
@@ -64,6 +65,7 @@ FIELDS_BY_KIND: Final = {
     "video-extend": frozenset(
         {"video_id", "prompt", "negative_prompt", "cfg_scale", "callback_url"}
     ),
+    **KIND_FIELDS,
 }
 
 
@@ -79,6 +81,8 @@ class CreateRequest:
     callback_url: str | None
     video_id: str | None
     body: dict[str, Any]
+    # The seconds of the result when the create decides them (advanced-lip-sync).
+    result_seconds: float | None = None
 
 
 def _string(body: dict[str, Any], name: str, *, limit: int | None = None) -> str | None:
@@ -201,6 +205,8 @@ def validate_create(kind: str, body: Any, *, strict_fields: bool) -> CreateReque
     unknown = set(body) - FIELDS_BY_KIND[kind]
     if strict_fields and unknown:
         raise invalid(f"unknown fields for {kind}: {sorted(unknown)}")
+    if kind in KIND_FIELDS:
+        return _validate_kind(kind, body)
     model = _check_model(body, kind)
     prompt = _string(body, "prompt", limit=MAX_PROMPT)
     _string(body, "negative_prompt", limit=MAX_PROMPT)
@@ -233,5 +239,23 @@ def validate_create(kind: str, body: Any, *, strict_fields: bool) -> CreateReque
         external_task_id=None if kind == "video-extend" else external,
         callback_url=callback,
         video_id=video_id,
+        body=body,
+    )
+
+
+def _validate_kind(kind: str, body: dict[str, Any]) -> CreateRequest:
+    """motion-control, and the part of advanced-lip-sync that needs no session (the state
+    checks the session, the face and the audio: ``lip_sync.LipSyncWorld.check_create``)."""
+    model = check_motion(body) if kind == "motion-control" else "kling-lip-sync"
+    prompt = _string(body, "prompt", limit=MAX_PROMPT)
+    callback, external = _check_links(body)
+    return CreateRequest(
+        kind=kind,
+        model=model,
+        duration="5",
+        prompt=prompt,
+        external_task_id=external,
+        callback_url=callback,
+        video_id=None,
         body=body,
     )

@@ -121,12 +121,14 @@ def _unlink_quietly(path: Path) -> None:
 
 
 def videos_of(task: Task) -> list[str]:
-    """The video ids a task may have a file under: the one its result names, and the one its
-    local render plan holds (a render still in progress)."""
+    """The video ids a task may have a file under: the one its result names, the one its
+    local render plan holds (a render still in progress), and a talking photo's silent
+    animation (``source_video_id``, docs/contract.md §7)."""
     ids: list[str] = []
     for value in (
         (task.response or {}).get("video_id"),
         task.provider_data.get("video_id"),
+        task.provider_data.get("source_video_id"),
     ):
         if isinstance(value, str) and value and value not in ids:
             ids.append(value)

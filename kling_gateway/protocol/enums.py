@@ -73,3 +73,33 @@ MAX_WAIT_SECONDS = 60.0
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_OFFSET = 10**9
+# docs/contract.md §7: POST /kling/motion, /kling/lip-sync, /kling/talking-photo.
+CharacterOrientation = Literal["image", "video"]
+MotionMode = Literal["std", "pro"]
+MotionModel = Literal["kling-v2-6", "kling-v3"]
+LipSyncMode = Literal["audio2video", "text2video"]
+AudioType = Literal["file", "url"]
+VoiceLanguage = Literal["zh", "en"]
+TalkingPhotoModel = Literal[
+    "kling-v1",
+    "kling-v1-6",
+    "kling-v2-master",
+    "kling-v2-1-master",
+    "kling-v2-5-turbo",
+    "kling-v2-6",
+]
+CHARACTER_ORIENTATIONS: tuple[str, ...] = get_args(CharacterOrientation)
+MOTION_MODES: tuple[str, ...] = get_args(MotionMode)
+MOTION_MODELS: tuple[str, ...] = get_args(MotionModel)
+LIP_SYNC_MODES: tuple[str, ...] = get_args(LipSyncMode)
+AUDIO_TYPES: tuple[str, ...] = get_args(AudioType)
+VOICE_LANGUAGES: tuple[str, ...] = get_args(VoiceLanguage)
+TALKING_PHOTO_MODELS: tuple[str, ...] = get_args(TalkingPhotoModel)
+# The reference video of a motion transfer, by character orientation (seconds).
+MOTION_MAX_SECONDS = {"image": 10.0, "video": 30.0}
+MAX_LIP_SYNC_TEXT = 120
+VOICE_SPEED_RANGE = (0.8, 2.0)  # inclusive
+MAX_AUDIO_FILE_BYTES = 5 * 1024 * 1024  # decoded
+AUDIO_FORMATS = ("mp3", "wav", "m4a", "aac")
+MIN_AUDIO_SECONDS = 2.0  # upstream: an audio clip of at least 2,000 ms
+TALKING_PHOTO_DURATIONS: tuple[int, ...] = (5, 10)

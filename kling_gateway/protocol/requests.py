@@ -96,3 +96,61 @@ class TasksRequestBody(msgspec.Struct):
     limit: float | None = None
     offset: float | None = None
     wait: float | None = None
+
+
+# docs/contract.md §7: the other endpoints reported by /kling/tasks. Enumerated and required
+# fields are optional here so that their absence is the validator's 400 naming the field.
+
+
+class WatermarkInfo(msgspec.Struct):
+    enabled: bool = False
+
+
+class MotionRequestBody(msgspec.Struct, rename={"async_": "async"}):
+    """POST /kling/motion (§7): the character of the image performs the motion of the video."""
+
+    image_url: str | None = None
+    video_url: str | None = None
+    character_orientation: str | None = None
+    mode: str | None = None
+    model_name: str = "kling-v2-6"
+    keep_original_sound: str = "yes"
+    watermark_info: WatermarkInfo | None = None
+    prompt: str | None = None
+    callback_url: str | None = None
+    callback_events: list[str] | None = None
+    async_: bool | None = None
+
+
+class LipSyncRequestBody(msgspec.Struct, rename={"async_": "async"}):
+    """POST /kling/lip-sync (§7): a video (one of ``video_id``, ``video_url``) speaks the audio
+    (``audio2video``: ``audio_url`` or base64 ``audio_file``) or the text (``text2video``)."""
+
+    mode: str | None = None
+    video_id: str | None = None
+    video_url: str | None = None
+    audio_type: str | None = None
+    audio_url: str | None = None
+    audio_file: str | None = None
+    text: str | None = None
+    voice_id: str | None = None
+    voice_language: str = "zh"
+    voice_speed: float = 1.0
+    callback_url: str | None = None
+    callback_events: list[str] | None = None
+    async_: bool | None = None
+
+
+class TalkingPhotoRequestBody(msgspec.Struct, rename={"async_": "async"}):
+    """POST /kling/talking-photo (§7): the image animated (image2video), then lip-synced to the
+    audio."""
+
+    image_url: str | None = None
+    audio_url: str | None = None
+    prompt: str | None = None
+    model: str = "kling-v2-1-master"
+    duration: float = 5.0
+    mode: str = "pro"
+    callback_url: str | None = None
+    callback_events: list[str] | None = None
+    async_: bool | None = None

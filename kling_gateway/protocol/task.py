@@ -6,6 +6,11 @@ import enum
 from typing import Any
 
 TASK_TYPE_VIDEOS = "videos"
+# docs/contract.md §7: the other kinds of task, reported by the same /kling/tasks.
+TASK_TYPE_MOTION = "motion"
+TASK_TYPE_LIP_SYNC = "lip-sync"
+TASK_TYPE_TALKING_PHOTO = "talking-photo"
+TASK_TYPES = (TASK_TYPE_VIDEOS, TASK_TYPE_MOTION, TASK_TYPE_LIP_SYNC, TASK_TYPE_TALKING_PHOTO)
 API_VIDEOS = "kling.videos"
 API_TASKS = "kling.tasks"
 # The id of "the API that created the task" in every record: fixed per deployment, like the
@@ -36,16 +41,26 @@ def progress_response(task_id: str, state: TaskState) -> dict[str, Any]:
 
 
 def success_response(
-    task_id: str, *, video_id: str, video_url: str, duration: str
+    task_id: str,
+    *,
+    video_id: str,
+    video_url: str,
+    duration: str,
+    source_video_url: str | None = None,
 ) -> dict[str, Any]:
-    return {
+    """The success body; a talking photo's adds ``source_video_url``, its silent animation
+    (docs/contract.md §7)."""
+    body: dict[str, Any] = {
         "success": True,
         "video_id": video_id,
         "video_url": video_url,
         "duration": duration,
-        "state": TaskState.SUCCEED.value,
-        "task_id": task_id,
     }
+    if source_video_url is not None:
+        body["source_video_url"] = source_video_url
+    body["state"] = TaskState.SUCCEED.value
+    body["task_id"] = task_id
+    return body
 
 
 def failure_response(task_id: str, *, code: str, message: str) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Protocol, runtime_checkable
 
-from kling_gateway.domain.outcomes import ProviderError, Status, Submission
+from kling_gateway.domain.outcomes import ProviderError, Status, Step, Submission
 from kling_gateway.domain.task import Task
 from kling_gateway.storage.base import Store
 
@@ -47,13 +47,15 @@ def releases_slot(task: Task) -> bool:
 class Provider(Protocol):
     name: str
 
-    async def submit(self, task: Task) -> Submission:
+    async def submit(self, task: Task) -> Submission | Step:
         """Start the generation of ``task``; idempotent per task id (a resubmission after a
-        crash must find the earlier job rather than pay for a second one)."""
+        crash must find the earlier job rather than pay for a second one). A ``Step``: a
+        step before the first upstream job is done (submit is called again)."""
         ...
 
-    async def check(self, task: Task) -> Status:
-        """Report where the job of ``task`` (``task.job_id``) stands."""
+    async def check(self, task: Task) -> Status | Step:
+        """Report where the job of ``task`` (``task.job_id``) stands; a ``Step`` when a step
+        of a multi-step job is done and the next one begins."""
         ...
 
     async def aclose(self) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from kling_gateway.domain.params import VideoParams
+from kling_gateway.domain.params import PARAMS_BY_TYPE, TaskParams
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import params_from_stored
 from kling_gateway.protocol.task import TaskState
@@ -74,11 +74,13 @@ def task_values(task: Task) -> tuple[object, ...]:
     )
 
 
-def load_params(value: Any, request: dict[str, Any]) -> VideoParams | None:
-    """The ``params`` column; a row from before it (NULL) is validated from its request."""
+def load_params(value: Any, request: dict[str, Any], task_type: str) -> TaskParams | None:
+    """The ``params`` column, as the struct of the task's ``type``; a row from before it
+    (NULL, only ever a video task) is validated from its request."""
     if value is None:
         return params_from_stored(request)
-    return msgspec.json.decode(value, type=VideoParams)
+    kind = PARAMS_BY_TYPE.get(task_type)
+    return None if kind is None else msgspec.json.decode(value, type=kind)
 
 
 def task_from_row(row: Mapping[str, Any]) -> StoredTask:
@@ -94,7 +96,7 @@ def task_from_row(row: Mapping[str, Any]) -> StoredTask:
         trace_id=row["trace_id"],
         job_id=row["job_id"],
         request=request,
-        params=load_params(row["params"], request),
+        params=load_params(row["params"], request, row["type"]),
         response=load_json(row["response"]),
         provider_data=load_json(row["provider_data"]) or {},
         callback=load_json(row["callback"]),

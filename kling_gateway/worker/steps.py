@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from kling_gateway.domain.outcomes import ProviderError, Status, Submission
+from kling_gateway.domain.outcomes import ProviderError, Status, Step, Submission
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.transitions import (
     Change,
@@ -67,7 +67,7 @@ async def advance(
     """Submit the task if it has no job yet, else check its job; past its deadline, no call."""
     if is_overdue(task, schedule, now, policy):
         return transition(task, Deadline(), schedule, now, policy)
-    outcome: Submission | Status | ProviderError
+    outcome: Submission | Status | Step | ProviderError
     try:
         if task.job_id is None:
             outcome = await provider.submit(task)

@@ -44,16 +44,18 @@ log = logging.getLogger("kling_gateway.api")
 _PRINCIPAL = "mcp_principal"
 INSTRUCTIONS = (
     "Kling video generation through this gateway. Create with kling_generate_video (or "
-    "kling_generate_video_from_image, kling_extend_video): it answers at once with task_id. "
-    "Then kling_wait_task waits on the server until the task finishes and gives video_url."
+    "another kling_generate_*, kling_extend_video, kling_lip_sync, kling_talking_photo): it "
+    "answers at once with task_id. Then kling_wait_task waits on the server until the task "
+    "finishes and gives video_url."
 )
 
 
 class McpEndpoint:
     """The ASGI app of /mcp: admits the request, then hands it to the SDK's transport."""
 
-    def __init__(self, ctx: AppContext, tools: list[Tool]) -> None:
+    def __init__(self, ctx: AppContext, tools: list[Tool], max_body: int) -> None:
         self.ctx = ctx
+        self.max_body = max_body
         self.tools = {tool.name: tool for tool in tools}
         self._server: Server[Any, Any] = Server(
             "kling-gateway", version=__version__, instructions=INSTRUCTIONS
@@ -72,7 +74,7 @@ class McpEndpoint:
         in a task of its own: the app's lifespan may end in another task than it began (an
         embedding, the tests), which an anyio task group does not allow."""
         manager = StreamableHTTPSessionManager(
-            self._server, stateless=True, max_request_body_size=self.ctx.settings.max_body_bytes
+            self._server, stateless=True, max_request_body_size=self.max_body
         )
         running, stopping = asyncio.Event(), asyncio.Event()
 
@@ -159,7 +161,7 @@ class McpEndpoint:
         if scope["method"] != "POST":
             state[_PRINCIPAL] = await self.ctx.authorize(scope, None)
             return receive
-        state[_PRINCIPAL], body = await self.ctx.admit(scope, receive, None)
+        state[_PRINCIPAL], body = await self.ctx.admit(scope, receive, None, max_body=self.max_body)
         return _replay(body, receive)
 
     async def _list_tools(self, _: types.ListToolsRequest) -> types.ServerResult:

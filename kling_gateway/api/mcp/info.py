@@ -25,6 +25,8 @@ _WORKFLOWS = (
     "kling_generate_video -> kling_wait_task",
     "kling_generate_video_from_image -> kling_wait_task",
     "kling_generate_video -> kling_wait_task -> kling_extend_video (its video_id)",
+    "kling_generate_motion / kling_talking_photo -> kling_wait_task",
+    "kling_generate_video -> kling_wait_task -> kling_lip_sync (its video_id)",
     "kling_list_tasks -> kling_get_tasks_batch / kling_delete_task",
 )
 

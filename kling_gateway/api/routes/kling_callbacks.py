@@ -43,6 +43,7 @@ from starlette.routing import BaseRoute, Route
 from kling_gateway.api.asgi import read_body
 from kling_gateway.api.context import AppContext
 from kling_gateway.domain.outcomes import ProviderError, Status
+from kling_gateway.domain.task import Task
 from kling_gateway.domain.transitions import (
     RESULT_READY_AT,
     Change,
@@ -53,7 +54,7 @@ from kling_gateway.domain.transitions import (
 )
 from kling_gateway.infra.announce import announce
 from kling_gateway.protocol.errors import BadRequest, NoApi
-from kling_gateway.protocol.task import TaskState
+from kling_gateway.protocol.task import TASK_TYPE_VIDEOS, TaskState
 from kling_gateway.providers.kling.callbacks import UpstreamCallback, adoption, parse_callback
 from kling_gateway.providers.kling.factory import CALLBACK_PATH
 from kling_gateway.storage.base import Outcome, StoredTask
@@ -131,7 +132,7 @@ class CallbackRecorder:
         task, now = stored.task, time.time()
         if task.state.is_terminal:
             return Recorded.FINISHED
-        if _leased(stored, now) and not self._finishes(callback.status):
+        if _leased(stored, now) and not self._finishes(task, callback.status):
             return Recorded.HELD
         schedule = Schedule(stored.attempts, stored.deadline_at)
         adopted: Change | None = None
@@ -143,7 +144,7 @@ class CallbackRecorder:
             task = adopted.task
         if task.job_id != callback.job_id:
             return Recorded.IGNORED  # another job than ours: polling knows better
-        if self._deferred(callback.status):
+        if self._deferred(task, callback.status):
             return await self._make_due(stored, adopted, callback.status, now)
         change = transition(task, callback.status, schedule, now, self._policy)
         if adopted is None and not change.changed:
@@ -152,14 +153,18 @@ class CallbackRecorder:
             change = dataclasses.replace(change, changed=True)
         return await self._write(stored, change, Recorded.RECORDED)
 
-    def _deferred(self, status: Status) -> bool:
-        """A SUCCEED whose video a worker copies (not an HTTP request)."""
-        return status.state is TaskState.SUCCEED and self._defer_success
+    def _deferred(self, task: Task, status: Status) -> bool:
+        """A SUCCEED whose video a worker copies (not an HTTP request), or that ends a job of
+        a §7 task: what it means for the task (another step, ``source_video_url``) is the
+        worker's to find out with its next check."""
+        if status.state is not TaskState.SUCCEED:
+            return False
+        return self._defer_success or task.type != TASK_TYPE_VIDEOS
 
-    def _finishes(self, status: Status) -> bool:
+    def _finishes(self, task: Task, status: Status) -> bool:
         """Whether recording ``status`` here finishes the task."""
         if status.state is TaskState.SUCCEED:
-            return not self._defer_success
+            return not self._deferred(task, status)
         return status.state is TaskState.FAILED
 
     async def _make_due(

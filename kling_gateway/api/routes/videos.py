@@ -1,4 +1,6 @@
-"""POST /kling/videos: store the task, then answer at once (async) or when it ends (blocking)."""
+"""The create endpoints (POST /kling/videos and the §7 ones: /kling/motion, /kling/lip-sync,
+/kling/talking-photo): one route parametrised by a ``domain.kinds.TaskKind``. Store the task,
+then answer at once (async) or when it ends (blocking)."""
 
 from __future__ import annotations
 
@@ -14,13 +16,13 @@ from kling_gateway.api.ownership import resolve_owned
 from kling_gateway.api.requests import decode_body, describe_validation_error
 from kling_gateway.api.waiting import is_finished, wait_until_finished
 from kling_gateway.domain.ids import new_object_id, new_task_id
-from kling_gateway.domain.params import VideoParams, hash_input
+from kling_gateway.domain.kinds import TaskKind
+from kling_gateway.domain.params import TaskParams, hash_input
 from kling_gateway.domain.task import Task
-from kling_gateway.domain.videos import stored_request, validate
+from kling_gateway.domain.videos import stored_request
 from kling_gateway.infra.egress import UnsafeTarget, check_callback_url
 from kling_gateway.infra.notify import WORKER_WAKEUP
 from kling_gateway.protocol.errors import BadRequest, GatewayTimeout, UsedUp
-from kling_gateway.protocol.requests import VideoRequestBody
 from kling_gateway.protocol.task import API_VIDEOS
 from kling_gateway.storage.base import IdempotencyConflict, Principal, QuotaUsedUp
 
@@ -38,28 +40,37 @@ def _failure_status(code: str) -> int:
     return 502 if code.startswith("upstream_") else 200
 
 
-class VideosEndpoint:
-    def __init__(self, ctx: AppContext) -> None:
+class CreateEndpoint:
+    """POST to ``kind.path``. Every kind is part of the videos API (a token granted
+    ``kling.videos`` may create any of them; docs/contract.md §7)."""
+
+    def __init__(self, ctx: AppContext, kind: TaskKind) -> None:
         self.ctx = ctx
+        self.kind = kind
 
     async def __call__(self, scope: Scope, receive: Receive, trace_id: str) -> Reply:
-        principal, body = await self.ctx.admit(scope, receive, API_VIDEOS)
+        principal, body = await self.ctx.admit(scope, receive, API_VIDEOS, max_body=self.max_body)
         key = _idempotency_key(scope)
         task, params = await self.submit(principal, body, trace_id, key)
         if params.asynchronous:
             return _json(200, {"task_id": task.id, "trace_id": trace_id})
         return await self._wait(principal, task.id, trace_id, receive)
 
+    @property
+    def max_body(self) -> int:
+        """The largest body this endpoint reads (the MCP endpoint reads its tools' too)."""
+        return max(self.kind.max_body_bytes, self.ctx.settings.max_body_bytes)
+
     async def submit(
         self, principal: Principal, body: bytes, trace_id: str, key: str | None = None
-    ) -> tuple[Task, VideoParams]:
+    ) -> tuple[Task, TaskParams]:
         """Validate ``body`` and store its task: the one create path (the MCP tools too)."""
-        raw, params = _decode(body)
+        raw, params = _decode(body, self.kind)
         params = await resolve_owned(self.ctx.store, principal.user_id, params)
         await self._check_callback(params)
         return await self._create(principal, raw, params, trace_id, key), params
 
-    async def _check_callback(self, params: VideoParams) -> None:
+    async def _check_callback(self, params: TaskParams) -> None:
         if params.callback_url is None:
             return
         try:
@@ -71,7 +82,7 @@ class VideosEndpoint:
         self,
         principal: Principal,
         raw: dict[str, Any],
-        params: VideoParams,
+        params: TaskParams,
         trace_id: str,
         key: str | None,
     ) -> Task:
@@ -87,6 +98,7 @@ class VideosEndpoint:
             request=stored_request(raw),
             params=params,
             created_at=now,
+            type=self.kind.task_type,
         )
         try:
             stored = await store.insert_task(
@@ -129,20 +141,20 @@ class VideosEndpoint:
         return _json(_failure_status(code), {**response, "trace_id": trace_id})
 
 
-def _decode(body: bytes) -> tuple[dict[str, Any], VideoParams]:
+def _decode(body: bytes, kind: TaskKind) -> tuple[dict[str, Any], TaskParams]:
     """The body parsed once: as sent (for the record) and validated (for everything else)."""
     try:
         raw = decode_body(body, dict[str, Any])
     except BadRequest:
         # An untyped parse cannot name the field of an error (a number out of range is "at
         # `$[...]`"): the typed parse of the refused body says which field it is.
-        decode_body(body, VideoRequestBody)
+        decode_body(body, kind.body)
         raise
     try:
-        typed = msgspec.convert(raw, VideoRequestBody)
+        typed = msgspec.convert(raw, kind.body)
     except msgspec.ValidationError as exc:
         raise BadRequest(describe_validation_error(exc)) from exc
-    return raw, validate(typed)
+    return raw, kind.validate(typed)
 
 
 def _idempotency_key(scope: Scope) -> str | None:
@@ -155,7 +167,7 @@ def _idempotency_key(scope: Scope) -> str | None:
     return key
 
 
-def _request_hash(params: VideoParams) -> str:
+def _request_hash(params: TaskParams) -> str:
     # The validated request, defaults applied: two bodies asking for the same video match.
     return hashlib.sha256(hash_input(params)).hexdigest()
 

@@ -120,6 +120,11 @@ class KlingClient:
         answer = await self._call(self._submit_lane, "POST", _path(kind), json_body=body)
         return _task_data(self._checked(answer))
 
+    async def call(self, path: str, body: dict[str, Any]) -> Any:
+        """``POST path`` of a synchronous call (identify-face, tts); its ``data``."""
+        answer = await self._call(self._submit_lane, "POST", path, json_body=body)
+        return self._checked(answer)
+
     async def costs(self, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
         """``GET /account/costs``: the account's resource packs (free, QPS <= 1)."""
         params = {"start_time": str(start_ms), "end_time": str(end_ms)}

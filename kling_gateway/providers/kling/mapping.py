@@ -33,7 +33,17 @@ from kling_gateway.providers.kling.mapping_v3 import (
 KIND_TEXT2VIDEO: Final = "text2video"
 KIND_IMAGE2VIDEO: Final = "image2video"
 KIND_VIDEO_EXTEND: Final = "video-extend"
-KINDS: Final = frozenset({KIND_TEXT2VIDEO, KIND_IMAGE2VIDEO, KIND_VIDEO_EXTEND, KIND_OMNI_VIDEO})
+# The §7 kinds' jobs (docs/contract.md §7; ``mapping_kinds``) are polled like the others.
+KINDS: Final = frozenset(
+    {
+        KIND_TEXT2VIDEO,
+        KIND_IMAGE2VIDEO,
+        KIND_VIDEO_EXTEND,
+        KIND_OMNI_VIDEO,
+        "motion-control",
+        "advanced-lip-sync",
+    }
+)
 
 _KIND_BY_ACTION: Final = {
     "text2video": KIND_TEXT2VIDEO,

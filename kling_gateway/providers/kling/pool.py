@@ -28,10 +28,11 @@ from kling_gateway.domain.accounts import (
     after_costs,
     after_signal,
 )
-from kling_gateway.domain.outcomes import ProviderError, Status, Submission
+from kling_gateway.domain.outcomes import ProviderError, Status, Step, Submission
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.videos import params_of
 from kling_gateway.infra.files import VideoFiles
+from kling_gateway.protocol.task import TASK_TYPE_VIDEOS
 from kling_gateway.providers.base import RELEASE_SLOT, UPSTREAM_ACCOUNT
 from kling_gateway.providers.kling.callbacks import status_from_callback
 from kling_gateway.providers.kling.mapping import KIND_VIDEO_EXTEND, KlingApiError, kind_for
@@ -138,7 +139,7 @@ class KlingPool:
 
     # --- the Provider interface ----------------------------------------------------------
 
-    async def submit(self, task: Task) -> Submission:
+    async def submit(self, task: Task) -> Submission | Step:
         name = task.provider_data.get(UPSTREAM_ACCOUNT)
         provider = await self._provider(name if isinstance(name, str) else None)
         if provider is None or not isinstance(name, str):
@@ -157,10 +158,11 @@ class KlingPool:
                 raise  # no account left for it: the task fails with the upstream's error
             self._requeue(task, exc.message)
         submission.provider_data[UPSTREAM_ACCOUNT] = name
-        await self._after_create(name, provider)
+        if isinstance(submission, Submission):
+            await self._after_create(name, provider)
         return submission
 
-    async def check(self, task: Task) -> Status:
+    async def check(self, task: Task) -> Status | Step:
         name = task.provider_data.get(UPSTREAM_ACCOUNT)
         provider = await self._provider(name if isinstance(name, str) else None)
         if provider is None:
@@ -173,6 +175,8 @@ class KlingPool:
 
     def needs_submit_marker(self, task: Task) -> bool:
         """video-extend only, as for one account (see ``KlingProvider.needs_submit_marker``)."""
+        if task.type != TASK_TYPE_VIDEOS:
+            return False
         try:
             return kind_for(params_of(task)) == KIND_VIDEO_EXTEND
         except ProviderError:

@@ -28,14 +28,14 @@ from typing import Any, BinaryIO
 
 import httpx
 
-from kling_gateway.domain.outcomes import ProviderError, Status, Submission, VideoResult
+from kling_gateway.domain.outcomes import ProviderError, Status, Step, Submission, VideoResult
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.transitions import earlier_submit_at
 from kling_gateway.domain.videos import params_of
 from kling_gateway.infra.egress import GuardedTransport, UnsafeTarget, origin_of
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.objects import ObjectStoreError
-from kling_gateway.protocol.task import TaskState
+from kling_gateway.protocol.task import TASK_TYPE_VIDEOS, TaskState
 from kling_gateway.providers.base import require_own_video
 from kling_gateway.providers.kling.batch import BatchConfig, CheckBatcher
 from kling_gateway.providers.kling.callbacks import status_from_callback
@@ -45,6 +45,7 @@ from kling_gateway.providers.kling.client import (
     KlingClient,
     KlingClientConfig,
 )
+from kling_gateway.providers.kling.kind_steps import KindSteps
 from kling_gateway.providers.kling.mapping import (
     KIND_VIDEO_EXTEND,
     KINDS,
@@ -101,6 +102,14 @@ class KlingProvider:
         self._files = files
         self._client = client if client is not None else KlingClient(config.client, clock=clock)
         self._batcher = CheckBatcher(self._get_status, self._list_statuses, config.batch)
+        self._kinds = KindSteps(
+            create_once=self._job_once,
+            status_of=self._job_status,
+            call=self._client.call,
+            own_video=self._own_video,
+            callback_url=config.callback_url,
+            clock=clock,
+        )
         guard = GuardedTransport(
             config.download_allow_private,
             trusted=[origin_of(config.client.base_url)],
@@ -127,27 +136,46 @@ class KlingProvider:
 
     # --- submit --------------------------------------------------------------------------
 
-    async def submit(self, task: Task) -> Submission:
+    async def submit(self, task: Task) -> Submission | Step:
+        if task.type != TASK_TYPE_VIDEOS:
+            return await self._kinds.submit(task)
         kind, body = build_create(
             params_of(task), task_id=task.id, callback_url=self._config.callback_url
         )
         if kind == KIND_VIDEO_EXTEND:
             return await self._submit_extend(task, body)
-        if (found := await self._lookup(kind, task.id)) is not None:
-            return found
+        job_id, reused = await self._create_once(kind, task.id, body)
+        data: dict[str, Any] = {"kind": kind, "reused": True} if reused else {"kind": kind}
+        return Submission(job_id=job_id, provider_data=data)
+
+    async def _create_once(
+        self, kind: str, external_id: str, body: dict[str, Any]
+    ) -> tuple[str, bool]:
+        """``(job id, found)`` of the one job ``external_id`` names: looked up first (a create
+        whose answer was lost), created only when there is none."""
+        if (found := await self._lookup(kind, external_id)) is not None:
+            return found.job_id, True
         try:
             created = await self._client.create(kind, body)
         except ProviderError as exc:
             # A concurrent submit may have won the race for this external_task_id.
             if exc.code in _LOOKUP_AFTER_CREATE_ERROR:
-                found = await self._lookup(kind, task.id)
+                found = await self._lookup(kind, external_id)
                 if found is not None:
-                    return found
+                    return found.job_id, True
             raise
-        return Submission(job_id=job_id_of(created), provider_data={"kind": kind})
+        return job_id_of(created), False
+
+    async def _job_once(self, kind: str, external_id: str, body: dict[str, Any]) -> str:
+        return (await self._create_once(kind, external_id, body))[0]
+
+    async def _own_video(self, user_id: str, video_id: str) -> str:
+        return await require_own_video(self._store, user_id, video_id)
 
     def needs_submit_marker(self, task: Task) -> bool:
         """video-extend only: the other kinds are found again by ``external_task_id``."""
+        if task.type != TASK_TYPE_VIDEOS:
+            return False
         try:
             return kind_for(params_of(task)) == KIND_VIDEO_EXTEND
         except ProviderError:
@@ -203,10 +231,15 @@ class KlingProvider:
 
     # --- check ---------------------------------------------------------------------------
 
-    async def check(self, task: Task) -> Status:
+    async def check(self, task: Task) -> Status | Step:
         if not task.job_id:
             raise ProviderError("the task has no upstream job id", code="no_job_id")
-        return self._paced(await self._batcher.status(_kind_of(task), task.job_id))
+        if task.type != TASK_TYPE_VIDEOS:
+            return await self._kinds.check(task, task.job_id)
+        return await self._job_status(_kind_of(task), task.job_id)
+
+    async def _job_status(self, kind: str, job_id: str) -> Status:
+        return self._paced(await self._batcher.status(kind, job_id))
 
     async def _get_status(self, kind: str, job_id: str) -> Status:
         try:
@@ -266,9 +299,8 @@ class KlingProvider:
         except ValueError:
             return status
         try:
-            stored = await self._files.stat(video.video_id)
-            if stored is None or stored.size == 0:
-                await self._download(video.video_url, video.video_id)
+            await self._copy_once(video.video_url, video.video_id)
+            source_url = await self._copy_source(video)
         except ObjectStoreError as exc:
             # Unreachable storage: retried with backoff; Kling keeps the result for 30 days.
             raise ProviderError(
@@ -276,12 +308,28 @@ class KlingProvider:
             ) from exc
         extra = dict(status.provider_data or {})
         extra["upstream_url"] = video.video_url
-        ours = VideoResult(
-            video_id=video.video_id,
-            video_url=self._files.url_for(video.video_id),
-            duration=video.duration,
+        ours = replace(
+            video, video_url=self._files.url_for(video.video_id), source_video_url=source_url
         )
         return replace(status, video=ours, provider_data=extra)
+
+    async def _copy_once(self, url: str, video_id: str) -> None:
+        assert self._files is not None  # materialize copies only with a VideoFiles
+        stored = await self._files.stat(video_id)
+        if stored is None or stored.size == 0:
+            await self._download(url, video_id)
+
+    async def _copy_source(self, video: VideoResult) -> str | None:
+        """A talking photo's silent animation, copied like the video (§7); its URL here."""
+        assert self._files is not None
+        if video.source_video_id is None or video.source_video_url is None:
+            return video.source_video_url
+        try:
+            self._files.key_for(video.source_video_id)
+        except ValueError:
+            return video.source_video_url
+        await self._copy_once(video.source_video_url, video.source_video_id)
+        return self._files.url_for(video.source_video_id)
 
     async def _download(self, url: str, video_id: str) -> None:
         """Stream the result into a scratch file, then publish it to the object store."""

@@ -43,8 +43,8 @@ from typing import Any, Literal, ParamSpec, TypeVar, cast
 import httpx
 
 from kling_gateway.domain.outcomes import ProviderError, Status, Submission, VideoResult
-from kling_gateway.domain.params import VideoParams
-from kling_gateway.domain.task import Task
+from kling_gateway.domain.params import PARAMS_BY_TYPE, TalkingPhotoParams, TaskParams, VideoParams
+from kling_gateway.domain.task import Task, params_as
 from kling_gateway.domain.videos import params_of
 from kling_gateway.infra.egress import GuardedTransport
 from kling_gateway.infra.fetch import FetchError, fetch_bytes
@@ -52,6 +52,7 @@ from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.objects import ObjectNotFound, ObjectStoreError
 from kling_gateway.protocol.task import TaskState, format_seconds
 from kling_gateway.providers.base import require_own_video
+from kling_gateway.providers.local.kinds import KindRenderer
 from kling_gateway.providers.local.references import OmniInputs, fetch_omni, shots_of
 from kling_gateway.providers.local.render import (
     AspectRatio,
@@ -134,6 +135,11 @@ class LocalProvider:
         self._http = http or httpx.AsyncClient(
             transport=GuardedTransport(allow_private), follow_redirects=False, trust_env=False
         )
+        # Motion, lip-sync and talking-photo (docs/contract.md §7).
+        self._kinds = KindRenderer(
+            http=self._http, image_max_bytes=image_max_bytes, timeout=fetch_timeout,
+            run=self._run, load_source=self._source, fps=fps, max_side=max_side,
+        )  # fmt: skip
 
     async def aclose(self) -> None:
         # A render's thread cannot be stopped (it finishes its file in the background); its
@@ -157,12 +163,12 @@ class LocalProvider:
             raise _unexpected("planning", exc) from exc
 
     def _submit(self, task: Task) -> Submission:
-        params_of(task)
+        params = _params(task)
         # A resubmission of a job whose plan was kept keeps its ready time and video id.
         ready_at = _ready_at(task)
         if ready_at is None:
             ready_at = self._clock() + self._delay
-        data = {"ready_at": ready_at, "video_id": _video_id(task) or new_video_id()}
+        data = _plan(task, params, ready_at)
         # The first check comes at once, not after the worker's usual interval: it reports
         # `processing` and asks for the next one when the video is due.
         return Submission(job_id=job_id_for(task.id), provider_data=data, next_check_in=0.0)
@@ -179,28 +185,32 @@ class LocalProvider:
             raise _unexpected("rendering", exc) from exc
 
     async def _check(self, task: Task) -> Status:
-        params = params_of(task)
+        params = _params(task)
         now = self._clock()
         ready_at, video_id = _ready_at(task), _video_id(task)
         if ready_at is None or video_id is None:
             # No plan (a task submitted elsewhere, or its scratch data lost): one now, ready now.
-            plan = {"ready_at": now, "video_id": video_id or new_video_id()}
+            plan = _plan(task, params, now)
             return Status(TaskState.PROCESSING, next_check_in=0.0, provider_data=plan)
         # `processing` is reported before anything else happens, and stays until the video is
         # there: through the simulated delay and the render.
         if task.state is TaskState.PENDING or now < ready_at:
             return Status(TaskState.PROCESSING, next_check_in=max(0.0, ready_at - now))
         if not self._render:
-            return self._succeeded(video_id, float(params.duration))
+            return self._succeeded(task, video_id, _nominal_seconds(params))
         seconds = await self._produce(task, params, video_id)
-        return self._succeeded(video_id, seconds)
+        return self._succeeded(task, video_id, seconds)
 
-    def _succeeded(self, video_id: str, seconds: float) -> Status:
+    def _succeeded(self, task: Task, video_id: str, seconds: float) -> Status:
         url = self._files.url_for(video_id)
-        video = VideoResult(video_id=video_id, video_url=url, duration=format_seconds(seconds))
+        silent = _source_video_id(task)
+        video = VideoResult(
+            video_id=video_id, video_url=url, duration=format_seconds(seconds),
+            source_video_url=None if silent is None else self._files.url_for(silent),
+        )  # fmt: skip
         return Status(TaskState.SUCCEED, video=video)
 
-    async def _produce(self, task: Task, params: VideoParams, video_id: str) -> float:
+    async def _produce(self, task: Task, params: TaskParams, video_id: str) -> float:
         """The measured seconds of the video of ``task``, rendered by the one render of it.
 
         Joins the render already in progress for ``video_id`` or starts it. Cancelling the
@@ -229,43 +239,57 @@ class LocalProvider:
         if not render.cancelled():
             render.exception()
 
-    async def _render_once(self, task: Task, params: VideoParams, video_id: str) -> float:
+    async def _render_once(self, task: Task, params: TaskParams, video_id: str) -> float:
         """Render the video of ``task`` (or find it rendered already); its measured seconds.
 
         The render goes to a scratch file of this process and is published to the object
-        store when complete; a store that cannot be reached is a retryable failure.
+        store when complete; a store that cannot be reached is a retryable failure. A talking
+        photo's silent animation is published first, so a published video means both are.
         """
+        silent_id = _source_video_id(task)
         try:
             existing = await self._published(video_id)
             if existing is not None:
                 return existing
             path = self._files.scratch_path(video_id)
-            omni = await fetch_omni(
-                self._http,
-                params,
-                image_max_bytes=self._image_max_bytes,
-                timeout=self._fetch_timeout,
-            )
-            source: Path | None = None
+            silent = self._files.scratch_path(silent_id or video_id, ".silent.mp4")
             try:
-                spec = await self._spec(task, params, omni)
-                source = spec.source_video
-                result = await self._in_pool(self._renderer, path, spec)
+                if isinstance(params, VideoParams):
+                    result = await self._render_video(task, params, path)
+                else:
+                    result = await self._kinds.render(task.user_id, params, path, silent)
+                if silent_id is not None:
+                    await self._files.publish(silent_id, silent)
                 await self._files.publish(video_id, path)
             finally:
-                await asyncio.to_thread(omni.cleanup)
                 await asyncio.to_thread(_unlink_quietly, path)
-                if source is not None:
-                    await asyncio.to_thread(_unlink_quietly, source)
+                await asyncio.to_thread(_unlink_quietly, silent)
         except RenderError as exc:
             raise ProviderError(str(exc), code="render_failed") from exc
         except ObjectStoreError as exc:
             raise _storage_error(exc) from exc
         if await self._store.load_task(task.id) is None:
             # Deleted while rendering: its delete found no file to remove, so remove it here.
-            await self._files.remove(video_id)
+            for stale in (video_id, silent_id):
+                if stale is not None:
+                    await self._files.remove(stale)
             raise ProviderError("the task was deleted while its video rendered", code="deleted")
         return result.duration
+
+    async def _render_video(self, task: Task, params: VideoParams, path: Path) -> RenderedVideo:
+        """A /kling/videos render (docs/contract.md §2, §6) of ``task`` at ``path``."""
+        omni = await fetch_omni(
+            self._http, params, image_max_bytes=self._image_max_bytes, timeout=self._fetch_timeout
+        )
+        source: Path | None = None
+        try:
+            spec = await self._spec(task, params, omni)
+            source = spec.source_video
+            return await self._in_pool(self._renderer, path, spec)
+        finally:
+            await asyncio.to_thread(omni.cleanup)
+            if source is not None:
+                await asyncio.to_thread(_unlink_quietly, source)
 
     async def _published(self, video_id: str) -> float | None:
         """Seconds of an already published video (a re-check after a crash), None when there
@@ -286,6 +310,9 @@ class LocalProvider:
         """Run ``fn`` in the render pool (see the module docstring)."""
         call = functools.partial(fn, *args, **kwargs)
         return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+
+    async def _run(self, fn: Callable[[], _R]) -> _R:
+        return await self._in_pool(fn)
 
     async def _spec(self, task: Task, params: VideoParams, omni: OmniInputs) -> RenderSpec:
         source: Path | None = None
@@ -350,8 +377,36 @@ def _role(params: VideoParams) -> Literal["base", "feature"]:
     return "feature" if refer == "feature" else "base"
 
 
+def _params(task: Task) -> TaskParams:
+    """The task's params, of the struct its ``type`` names (docs/contract.md §7)."""
+    kind = PARAMS_BY_TYPE.get(task.type)
+    return params_of(task) if kind in (None, VideoParams) else params_as(task, kind)
+
+
+def _plan(task: Task, params: TaskParams, ready_at: float) -> dict[str, Any]:
+    """When the job is due and the ids of its files, keeping any the task has already."""
+    plan: dict[str, Any] = {"ready_at": ready_at, "video_id": _video_id(task) or new_video_id()}
+    if isinstance(params, TalkingPhotoParams):
+        plan["source_video_id"] = _source_video_id(task) or new_video_id()
+    return plan
+
+
+def _nominal_seconds(params: TaskParams) -> float:
+    """A video's length when nothing is rendered (``render=False``)."""
+    return float(params.duration) if isinstance(params, VideoParams | TalkingPhotoParams) else 5.0
+
+
 def _video_id(task: Task) -> str | None:
-    value: Any = task.provider_data.get("video_id")
+    return _plan_id(task, "video_id")
+
+
+def _source_video_id(task: Task) -> str | None:
+    """A talking photo's silent animation (its ``source_video_url``)."""
+    return _plan_id(task, "source_video_id")
+
+
+def _plan_id(task: Task, key: str) -> str | None:
+    value: Any = task.provider_data.get(key)
     return value if isinstance(value, str) and value else None
 
 

@@ -142,10 +142,23 @@ def render_video(path: Path, spec: RenderSpec) -> RenderedVideo:
     half-written one: the last complete rename wins. Raises RenderError for requests that
     cannot be rendered.
     """
+    width, height, rate, frames = _plan(spec)
+    return write_video(path, width, height, rate, frames, _sound(spec))
+
+
+def write_video(
+    path: Path,
+    width: int,
+    height: int,
+    rate: Fraction,
+    frames: Iterator[Pixels],
+    sound: Iterator[npt.NDArray[np.float32]] | None = None,
+) -> RenderedVideo:
+    """Encode ``frames`` (and ``sound``, an AAC track) into an MP4 at ``path``, published the way
+    ``render_video`` describes (complete or not at all), and measure it."""
     part = path.with_name(f"{path.name}.{uuid.uuid4().hex}.part")
     try:
-        width, height, rate, frames = _plan(spec)
-        _encode(part, width, height, rate, frames, _sound(spec))
+        _encode(part, width, height, rate, frames, sound)
         result = probe_video(part)
         os.replace(part, path)
     except BaseException:
@@ -223,6 +236,24 @@ def scene_frames(prompt: str, width: int, height: int, count: int, fps: int) -> 
 
 def decode_image(data: bytes, which: str) -> Image.Image:
     return _decode_image(data, which)
+
+
+def fit_image(image: Image.Image, width: int, height: int) -> Image.Image:
+    return _fit(image, width, height)
+
+
+def image_frames(start: Image.Image, prompt: str, count: int) -> Iterator[Pixels]:
+    """image2video's slow zoom and pan into ``start`` (direction seeded by ``prompt``)."""
+    return _image_frames(start, None, _seed(prompt), count, first_step=0)
+
+
+def decode_frames(source: Path) -> Iterator[Pixels]:
+    """The RGB frames of a video file; RenderError when it cannot be decoded."""
+    return _decode_frames(source)
+
+
+def source_rate(source: Path, fallback: int) -> Fraction:
+    return _source_rate(source, fallback)
 
 
 def _plan_extend(spec: RenderSpec, source: Path, seed: int) -> _Plan:

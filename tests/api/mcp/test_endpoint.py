@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from kling_gateway.api.mcp.creates import CREATE_KINDS
+from kling_gateway.domain.kinds import KINDS
 from kling_gateway.protocol.enums import MODELS
 from kling_gateway.protocol.task import API_TASKS
 from tests.api.mcp.client import mcp_session, structured, tool_error
@@ -24,6 +25,9 @@ TOOLS = {
     "kling_generate_video",
     "kling_generate_video_from_image",
     "kling_extend_video",
+    "kling_generate_motion",
+    "kling_lip_sync",
+    "kling_talking_photo",
     "kling_get_task",
     "kling_get_tasks_batch",
     "kling_list_tasks",
@@ -294,10 +298,11 @@ def test_a_get_opens_an_event_stream_for_a_valid_token_only(server: RealGateway)
 
 def test_a_body_over_the_cap_is_the_rest_400(server: RealGateway) -> None:
     headers = {**MCP_HEADERS, "authorization": f"Bearer {server.tokens['alice']}"}
-    big = {**JSONRPC_LIST, "params": {"pad": "x" * server.settings.max_body_bytes}}
+    # As large as the largest create endpoint reads (a lip-sync's audio_file).
+    limit = max(server.settings.max_body_bytes, *(kind.max_body_bytes for kind in KINDS))
+    big = {**JSONRPC_LIST, "params": {"pad": "x" * limit}}
     answer = httpx.post(f"{server.url}/mcp", json=big, headers=headers)
     assert answer.status_code == 400
-    limit = server.settings.max_body_bytes
     assert answer.json()["error"]["message"] == f"request body is larger than {limit} bytes"
 
 

@@ -24,11 +24,14 @@ from tests.real_gateway import RealGateway, real_gateway
 from tests.services import unavailable
 
 HOSTED = Path(sys.prefix) / "hosted-mcp"
-# The hosted server's tools that this gateway serves too (the rest call endpoints of §7).
+# The hosted server's tools that this gateway serves too.
 SHARED_TOOLS = {
     "kling_generate_video",
     "kling_generate_video_from_image",
     "kling_extend_video",
+    "kling_generate_motion",
+    "kling_lip_sync",
+    "kling_talking_photo",
     "kling_get_task",
     "kling_get_tasks_batch",
     "kling_list_models",
@@ -43,8 +46,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealGateway]:
         unavailable("mcp-kling", str(HOSTED), "not installed (make installs it)")
     data = tmp_path_factory.mktemp("hosted-mcp")
     settings_for = lambda port: make_settings(  # noqa: E731
-        data, worker=True, local_delay=0.05, local_max_side=64, port=port
-    )
+        data, worker=True, local_delay=0.05, local_max_side=64, port=port,
+        callback_allow_private=True,
+    )  # fmt: skip
     with real_gateway(settings_for) as gw:
         gw.add_user("alice")
         yield gw
@@ -122,3 +126,26 @@ async def test_the_gateway_error_reaches_the_agent(server: RealGateway, tmp_path
         )
     assert refused.isError
     assert "no finished video of yours has video_id 'not-a-video'" in _text(refused)
+
+
+@pytest.mark.parametrize(
+    ("tool", "arguments", "task_type"),
+    [
+        ("kling_generate_motion", {"image_url": "photo.png", "video_url": "dance.mp4"}, "motion"),
+        ("kling_lip_sync", {"mode": "audio2video", "video_url": "dance.mp4",
+                            "audio_url": "speech.mp3"}, "lip-sync"),
+        ("kling_talking_photo", {"image_url": "photo.png", "audio_url": "speech.mp3"},
+         "talking-photo"),
+    ],
+)  # fmt: skip
+async def test_the_hosted_section_7_tools_work_against_the_gateway(
+    server: RealGateway, media: str, tmp_path: Path, tool: str, arguments: dict[str, str],
+    task_type: str,
+) -> None:  # fmt: skip
+    urls = {k: f"{media}/{v}" if k.endswith("_url") else v for k, v in arguments.items()}
+    async with hosted_session(server, tmp_path) as session:
+        made = await session.call_tool(tool, urls)
+    assert not made.isError, _text(made)
+    record = await _finished(server, json.loads(_text(made))["task_id"])
+    assert record["type"] == task_type
+    assert record["response"]["state"] == "succeed", record

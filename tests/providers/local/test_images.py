@@ -136,15 +136,6 @@ def closed_port_url() -> str:
 # --- the provider ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    db = SQLiteStore(f"sqlite:///{tmp_path}/t.db")
-    await db.open()
-    await db.migrate()
-    yield db
-    await db.close()
-
-
 def make_provider(store: SQLiteStore, tmp_path: Path, **kwargs: Any) -> LocalProvider:
     return LocalProvider(
         files=VideoFiles(root=tmp_path / "videos", public_url="http://gateway.test"),

@@ -22,7 +22,6 @@ from tests.providers.local.test_provider import (
     make_task,
     provider,
     record_success,
-    store,  # noqa: F401 - the fixture
     submit_and_check,
     text_request,
 )
@@ -50,7 +49,7 @@ def files_on(machine: Path) -> list[Path]:
 
 async def test_a_video_rendered_on_one_machine_is_extended_on_another(
     tmp_path: Path,
-    store: SQLiteStore,  # noqa: F811
+    store: SQLiteStore,
 ) -> None:
     server = require_seaweed()
     server.create_bucket(BUCKET)
@@ -83,7 +82,7 @@ async def test_a_video_rendered_on_one_machine_is_extended_on_another(
 
 async def test_an_unreachable_store_at_upload_is_retryable(
     tmp_path: Path,
-    store: SQLiteStore,  # noqa: F811
+    store: SQLiteStore,
 ) -> None:
     server = require_seaweed()
     files = s3_files(tmp_path, server, "x", endpoint=f"http://127.0.0.1:{free_port()}")

@@ -6,7 +6,6 @@ import asyncio
 import os
 import threading
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +67,6 @@ def text_request(**extra: Any) -> dict[str, Any]:
 @pytest.fixture
 def files(tmp_path: Path) -> VideoFiles:
     return VideoFiles(root=tmp_path / "videos", public_url=PUBLIC)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    db = SQLiteStore(f"sqlite:///{tmp_path}/t.db")
-    await db.open()
-    await db.migrate()
-    yield db
-    await db.close()
 
 
 @pytest.fixture

@@ -57,15 +57,6 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
-    db = SQLiteStore(f"sqlite:///{tmp_path}/t.db")
-    await db.open()
-    await db.migrate()
-    yield db
-    await db.close()
-
-
-@pytest.fixture
 async def provider(store: SQLiteStore, tmp_path: Path) -> AsyncIterator[Any]:
     prov = make_provider(store, tmp_path, allow_private=True)
     prov._fps = FPS
