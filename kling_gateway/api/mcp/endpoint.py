@@ -11,7 +11,6 @@ request carries its token. A tool's progress goes out on its own POST's event st
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -38,8 +37,6 @@ from kling_gateway.api.mcp.tool import Call, Progress, Tool
 from kling_gateway.api.waiting import shutting_down
 from kling_gateway.protocol.errors import ApiError, BadRequest, InternalError
 from kling_gateway.storage.base import Principal
-
-log = logging.getLogger("kling_gateway.api")
 
 _PRINCIPAL = "mcp_principal"
 INSTRUCTIONS = (
