@@ -11,9 +11,11 @@ request carries its token. A tool's progress goes out on its own POST's event st
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import msgspec
 from mcp import types
 from mcp.server.lowlevel import Server
@@ -203,9 +205,11 @@ class McpEndpoint:
         async def progress(done: float, total: float, message: str) -> None:
             if token is None:
                 return
-            await request_ctx.session.send_progress_notification(
-                token, done, total, message, related_request_id=str(request_ctx.request_id)
-            )
+            # The client may have left: the transport cancels this call next; nothing to tell.
+            with contextlib.suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
+                await request_ctx.session.send_progress_notification(
+                    token, done, total, message, related_request_id=str(request_ctx.request_id)
+                )
 
         return progress
 
