@@ -356,7 +356,7 @@ class SQLStore(UpstreamFlows):
 
     @staticmethod
     async def _list_records(tx: Tx, user_id: str, flt: TaskFilter) -> tuple[list[bytes], int]:
-        # tasks_user_created on (user_id, created_at DESC), or with a type tasks_user_type_created
+        # tasks_user_created on (user_id, created_at DESC), or with a type tasks_type_user_created
         # (migration 0009): a range scan, newest first.
         where: list[str] = ["t.user_id = ?"]
         params: list[object] = [user_id]
