@@ -101,7 +101,8 @@ def hash_input(params: TaskParams) -> bytes:
     default, so a request hashed before those fields existed hashes the same after. The other
     kinds' params are prefixed by their kind: one key cannot name tasks of two kinds."""
     if not isinstance(params, VideoParams):
-        return f"{type(params).__name__}:".encode() + msgspec.json.encode(params)
+        kind = next(t for t, struct in PARAMS_BY_TYPE.items() if isinstance(params, struct))
+        return f"{kind}:".encode() + msgspec.json.encode(params)
     data = msgspec.json.decode(msgspec.json.encode(params))
     for name, default in _ADDED_DEFAULTS.items():
         if data.get(name) == default:

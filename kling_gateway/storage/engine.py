@@ -356,7 +356,8 @@ class SQLStore(UpstreamFlows):
 
     @staticmethod
     async def _list_records(tx: Tx, user_id: str, flt: TaskFilter) -> tuple[list[bytes], int]:
-        # tasks_user_created index on (user_id, created_at DESC): a range scan, newest first.
+        # tasks_user_created on (user_id, created_at DESC), or with a type tasks_type_user_created
+        # (migration 0009): a range scan, newest first.
         where: list[str] = ["t.user_id = ?"]
         params: list[object] = [user_id]
         # Times bound as floats: PostgreSQL's float8 column takes no int parameter.

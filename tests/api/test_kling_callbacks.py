@@ -8,8 +8,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kling_gateway.domain.kinds import validate_talking_photo
 from kling_gateway.infra.notify import CALLBACK_WAKEUP, WORKER_WAKEUP
-from kling_gateway.protocol.task import TaskState, progress_response
+from kling_gateway.protocol.requests import TalkingPhotoRequestBody
+from kling_gateway.protocol.task import TASK_TYPE_TALKING_PHOTO, TaskState, progress_response
 from kling_gateway.storage.base import Outcome
 from tests.harness import AppHarness, make_settings, make_task
 
@@ -82,3 +84,24 @@ async def test_a_success_to_download_wakes_the_workers(tmp_path: Path) -> None:
         assert stored is not None and stored.task.state is TaskState.PROCESSING
         assert stored.next_check_at <= time.time()
         assert await gateway.store.list_callbacks(task_id=task_id) == []
+
+
+async def test_a_success_of_a_multi_step_task_is_left_to_the_worker(tmp_path: Path) -> None:
+    # Even without downloads: a §7 job's end may mean another step, or source_video_url.
+    async with AppHarness.start(settings(tmp_path, kling_download_results=False)) as gateway:
+        task = make_task(gateway.user_ids["alice"])
+        body = {"image_url": "https://e.example/a.png", "audio_url": "https://e.example/a.mp3"}
+        task.request, task.type = body, TASK_TYPE_TALKING_PHOTO
+        task.params = validate_talking_photo(TalkingPhotoRequestBody(**body))
+        now = time.time()
+        await gateway.store.insert_task(task, next_check_at=now + 30, deadline_at=now + 3600)
+        task.job_id, task.state = "job-1", TaskState.PROCESSING
+        saved = await gateway.store.save_task(
+            task, expected_version=0, worker_id=None, outcome=Outcome(next_check_at=now + 30)
+        )
+        assert saved
+        woken, result = await heard(gateway, WORKER_WAKEUP, payload(task.id, "succeed"))
+        assert (woken, result) == (True, "check_due")
+        after = await gateway.store.load_task(task.id)
+        assert after is not None and after.task.state is TaskState.PROCESSING
+        assert after.next_check_at <= time.time()

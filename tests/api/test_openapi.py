@@ -137,6 +137,74 @@ def test_component_examples_match(doc: dict[str, Any]) -> None:
             False,
         ),
         ("TaskRecord", {"_id": "67C5163F550A4144A5B68698"}, False),
+        # docs/contract.md §7
+        (
+            "MotionRequest",
+            {
+                "image_url": "https://e/a.png",
+                "video_url": "https://e/v.mp4",
+                "character_orientation": "image",
+                "mode": "std",
+            },
+            True,
+        ),
+        (
+            "MotionRequest",
+            {
+                "image_url": "https://e/a.png",
+                "video_url": "https://e/v.mp4",
+                "character_orientation": "image",
+            },
+            False,
+        ),
+        (
+            "LipSyncRequest",
+            {"mode": "audio2video", "video_id": "v", "audio_url": "https://e/a"},
+            True,
+        ),
+        (
+            "LipSyncRequest",
+            {
+                "mode": "audio2video",
+                "video_id": "v",
+                "video_url": "https://e/v",
+                "audio_url": "https://e/a",
+            },
+            False,
+        ),
+        ("LipSyncRequest", {"mode": "audio2video", "video_id": "v"}, False),
+        (
+            "LipSyncRequest",
+            {
+                "mode": "audio2video",
+                "video_id": "v",
+                "audio_url": "https://e/a",
+                "audio_file": "UklGRg==",
+            },
+            False,
+        ),
+        (
+            "LipSyncRequest",
+            {
+                "mode": "audio2video",
+                "video_id": "v",
+                "audio_type": "file",
+                "audio_file": "UklGRg==",
+            },
+            True,
+        ),
+        ("LipSyncRequest", {"mode": "text2video", "video_id": "v", "text": "hi"}, False),
+        (
+            "LipSyncRequest",
+            {"mode": "text2video", "video_id": "v", "text": "hi", "voice_id": "x"},
+            True,
+        ),
+        ("TalkingPhotoRequest", {"image_url": "https://e/a.png", "audio_url": "https://e/a"}, True),
+        (
+            "TalkingPhotoRequest",
+            {"image_url": "https://e/a.png", "audio_url": "https://e/a", "duration": 7},
+            False,
+        ),
     ],
 )
 def test_schema_decisions(doc: dict[str, Any], schema: str, body: Any, valid: bool) -> None:

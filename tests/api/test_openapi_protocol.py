@@ -24,16 +24,21 @@ from kling_gateway.protocol.requests import (
     CameraControl,
     ElementRef,
     ImageRef,
+    LipSyncRequestBody,
+    MotionRequestBody,
     ShotPrompt,
+    TalkingPhotoRequestBody,
     TasksRequestBody,
     VideoRef,
     VideoRequestBody,
     VoiceRef,
+    WatermarkInfo,
 )
-from kling_gateway.protocol.task import TASK_TYPE_VIDEOS, TaskState
+from kling_gateway.protocol.task import TASK_TYPES, TaskState
 
 S = "/components/schemas"
 VIDEOS = f"{S}/VideosRequest"
+MOTION, LIP, PHOTO = f"{S}/MotionRequest", f"{S}/LipSyncRequest", f"{S}/TalkingPhotoRequest"
 TASK_REQUESTS = (
     "RetrieveRequest",
     "RetrieveBatchByIdsRequest",
@@ -68,7 +73,7 @@ DERIVED: dict[str, Any] = {
     f"{S}/TaskInProgress/properties/state/enum": [s.value for s in TaskState if not s.is_terminal],
     f"{S}/TaskSucceeded/properties/state/const": TaskState.SUCCEED.value,
     f"{S}/TaskFailed/properties/state/const": TaskState.FAILED.value,
-    f"{S}/TaskRecord/properties/type/enum": [TASK_TYPE_VIDEOS],
+    f"{S}/TaskRecord/properties/type/enum": list(TASK_TYPES),
     f"{S}/RetrieveRequest/properties/action/enum": [_action("retrieve")],
     f"{S}/RetrieveRequest/properties/action/default": _action("retrieve"),
     f"{S}/RetrieveRequest/properties/wait/maximum": enums.MAX_WAIT_SECONDS,
@@ -118,6 +123,26 @@ DERIVED: dict[str, Any] = {
     f"{S}/VideoRef/properties/refer_type/enum": list(enums.VIDEO_REFER_TYPES),
     f"{S}/VideoRef/properties/keep_original_sound/enum": list(enums.YES_NO),
     f"{S}/ShotPrompt/properties/prompt/maxLength": enums.MAX_SHOT_PROMPT,
+    # docs/contract.md §7
+    f"{MOTION}/properties/character_orientation/enum": list(enums.CHARACTER_ORIENTATIONS),
+    f"{MOTION}/properties/mode/enum": list(enums.MOTION_MODES),
+    f"{MOTION}/properties/model_name/enum": list(enums.MOTION_MODELS),
+    f"{MOTION}/properties/keep_original_sound/enum": list(enums.YES_NO),
+    f"{MOTION}/properties/prompt/maxLength": enums.MAX_PROMPT,
+    f"{LIP}/properties/mode/enum": list(enums.LIP_SYNC_MODES),
+    f"{LIP}/properties/audio_type/enum": list(enums.AUDIO_TYPES),
+    f"{LIP}/properties/voice_language/enum": list(enums.VOICE_LANGUAGES),
+    f"{LIP}/properties/voice_speed/minimum": enums.VOICE_SPEED_RANGE[0],
+    f"{LIP}/properties/voice_speed/maximum": enums.VOICE_SPEED_RANGE[1],
+    f"{LIP}/properties/text/maxLength": enums.MAX_LIP_SYNC_TEXT,
+    f"{PHOTO}/properties/model/enum": list(enums.TALKING_PHOTO_MODELS),
+    f"{PHOTO}/properties/duration/enum": list(enums.TALKING_PHOTO_DURATIONS),
+    f"{PHOTO}/properties/mode/enum": list(enums.MOTION_MODES),
+    f"{PHOTO}/properties/prompt/maxLength": enums.MAX_PROMPT,
+    **{
+        f"{schema}/properties/callback_events/items/enum": list(enums.CALLBACK_EVENTS)
+        for schema in (MOTION, LIP, PHOTO)
+    },
 }
 
 
@@ -235,6 +260,10 @@ CASES: dict[str, tuple[type[msgspec.Struct], tuple[str, ...]]] = {
     "CameraControl": (CameraControl, ("CameraControl",)),
     "CameraControl.config": (CameraConfig, ()),
     "TasksRequest": (TasksRequestBody, TASK_REQUESTS),
+    "MotionRequest": (MotionRequestBody, ("MotionRequest",)),
+    "MotionRequest.watermark_info": (WatermarkInfo, ()),
+    "LipSyncRequest": (LipSyncRequestBody, ("LipSyncRequest",)),
+    "TalkingPhotoRequest": (TalkingPhotoRequestBody, ("TalkingPhotoRequest",)),
     **{
         kind.__name__: (kind, (kind.__name__,))
         for kind in (ImageRef, VideoRef, ShotPrompt, ElementRef, VoiceRef)
@@ -247,10 +276,10 @@ NESTED = frozenset(kind.__name__ for kind, _ in CASES.values())
 
 def _case(doc: dict[str, Any], case: str) -> tuple[dict[str, Any], dict[str, Any]]:
     kind, schemas = CASES[case]
+    nested = {"CameraControl.config": f"{S}/CameraControl/properties/config",
+              "MotionRequest.watermark_info": f"{MOTION}/properties/watermark_info"}  # fmt: skip
     documented = (
-        _at(doc, f"{S}/CameraControl/properties/config")["properties"]
-        if case == "CameraControl.config"
-        else _documented(doc, *schemas)
+        _at(doc, nested[case])["properties"] if case in nested else _documented(doc, *schemas)
     )
     return _struct_fields(kind), documented
 

@@ -8,7 +8,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from kling_gateway.domain.outcomes import ProviderError, Status, Submission, VideoResult
+from kling_gateway.domain.outcomes import ProviderError, Status, Step, Submission, VideoResult
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.transitions import (
     LAST_ERROR,
@@ -453,3 +453,38 @@ def test_the_marker_keeps_the_first_start_and_counts_the_tries() -> None:
     mark_submit(task, NOW + 30)
     assert earlier_submit_at(task) == NOW
     assert task.provider_data == {SUBMIT_STARTED_AT: NOW, SUBMIT_TRIES: 2}
+
+
+# -- a step of a multi-step job (docs/contract.md §7) ------------------------------------------
+
+
+def test_a_step_before_any_job_keeps_its_findings_and_comes_back_at_once() -> None:
+    task = new_task()
+    task.provider_data[LAST_ERROR] = {"code": "upstream_unavailable", "message": "x"}
+    change = apply(task, Step({"lip_sync_session": {"session_id": "s"}}), attempts=3)
+    assert change.task.job_id is None and change.task.state is TaskState.PROCESSING
+    assert change.task.provider_data == {"lip_sync_session": {"session_id": "s"}}
+    assert (change.next_check_at, change.attempts, change.changed) == (NOW, 0, True)
+    assert change.task.started_at == NOW
+
+
+def test_a_step_to_the_next_job_switches_the_job_and_waits_a_check_interval() -> None:
+    task = submitted(TaskState.PROCESSING)
+    change = apply(task, Step({"kind": "advanced-lip-sync"}, job_id="job-2", next_check_in=None))
+    assert change.task.job_id == "job-2" and change.changed
+    assert change.next_check_at == NOW + POLICY.check_interval
+    again = apply(change.task, Step({"other": 1}))
+    assert not again.changed  # same job, same state: nothing a client sees changed
+
+
+def test_a_talking_photo_success_names_its_source_video() -> None:
+    video = dataclasses.replace(VIDEO, source_video_url="https://cdn.example/silent.mp4")
+    change = apply(submitted(TaskState.PROCESSING), Status(TaskState.SUCCEED, video=video))
+    assert change.task.response is not None
+    assert change.task.response["source_video_url"] == "https://cdn.example/silent.mp4"
+    assert (
+        "source_video_url"
+        not in apply(
+            submitted(TaskState.PROCESSING), Status(TaskState.SUCCEED, video=VIDEO)
+        ).task.response
+    )  # type: ignore[operator]

@@ -50,6 +50,9 @@ SESSION_USE_SECONDS: Final = 23 * 3600.0
 SESSION: Final = "lip_sync_session"  # {"session_id", "face_id", "identified_at"}
 AUDIO_ID: Final = "tts_audio_id"
 ANIMATION: Final = "animation"  # a talking photo's silent video: {"video_id", "video_url"}
+# What only the account that made it can use (a session, a synthesised voice clip): dropped
+# when a task leaves its account (``pool.KlingPool``), so the next account makes its own.
+ACCOUNT_BOUND: Final = (SESSION, AUDIO_ID)
 
 # (kind, external id, body) -> the job id of the one job that external id names.
 CreateOnce = Callable[[str, str, dict[str, Any]], Awaitable[str]]

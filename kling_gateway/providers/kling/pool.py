@@ -35,6 +35,7 @@ from kling_gateway.infra.files import VideoFiles
 from kling_gateway.protocol.task import TASK_TYPE_VIDEOS
 from kling_gateway.providers.base import RELEASE_SLOT, UPSTREAM_ACCOUNT
 from kling_gateway.providers.kling.callbacks import status_from_callback
+from kling_gateway.providers.kling.kind_steps import ACCOUNT_BOUND
 from kling_gateway.providers.kling.mapping import KIND_VIDEO_EXTEND, KlingApiError, kind_for
 from kling_gateway.providers.kling.provider import KlingProvider, KlingProviderConfig
 from kling_gateway.storage.base import Store, StoredTask
@@ -225,8 +226,10 @@ class KlingPool:
 
     def _requeue(self, task: Task, why: str) -> NoReturn:
         """Free the task's slot and put it back in the queue (the retryable error the worker
-        saves with ``Outcome.release_account``)."""
+        saves with ``Outcome.release_account``), without what only its account could use."""
         task.provider_data[RELEASE_SLOT] = True
+        for key in ACCOUNT_BOUND:
+            task.provider_data.pop(key, None)
         raise ProviderError(
             f"queued again: {why}",
             code="upstream_account_unavailable",

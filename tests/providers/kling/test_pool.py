@@ -168,3 +168,20 @@ async def test_changed_old_flags_warn_that_the_stored_keys_are_used(
     async with AppHarness.start(settings):
         pass
     assert any("other keys than --kling-access-key" in r.message for r in caplog.records)
+
+
+async def test_a_lip_sync_queued_again_identifies_anew_on_its_next_account(
+    tmp_path: Path, settings: Settings, admin: httpx.AsyncClient
+) -> None:
+    # Sessions and speech belong to the account that made them (the fake checks it): a
+    # lip-sync whose create bounced (1303) must not carry them to another account.
+    await stored_accounts(settings, b=4)
+    text = "Good morning, this is a test of speech"
+    body = {"mode": "text2video", "video_url": "https://cdn.example/talk.mp4", "text": text,
+            "voice_id": "v1", "async": True}  # fmt: skip
+    async with AppHarness.start(settings) as h:
+        ids = [(await h.create("/kling/lip-sync", body)).json()["task_id"] for _ in range(30)]
+        found = await settled(h.client, h.headers(), ids, timeout=60)
+    assert states(found) == {"succeed": 30}, found
+    assert set((await creates_by_task(admin)).values()) == {1}
+    assert (await fake_accounts(admin))["b"]["rejected_over_limit"] > 0
