@@ -322,3 +322,21 @@ def test_a_client_that_leaves_ends_its_wait(idle: RealGateway) -> None:
             if http.get("/healthz").json()["waiting"] == 0:
                 break
         assert http.get("/healthz").json()["waiting"] == 0
+
+
+async def test_a_foreign_video_reads_as_a_missing_one(server: RealGateway) -> None:
+    async with mcp_session(server.url, server.tokens["bob"]) as session:
+        made = structured(await session.call_tool("kling_generate_video", {"prompt": "bob's"}))
+        done = structured(await session.call_tool("kling_wait_task", {"task_id": made["task_id"]}))
+    foreign, missing = done["video_id"], "v-" + uuid.uuid4().hex
+    async with mcp_session(server.url, server.tokens["alice"]) as session:
+        errors = [
+            tool_error(
+                await session.call_tool("kling_extend_video", {"video_id": v, "prompt": "on"})
+            )
+            for v in (foreign, missing)
+        ]
+    assert errors[0]["code"] == "bad_request"
+    assert errors[0]["message"].replace(foreign, "ID") == errors[1]["message"].replace(
+        missing, "ID"
+    )

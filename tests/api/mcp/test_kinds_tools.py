@@ -48,6 +48,10 @@ async def test_motion(server: RealGateway, media: str) -> None:
     made, done = await _made_and_done(server, "kling_generate_motion", arguments)
     assert done["record"]["type"] == "motion"
     assert made["record"]["request"] == {**arguments, "async": True}
+    async with mcp_session(server.url, server.tokens["alice"]) as session:
+        page = structured(await session.call_tool("kling_list_tasks", {"type": "motion"}))
+    assert made["task_id"] in [item["task_id"] for item in page["items"]]
+    assert {item["record"]["type"] for item in page["items"]} == {"motion"}
 
 
 async def test_lip_sync_with_an_audio_file(server: RealGateway, media: str) -> None:
