@@ -17,7 +17,7 @@ import msgspec
 from kling_gateway.api.asgi import Reply
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.mcp.results import task_result, task_summary
-from kling_gateway.api.mcp.schemas import tool_schema
+from kling_gateway.api.mcp.schemas import JsonSchema, tool_schema
 from kling_gateway.api.mcp.tool import Call, Tool, decode_arguments
 from kling_gateway.api.routes.tasks import EMPTY_RECORD, TasksEndpoint, TasksRequest
 from kling_gateway.protocol.errors import NotFound
@@ -43,7 +43,9 @@ _NOTES: dict[str, dict[str, Any]] = {
 }
 
 
-def _schema(keep: tuple[str, ...], required: tuple[str, ...], renames: dict[str, str]) -> Any:
+def _schema(
+    keep: tuple[str, ...], required: tuple[str, ...], renames: dict[str, str]
+) -> JsonSchema:
     omit = [name for name in TasksRequestBody.__struct_encode_fields__ if name not in keep]
     notes = {name: note for name, note in _NOTES.items() if name in keep}
     return tool_schema(TasksRequestBody, omit=omit, required=required, notes=notes, renames=renames)
