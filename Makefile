@@ -18,11 +18,18 @@ check-python:
 		exit 1; \
 	fi
 
+# The hosted service's MCP server, run by tests/api/mcp/test_hosted_stdio.py against the gateway.
+# Installed beside the venv (--target, --no-deps; its imports are in the lock through `server`
+# and `dev`), not in the lock: it pins redis<7, which would hold back the gateway's own redis,
+# and it installs top-level modules named `main`, `core` and `tools`.
+HOSTED_MCP := mcp-kling==2026.10.24.0
+
 $(STAMP): pyproject.toml requirements.lock | check-python
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements.lock
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip install --quiet --no-deps --upgrade --target $(VENV)/hosted-mcp $(HOSTED_MCP)
 	touch $(STAMP)
 
 install: $(STAMP) fonts

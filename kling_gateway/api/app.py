@@ -1,9 +1,9 @@
 """The ASGI application: ``create_app(settings, store)``.
 
 The API endpoints (POST /kling/tasks, the create endpoints of every task kind, /kling/elements,
-/kling/voices) are dispatched straight to their handlers; everything else (docs, files, events,
-health, 404s) goes through Starlette. Errors become the contract's error body in exactly one
-place, ``GatewayApp._reply``.
+/kling/voices) are dispatched straight to their handlers, /mcp to the MCP endpoint (api/mcp);
+everything else (docs, files, events, health, 404s) goes through Starlette. Errors become the
+contract's error body in exactly one place, ``GatewayApp._reply``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from kling_gateway.api.asgi import (
 from kling_gateway.api.auth import Authenticator
 from kling_gateway.api.context import ApiSettings, AppContext, SigningSecrets
 from kling_gateway.api.instrument import CLIENT_GONE, Observed, with_cors
+from kling_gateway.api.mcp import MCP_PATH, mcp_endpoint
 from kling_gateway.api.observe import Probe
 from kling_gateway.api.pages import build_pages
 from kling_gateway.api.routes.assets import asset_handlers
@@ -54,12 +55,20 @@ Service = Callable[[AppContext], Awaitable[Callable[[], Awaitable[None]]]]
 class GatewayApp:
     """Routes the API hot paths directly and hands the rest to Starlette; measures both."""
 
-    def __init__(self, ctx: AppContext, handlers: dict[str, Handler], pages: Starlette) -> None:
+    def __init__(
+        self,
+        ctx: AppContext,
+        handlers: dict[str, Handler],
+        pages: Starlette,
+        mounts: dict[str, ASGIApp] | None = None,
+    ) -> None:
         self.ctx = ctx
         self._handlers = handlers
         self._pages = pages
         self._observed = Observed(access_log=ctx.settings.access_log, hot_routes=handlers)
         self._entry: ASGIApp = with_cors(self._dispatch, ctx.settings.cors_origins)
+        # Paths served whole (every method) by an ASGI app of their own: /mcp.
+        self._mounts = mounts or {}
 
     def lifespan(self) -> AbstractAsyncContextManager[None]:
         """Startup and shutdown outside an ASGI server (embedding, tests)."""
@@ -76,6 +85,10 @@ class GatewayApp:
             handler = self._handlers.get(path)
             if handler is not None and scope["method"] == "POST":
                 await self._serve(handler, path, scope, receive, send)
+                return
+            mounted = self._mounts.get(path)
+            if mounted is not None:  # it gives its answers their trace ids itself
+                await mounted(scope, receive, send)
                 return
             await self._observed.page(self._pages, scope, receive, send)
             return
@@ -141,6 +154,10 @@ def create_app(
         signing_secrets=signing_secrets,
     )
 
+    tasks = TasksEndpoint(ctx)
+    creates = {kind.path: CreateEndpoint(ctx, kind) for kind in KINDS}
+    mcp = mcp_endpoint(ctx, tasks, creates)
+
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
         # Each part is closed again if a later one fails to start (nothing leaks), and all in
@@ -154,17 +171,17 @@ def create_app(
             stack.push_async_callback(ctx.assets.aclose)
             await ctx.events.start()
             stack.push_async_callback(ctx.events.aclose)
+            stack.push_async_callback(await mcp.start())
             for start in services or []:
                 stack.push_async_callback(await start(ctx))
             # First at shutdown: waiting requests are answered, then the services stop.
             stack.callback(ctx.waiters.close)
             yield
 
-    handlers: dict[str, Handler] = {"/kling/tasks": TasksEndpoint(ctx)}
-    for kind in KINDS:
-        handlers[kind.path] = CreateEndpoint(ctx, kind)
+    handlers: dict[str, Handler] = {"/kling/tasks": tasks, **creates}
     handlers.update(asset_handlers(ctx))
-    return GatewayApp(ctx, handlers, build_pages(ctx, lifespan))
+    mounts: dict[str, ASGIApp] = {MCP_PATH: mcp}
+    return GatewayApp(ctx, handlers, build_pages(ctx, lifespan), mounts)
 
 
 def _default_limiter(settings: ApiSettings) -> RateLimiter:

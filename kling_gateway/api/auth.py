@@ -38,9 +38,10 @@ class Authenticator:
         self._unwritten: dict[str, float] = {}
         self._writer: asyncio.Task[None] | None = None
 
-    async def authenticate(self, authorization: list[str], api: str) -> Principal:
+    async def authenticate(self, authorization: list[str], api: str | None) -> Principal:
         """``authorization``: every value of the header; more than one is refused, since
-        proxies and frameworks disagree on which one counts."""
+        proxies and frameworks disagree on which one counts. ``api`` None checks no grant:
+        the caller checks each API it serves (the MCP endpoint serves both, tool by tool)."""
         if len(authorization) > 1:
             raise InvalidToken("more than one authorization header")
         principal = await self._lookup(authorization[0] if authorization else None)
@@ -51,10 +52,8 @@ class Authenticator:
             raise TokenExpired()
         if principal.application_disabled:
             raise Disabled()
-        if api not in principal.apis:
-            if api == API_ADMIN:  # a user's token on the operator's API (docs/contract.md §4)
-                raise Forbidden()
-            raise TokenMismatched(f"this token was not granted the {api} API")
+        if api is not None:
+            check_grant(principal, api)
         self._used(principal.credential_id, now)
         return principal
 
@@ -98,6 +97,13 @@ class Authenticator:
                 self._cache.clear()
             self._cache[header] = (principal, now + self._cache_seconds)
         return principal
+
+
+def check_grant(principal: Principal, api: str) -> None:
+    if api not in principal.apis:
+        if api == API_ADMIN:  # a user's token on the operator's API (docs/contract.md §4)
+            raise Forbidden()
+        raise TokenMismatched(f"this token was not granted the {api} API")
 
 
 def _bearer_token(authorization: str | None) -> str:

@@ -99,7 +99,7 @@ class AppContext:
         self.links = Links(self.files.public_url)
 
     async def admit(
-        self, scope: Scope, receive: Receive, api: str, *, max_body: int | None = None
+        self, scope: Scope, receive: Receive, api: str | None, *, max_body: int | None = None
     ) -> tuple[Principal, bytes]:
         """Authenticate, count against the rate limit, then read the body, capped at
         ``max_body`` (default: the server's ``max_body_bytes``)."""
@@ -107,8 +107,9 @@ class AppContext:
         body = await read_body(receive, max_body or self.settings.max_body_bytes)
         return principal, body
 
-    async def authorize(self, scope: Scope, api: str) -> Principal:
-        """Authenticate and count against the rate limit (for requests without a body)."""
+    async def authorize(self, scope: Scope, api: str | None) -> Principal:
+        """Authenticate and count against the rate limit (for requests without a body); ``api``
+        None leaves the grant to check to the caller (``auth.check_grant``)."""
         principal = await self.auth.authenticate(headers(scope, b"authorization"), api)
         note_user(principal.user_name)
         retry_after = await self.limiter.hit(principal.credential_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
 from kling_gateway.api.asgi import Receive
@@ -18,6 +18,7 @@ from kling_gateway.protocol.errors import ServiceUnavailable
 from kling_gateway.storage.base import Store
 
 T = TypeVar("T")
+OnRead = Callable[[bytes], Awaitable[None]]
 
 # A waiter re-reads the store at least this often, so a lost notification (or a worker in
 # another process with no shared notifier) costs latency, never a wrong answer.
@@ -55,17 +56,20 @@ class Waiters:
     async def closed(self) -> None:
         await self._closing.wait()
 
-    async def hold(self, receive: Receive, wait: Coroutine[Any, Any, T]) -> T:
+    async def hold(self, receive: Receive | None, wait: Coroutine[Any, Any, T]) -> T:
         """``wait``'s result; ``ClientGone`` when the client leaves first, 503 at shutdown.
 
         ``receive`` must have delivered the whole request body already: what it gives next
-        is ``http.disconnect``.
+        is ``http.disconnect``. None where the request's transport is someone else's (the MCP
+        SDK's, which cancels the wait itself when its client leaves).
         """
         if self.closing:
             wait.close()
             raise shutting_down()
         work = asyncio.ensure_future(wait)
-        gone = asyncio.ensure_future(_disconnected(receive))
+        gone = asyncio.ensure_future(
+            _disconnected(receive) if receive is not None else asyncio.Event().wait()
+        )
         closing = asyncio.ensure_future(self._closing.wait())
         self.active += 1
         try:
@@ -119,9 +123,11 @@ async def wait_until_finished(
     user_id: str,
     task_id: str,
     timeout: float,
+    on_read: OnRead | None = None,
 ) -> bytes | None:
     """The task's record once finished, or as it stands when ``timeout`` runs out; None for a
-    missing (or foreign) task.
+    missing (or foreign) task. ``on_read`` is told each unfinished record read on the way
+    (at least every ``RECHECK_SECONDS``): the MCP wait reports progress from it.
 
     Subscribes before it reads: a task that finishes between the read and the wait still
     wakes it (reading first would lose that notification until the next re-read).
@@ -130,6 +136,8 @@ async def wait_until_finished(
     with events.subscribe(task_id) as changes:
         record = await store.get_task_record(user_id, task_id)
         while record is not None and not is_finished(record):
+            if on_read is not None:
+                await on_read(record)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break

@@ -120,7 +120,9 @@ class Settings:
     auth_cache_seconds: float = _opt(5.0, "how long a verified token is cached", "server")
     batch_max_ids: int = _opt(1000, "most ids in one retrieve_batch", "server")
     blocking_wait_seconds: float = _opt(
-        600.0, "how long a blocking /kling/videos call waits before 504", "server"
+        600.0,
+        "how long a blocking /kling/videos call waits before 504 (and the longest MCP wait)",
+        "server",
     )
     bootstrap_token: bool = _opt(
         True, "create a default user and token when the store is empty", "server"

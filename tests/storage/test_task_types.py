@@ -23,7 +23,7 @@ async def test_a_type_filter_reads_the_type_index(tmp_path: Path) -> None:
     try:
         for sql in QUERIES:
             plan = " ".join(str(row[3]) for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
-            assert "tasks_user_type_created" in plan, plan
+            assert "tasks_type_user_created" in plan, plan
             assert "TEMP B-TREE" not in plan  # newest first straight from the index
     finally:
         conn.close()

@@ -10,7 +10,7 @@ import msgspec
 from kling_gateway.api.asgi import Receive, Reply, Scope
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.requests import decode_body
-from kling_gateway.api.waiting import is_finished, wait_until_finished
+from kling_gateway.api.waiting import OnRead, is_finished, wait_until_finished
 from kling_gateway.domain.task import Task, is_blank
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.log_context import note_task
@@ -68,19 +68,27 @@ class TasksEndpoint:
         raise ApiNotImplemented(f"action `{request.action}` is not implemented")
 
     async def retrieve(
-        self, principal: Principal, request: TasksRequest, receive: Receive
+        self,
+        principal: Principal,
+        request: TasksRequest,
+        receive: Receive | None,
+        *,
+        max_wait: float = MAX_WAIT_SECONDS,
+        on_read: OnRead | None = None,
     ) -> Reply:
+        """``receive`` None and ``max_wait``, ``on_read``: the MCP wait, whose transport is the
+        SDK's and which may wait longer, reporting progress (api/mcp/task_tools.py)."""
         task_id = _required_id(request.id)
         note_task(task_id)
         ctx = self.ctx
         if request.wait is None:
             record = await ctx.store.get_task_record(principal.user_id, task_id)
             return Reply(200, _linked(ctx, record), _retry_hint(record))
-        wait = _bounded("wait", request.wait, 0, MAX_WAIT_SECONDS)
+        wait = _bounded("wait", request.wait, 0, max_wait)
         # A missing or foreign task answers {} at once (its first read finds nothing).
         record = await ctx.waiters.hold(
             receive,
-            wait_until_finished(ctx.store, ctx.events, principal.user_id, task_id, wait),
+            wait_until_finished(ctx.store, ctx.events, principal.user_id, task_id, wait, on_read),
         )
         # The SDK decides from this header whether `wait` was honoured, so it goes with every
         # answer to a `wait`, also when the task finished during it (and has no retry hint).

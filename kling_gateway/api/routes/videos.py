@@ -61,18 +61,29 @@ class CreateEndpoint:
         self._known_fields = known_fields(kind.body)
 
     async def __call__(self, scope: Scope, receive: Receive, trace_id: str) -> Reply:
-        limit = max(self.kind.max_body_bytes, self.ctx.settings.max_body_bytes)
-        principal, body = await self.ctx.admit(scope, receive, API_VIDEOS, max_body=limit)
-        raw, params = _decode(body, self.kind)
-        params = await resolve_owned(self.ctx.store, principal.user_id, params)
-        await self._check_callback(params)
-        task = await self._create(principal, raw, params, trace_id, _idempotency_key(scope))
+        principal, body = await self.ctx.admit(scope, receive, API_VIDEOS, max_body=self.max_body)
+        key = _idempotency_key(scope)
+        task, params = await self.submit(principal, body, trace_id, key)
         if params.asynchronous:
             answer: dict[str, Any] = {"task_id": task.id, "trace_id": trace_id}
             if task.usage is not None:
                 answer["usage"] = task.usage.as_json()
             return _json(200, answer)
         return await self._wait(principal, task.id, trace_id, receive)
+
+    @property
+    def max_body(self) -> int:
+        """The largest body this endpoint reads (the MCP endpoint reads its tools' too)."""
+        return max(self.kind.max_body_bytes, self.ctx.settings.max_body_bytes)
+
+    async def submit(
+        self, principal: Principal, body: bytes, trace_id: str, key: str | None = None
+    ) -> tuple[Task, TaskParams]:
+        """Validate ``body`` and store its task: the one create path (the MCP tools too)."""
+        raw, params = _decode(body, self.kind)
+        params = await resolve_owned(self.ctx.store, principal.user_id, params)
+        await self._check_callback(params)
+        return await self._create(principal, raw, params, trace_id, key), params
 
     async def _check_callback(self, params: TaskParams) -> None:
         if params.callback_url is None:
