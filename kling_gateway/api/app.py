@@ -1,6 +1,7 @@
 """The ASGI application: ``create_app(settings, store)``.
 
-The API endpoints (POST /kling/tasks, the create endpoints of every task kind, /kling/elements,
+The API endpoints (POST /kling/tasks, the create endpoint of every task kind
+(/kling/videos, /kling/motion, /kling/lip-sync, /kling/talking-photo), /kling/elements,
 /kling/voices) are dispatched straight to their handlers, /mcp to the MCP endpoint (api/mcp);
 everything else (docs, files, events, health, 404s) goes through Starlette. Errors become the
 contract's error body in exactly one place, ``GatewayApp._reply``.
