@@ -5,6 +5,7 @@ test's own (tests/private_postgres.py), never the shared one."""
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -69,3 +70,13 @@ async def test_readyz_names_redis_when_configured_and_down(tmp_path: Path) -> No
         code, body = await ready(gateway)
         assert code == 503 and body["failing"] == ["redis"]
         assert body["reasons"]["redis"]
+
+
+async def test_readyz_turns_503_when_the_sqlite_database_is_deleted(gateway: AppHarness) -> None:
+    database = gateway.settings.resolved_database_url.removeprefix("sqlite:///")
+    assert (await ready(gateway))[0] == 200
+    os.unlink(database)
+    code, body = await ready(gateway)
+    assert code == 503 and body["failing"] == ["store"]
+    assert "deleted" in body["reasons"]["store"]
+    assert (await gateway.client.get("/healthz")).status_code == 200
