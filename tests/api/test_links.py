@@ -40,6 +40,10 @@ async def test_a_record_written_by_another_worker_links_under_the_apis_url(
         assert [item["response"]["video_url"] for item in batch.json()["items"]] == [link]
         listing = await gateway.tasks({"action": "retrieve_batch"})
         assert [item["response"]["video_url"] for item in listing.json()["items"]] == [link]
+        events = await gateway.client.get(
+            f"/kling/tasks/{task_id}/events", headers=gateway.headers()
+        )
+        assert events.status_code == 200 and f'"video_url":"{link}"' in events.text
         # Stored: the stable path only, whatever the writer's address.
         stored = await gateway.store.get_task_record(gateway.user_ids["alice"], task_id)
         assert stored is not None and b'"video_url":"/files/videos/' in stored

@@ -29,6 +29,7 @@ from kling_gateway.infra.objects.port import (
     ByteRange,
     ObjectInfo,
     ObjectNotFound,
+    ObjectStoreFull,
     ObjectStoreRefused,
     ObjectStoreUnavailable,
     check_key,
@@ -44,6 +45,8 @@ PART_BYTES = 8 * 1024 * 1024
 PART_CONCURRENCY = 2
 READ_CHUNK_BYTES = 1024 * 1024
 # Error codes S3 answers when it will never let this configuration in.
+# The store's disk or quota is full (S3 answers 507; MinIO names it XMinioStorageFull).
+_FULL = ("InsufficientStorage", "XMinioStorageFull", "507 Insufficient Storage")
 _REFUSALS = (
     "NoSuchBucket",
     "InvalidAccessKeyId",
@@ -79,6 +82,8 @@ def _raise_mapped(exc: Exception, key: str, description: str) -> NoReturn:
         code in text for code in _REFUSALS
     ):
         raise ObjectStoreRefused(f"{description}: {_first_line(text)}") from exc
+    if any(code in text for code in _FULL):
+        raise ObjectStoreFull(f"{description}: {_first_line(text)}") from exc
     raise ObjectStoreUnavailable(f"{description}: {_first_line(text)}") from exc
 
 

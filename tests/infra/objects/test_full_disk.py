@@ -34,3 +34,17 @@ def _source(directory: Path) -> Path:
     path = directory / "source.mp4"
     path.write_bytes(VIDEO)
     return path
+
+
+def test_an_s3_answer_of_full_storage_is_object_store_full() -> None:
+    from kling_gateway.infra.objects.s3 import _raise_mapped
+
+    # What obstore says of a 507 (MinIO's words); a SeaweedFS on a full disk was not tried.
+    said = (
+        "Generic S3 error: Error performing PUT http://127.0.0.1:9000/b/k in 3ms - Server "
+        'returned non-2XX status code: 507 Insufficient Storage: <?xml version="1.0"?><Error>'
+        "<Code>XMinioStorageFull</Code><Message>Storage backend has reached its minimum free "
+        "drive threshold.</Message></Error>"
+    )
+    with pytest.raises(ObjectStoreFull, match="XMinioStorageFull"):
+        _raise_mapped(OSError(said), "k", "s3://b/p")
