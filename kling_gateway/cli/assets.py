@@ -1,6 +1,7 @@
 """`kling-gateway assets add`: register a user's upstream element or voice id (docs/contract.md
-§6). Until the registry has its own endpoints an operator registers them; the printed gateway id
-is what that user sends in `element_list` / `voice_list`, and nobody else can use it."""
+§6), one made outside the gateway (users make their own with POST /kling/elements and
+/kling/voices, §6.1). The printed gateway id is what that user sends in `element_list` /
+`voice_list`, and nobody else can use it."""
 
 from __future__ import annotations
 

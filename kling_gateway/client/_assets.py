@@ -4,13 +4,21 @@ as the other resources are (see ``_base``)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Generic, Literal
 
-from kling_gateway.client._base import Core, It_co, R_co, Runner
+import httpx
+
+from kling_gateway.client._base import Core, Flow, It_co, R_co, Runner, decode
+from kling_gateway.client.types import Record
 
 ELEMENTS_PATH = "/kling/elements"
 VOICES_PATH = "/kling/voices"
+
+
+def _decoded(exchange: Flow[httpx.Response]) -> Flow[Record]:
+    return decode((yield from exchange))
 
 
 def _body(action: str, fields: Mapping[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
@@ -28,6 +36,12 @@ class _Assets(Generic[R_co, It_co]):
 
     def _call(self, action: str, fields: Mapping[str, Any], extra: Mapping[str, Any]) -> R_co:
         return self._runner._run(self._core.call(self.path, _body(action, fields, extra)))
+
+    def _create(self, fields: Mapping[str, Any], extra: Mapping[str, Any], key: str | None) -> R_co:
+        # One Idempotency-Key across the retries of this call: a retried create makes no second.
+        headers = {"idempotency-key": key or str(uuid.uuid4())}
+        request = self._core.build(self.path, _body("create", fields, extra), headers=headers)
+        return self._runner._run(_decoded(self._core.exchange(request)))
 
     def retrieve(self, id: str) -> R_co:
         """The asset, or ``{}`` when the id is not one of yours."""
@@ -57,11 +71,13 @@ class Elements(_Assets[R_co, It_co]):
         element_voice_id: str | None = None,
         tag_ids: Sequence[str] | None = None,
         async_: bool | None = None,
+        idempotency_key: str | None = None,
         **extra: Any,
     ) -> R_co:
         """Create an element: from images (``frontal_image`` and 1..3 ``refer_images``), or
         with ``video_url`` from a video (``reference_type`` is then ``video_refer``). Blocks
-        until it is ready unless ``async_``; the answer's ``status`` says where it stands."""
+        until it is ready unless ``async_``; the answer's ``status`` says where it stands. The
+        ``Idempotency-Key`` header (a new uuid4 unless given) stays the same across retries."""
         if video_url is not None and reference_type is None:
             reference_type = "video_refer"
         images = None
@@ -82,7 +98,7 @@ class Elements(_Assets[R_co, It_co]):
             "tag_list": None if tag_ids is None else [{"tag_id": tag} for tag in tag_ids],
             "async": async_,
         }
-        return self._call("create", fields, extra)
+        return self._create(fields, extra, idempotency_key)
 
 
 class Voices(_Assets[R_co, It_co]):
@@ -95,6 +111,7 @@ class Voices(_Assets[R_co, It_co]):
         voice_url: str | None = None,
         video_id: str | None = None,
         async_: bool | None = None,
+        idempotency_key: str | None = None,
         **extra: Any,
     ) -> R_co:
         """Create a voice from a recording (``voice_url``) or from one of your videos
@@ -105,4 +122,4 @@ class Voices(_Assets[R_co, It_co]):
             "video_id": video_id,
             "async": async_,
         }
-        return self._call("create", fields, extra)
+        return self._create(fields, extra, idempotency_key)

@@ -7,12 +7,14 @@ refreshing one asset at once (or a refresh racing a delete) never both finish it
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from kling_gateway.domain.assets import Asset, registered
 from kling_gateway.protocol.assets import ASSET_PROCESSING
-from kling_gateway.storage.rows import dump_json, load_json
+from kling_gateway.storage.base import StoreError
+from kling_gateway.storage.rows import dump_json, load_json, replay_is_due
 
 if TYPE_CHECKING:
     from kling_gateway.storage.engine import Dialect, Tx
@@ -23,7 +25,12 @@ ASSET_COLUMNS = (
     "id, user_id, kind, upstream_id, created_at, state, account, job_id, spec, result, error, "
     "updated_at, version"
 )
-_INSERT = f"INSERT INTO assets ({ASSET_COLUMNS}) VALUES ({', '.join(['?'] * 13)})"
+_INSERT = (
+    f"INSERT INTO assets ({ASSET_COLUMNS}, idempotency_key) VALUES ({', '.join(['?'] * 14)}) "
+    # A concurrent create with the same key wins; we then answer with its asset.
+    "ON CONFLICT (user_id, kind, idempotency_key) WHERE idempotency_key IS NOT NULL "
+    "DO NOTHING RETURNING id"
+)
 _SAVE = (
     "UPDATE assets SET upstream_id = ?, state = ?, account = ?, job_id = ?, result = ?, "
     "error = ?, updated_at = ?, version = version + 1 "
@@ -82,14 +89,48 @@ class AssetFlows:
     async def _write_one(self, flow: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
         raise NotImplementedError
 
+    async def _write(self, flow: Callable[[Tx], Coroutine[Any, Any, T]]) -> T:
+        raise NotImplementedError
+
     async def add_asset(self, *, user_id: str, kind: str, upstream_id: str, now: float) -> str:
         asset = registered(user_id, kind, upstream_id, now)
         await self.insert_asset(asset)
         return asset.id
 
-    async def insert_asset(self, asset: Asset) -> None:
-        values = asset_values(asset)
-        await self._write_one(lambda tx: tx.execute(_INSERT, *values))
+    async def insert_asset(self, asset: Asset, idempotency_key: str | None = None) -> Asset:
+        return await self._write(lambda tx: self._insert_asset(tx, asset, idempotency_key))
+
+    async def _insert_asset(self, tx: Tx, asset: Asset, key: str | None) -> Asset:
+        if key is not None and (earlier := await self._keyed(tx, asset, key)) is not None:
+            return earlier
+        if await tx.fetchval(_INSERT, *asset_values(asset), key) is not None:
+            return asset
+        # Lost the race for the key to a create committed since (PostgreSQL): answer with it.
+        earlier = None if key is None else await self._keyed(tx, asset, key)
+        if earlier is None:
+            raise StoreError("idempotency key conflict could not be resolved; try again")
+        return earlier
+
+    async def _keyed(self, tx: Tx, asset: Asset, key: str) -> Asset | None:
+        """The asset created earlier with ``key``; None (and the key freed) once it expired.
+        Raises IdempotencyConflict when it was created from another body."""
+        # assets_idempotency unique index.
+        row = await tx.fetchrow(
+            f"SELECT {ASSET_COLUMNS} FROM assets WHERE user_id = ? AND kind = ? "
+            f"AND idempotency_key = ?{self.dialect.for_update}",
+            asset.user_id,
+            asset.kind,
+            key,
+        )
+        if row is None:
+            return None
+        earlier = asset_from_row(row)
+        if replay_is_due(
+            earlier.created_at, dump_json(earlier.spec), dump_json(asset.spec), time.time()
+        ):
+            return earlier
+        await tx.execute("UPDATE assets SET idempotency_key = NULL WHERE id = ?", earlier.id)
+        return None
 
     async def get_asset(self, user_id: str, kind: str, asset_id: str) -> Asset | None:
         # Primary key; the user and kind checks make a foreign asset look missing.

@@ -392,8 +392,10 @@ class AssetRepo(Protocol):
         its gateway id."""
         ...
 
-    async def insert_asset(self, asset: Asset) -> None:
-        """Store a new asset before anyone is told its id."""
+    async def insert_asset(self, asset: Asset, idempotency_key: str | None = None) -> Asset:
+        """Store a new asset before anyone is told its id. With an idempotency key the user
+        used for a create of this kind in the last 24 hours, return that earlier asset instead
+        (or raise IdempotencyConflict when it came from another body)."""
         ...
 
     async def get_asset(self, user_id: str, kind: str, asset_id: str) -> Asset | None: ...

@@ -52,8 +52,10 @@ from kling_gateway.storage.rows import (
     IDEMPOTENCY_WINDOW,
     apply_outcome,
     callback_view,
+    dump_json,
     is_failing,
     is_final_event,
+    replay_is_due,
 )
 from kling_gateway.storage.stats import OldestWaiting, StoreStats
 from kling_gateway.storage.upstream import choose, queue_moves, waiting_of
@@ -127,6 +129,7 @@ class _State:
     assets: dict[str, Asset] = field(default_factory=dict)
     ledger: list[LedgerEntry] = field(default_factory=list)
     weights: dict[str, float] = field(default_factory=dict)  # user id -> fair-queue weight
+    asset_keys: dict[tuple[str, str, str], str] = field(default_factory=dict)  # -> asset id
 
 
 class MemoryStore:
@@ -419,8 +422,18 @@ class MemoryStore:
         await self.insert_asset(asset)
         return asset.id
 
-    async def insert_asset(self, asset: Asset) -> None:
+    async def insert_asset(self, asset: Asset, idempotency_key: str | None = None) -> Asset:
+        slot = (asset.user_id, asset.kind, idempotency_key or "")
+        earlier = self._s.asset_keys.get(slot) if idempotency_key else None
+        found = self._s.assets.get(earlier) if earlier is not None else None
+        if found is not None and replay_is_due(
+            found.created_at, dump_json(found.spec), dump_json(asset.spec), time.time()
+        ):
+            return copy.deepcopy(found)
         self._s.assets[asset.id] = copy.deepcopy(asset)
+        if idempotency_key:
+            self._s.asset_keys[slot] = asset.id
+        return asset
 
     def _asset(self, user_id: str, kind: str, asset_id: str) -> Asset | None:
         found = self._s.assets.get(asset_id)

@@ -1,7 +1,8 @@
 """Upstream account keys: sealed before the store sees them, opened for the worker to sign.
 
 Secret keys are sealed under the server key (``storage.crypto``) before the store sees them,
-bound to the account's name, and opened only by the worker that signs with them.
+bound to the account's name, and opened only by the processes that sign with them: the worker,
+and the API for element and voice calls (docs/contract.md §6.1).
 """
 
 from __future__ import annotations

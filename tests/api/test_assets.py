@@ -253,3 +253,27 @@ async def test_tokens_and_grants_are_checked(gateway: AppHarness, kind: str) -> 
 async def test_unknown_fields_are_ignored(gateway: AppHarness, kind: str) -> None:
     response = await call(gateway, kind, {**KINDS[kind][1], "timeout": 30, "extra": {"a": 1}})
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("kind", ["element", "voice"])
+async def test_an_idempotency_key_makes_one_asset(gateway: AppHarness, kind: str) -> None:
+    path, body = KINDS[kind]
+    headers = {**gateway.headers(), "idempotency-key": "make-it-once"}
+    first = await gateway.client.post(path, json=body, headers=headers)
+    again = await gateway.client.post(path, json=body, headers=headers)
+    assert first.status_code == again.status_code == 200, again.text
+    assert again.json()[f"{kind}_id"] == first.json()[f"{kind}_id"]
+    assert (await call(gateway, kind, {"action": "list"})).json()["count"] == 1
+    other = {**body, f"{kind}_name": "Another"}
+    refused = await gateway.client.post(path, json=other, headers=headers)
+    assert_error(refused, 400, "bad_request", None)
+    assert "Idempotency-Key" in refused.json()["error"]["message"]
+    # another user's same key is theirs alone
+    await gateway.add_user("bob")
+    bobs = {**gateway.headers("bob"), "idempotency-key": "make-it-once"}
+    theirs = await gateway.client.post(path, json=body, headers=bobs)
+    assert theirs.json()[f"{kind}_id"] != first.json()[f"{kind}_id"]
+    blank = {**gateway.headers(), "idempotency-key": " "}
+    assert_error(
+        await gateway.client.post(path, json=body, headers=blank), 400, "bad_request", None
+    )

@@ -81,3 +81,15 @@ async def test_the_async_client(server: RealGateway) -> None:
         page = await client.voices.list(limit=1)
         assert page["count"] >= 1 and len(page["items"]) == 1
         assert (await client.voices.delete(made["voice_id"]))["deleted"] is True
+
+
+def test_a_create_sends_one_idempotency_key(server: RealGateway) -> None:
+    with Client(server.url, token=server.tokens["alice"]) as client:
+        first = client.voices.create(
+            "Once", voice_url="https://cdn.example/o.mp3", idempotency_key="k"
+        )
+        again = client.voices.create(
+            "Once", voice_url="https://cdn.example/o.mp3", idempotency_key="k"
+        )
+        other = client.voices.create("Once", voice_url="https://cdn.example/o.mp3")
+    assert first["voice_id"] == again["voice_id"] != other["voice_id"]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from kling_gateway.domain.assets import Asset, new_asset
-from kling_gateway.storage.base import Store
+from kling_gateway.storage.base import IdempotencyConflict, Store
 from tests.services import fresh_postgres_database
 from tests.storage.helpers import migrated_store, owner
 
@@ -121,3 +121,25 @@ async def test_get_list_delete_see_only_the_owner_and_the_kind(store: Store) -> 
     assert await store.delete_asset(alice, "element", older.id)
     assert await store.get_asset(alice, "element", older.id) is None
     assert not await store.delete_asset(alice, "element", older.id)
+
+
+async def test_an_idempotency_key_answers_the_first_asset(store: Store) -> None:
+    alice = (await owner(store, "alice")).user_id
+    first = new_asset(alice, "voice", {"voice_name": "a"}, time.time())
+    assert (await store.insert_asset(first, "k1")).id == first.id
+    again = new_asset(alice, "voice", {"voice_name": "a"}, time.time())
+    assert (await store.insert_asset(again, "k1")).id == first.id
+    other_kind = new_asset(alice, "element", {"voice_name": "a"}, time.time())
+    assert (await store.insert_asset(other_kind, "k1")).id == other_kind.id
+    with pytest.raises(IdempotencyConflict):
+        await store.insert_asset(new_asset(alice, "voice", {"voice_name": "b"}, time.time()), "k1")
+    _, total = await store.list_assets(alice, "voice", 10, 0)
+    assert total == 1
+
+
+async def test_an_idempotency_key_expires_after_a_day(store: Store) -> None:
+    alice = (await owner(store, "alice")).user_id
+    old = new_asset(alice, "voice", {"voice_name": "a"}, time.time() - 2 * 86_400)
+    await store.insert_asset(old, "k")
+    fresh = new_asset(alice, "voice", {"voice_name": "other"}, time.time())
+    assert (await store.insert_asset(fresh, "k")).id == fresh.id

@@ -1,7 +1,8 @@
 """POST /kling/elements and POST /kling/voices: a user's elements and voices (docs/contract.md
 §6.1), with ``action`` create | list | retrieve | delete.
 
-A create stores the asset (``processing``) before anyone learns its id, then drives its
+A create stores the asset (``processing``) before anyone learns its id (an ``Idempotency-Key``
+header as on /kling/videos, §8.3: a repeat answers the first asset), then drives its
 provider (``providers.assets``) step by step until it is ready or the blocking wait runs out
 (``async: true``: one step, then the answer). An asset still processing is taken a step further
 whenever it is retrieved or listed, so an interrupted create finishes later. Every read names
@@ -21,6 +22,7 @@ import msgspec
 from kling_gateway.api.asgi import Receive, Reply, Scope
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.requests import decode_body
+from kling_gateway.api.routes.videos import _idempotency_key as idempotency_key
 from kling_gateway.domain.assets import (
     ELEMENT,
     ID_FIELD,
@@ -35,7 +37,7 @@ from kling_gateway.domain.outcomes import ProviderError
 from kling_gateway.protocol.assets import ElementsRequestBody, VoicesRequestBody
 from kling_gateway.protocol.errors import BadGateway, BadRequest, ServiceUnavailable
 from kling_gateway.protocol.task import API_VIDEOS
-from kling_gateway.storage.base import Principal
+from kling_gateway.storage.base import IdempotencyConflict, Principal
 
 EMPTY = b"{}"
 # Unfinished assets of one list page taken a step further (each step is an upstream call).
@@ -62,7 +64,7 @@ class AssetsEndpoint:
         principal, body = await self.ctx.admit(scope, receive, API_VIDEOS)
         query = self._decode(body)
         if query.action == "create":
-            return await self.create(principal, query, receive, trace_id)
+            return await self.create(scope, principal, query, receive, trace_id)
         if query.action == "list":
             return await self.list(principal, query)
         assert query.id is not None  # the domain requires it for retrieve and delete
@@ -73,7 +75,7 @@ class AssetsEndpoint:
     # --- the actions ---------------------------------------------------------------------
 
     async def create(
-        self, principal: Principal, query: AssetQuery, receive: Receive, trace_id: str
+        self, scope: Scope, principal: Principal, query: AssetQuery, receive: Receive, trace_id: str
     ) -> Reply:
         pinned = await self._pinned(principal.user_id, query.spec)
         asset = new_asset(principal.user_id, self.kind, query.spec, time.time())
@@ -81,7 +83,12 @@ class AssetsEndpoint:
             await self.ctx.assets.place(asset, pinned)
         except ProviderError as exc:
             raise ServiceUnavailable(f"cannot create the {self.kind} now: {exc.message}") from exc
-        await self.ctx.store.insert_asset(asset)
+        try:
+            asset = await self.ctx.store.insert_asset(asset, idempotency_key(scope))
+        except IdempotencyConflict as exc:
+            raise BadRequest(f"header `Idempotency-Key`: {exc}") from exc
+        if asset.finished:
+            return _json({**asset.view(), "trace_id": trace_id})  # a repeat of a finished create
         if query.asynchronous:
             asset = await self._step(asset)
         else:
