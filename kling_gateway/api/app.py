@@ -1,8 +1,9 @@
 """The ASGI application: ``create_app(settings, store)``.
 
-The API endpoints (POST /kling/tasks, POST /kling/videos) are dispatched straight to their
-handlers, /mcp to the MCP endpoint (api/mcp); everything else (docs, files, events, health,
-404s) goes through Starlette. Errors become the contract's error body in exactly one place,
+The API endpoints (POST /kling/tasks, and the create endpoint of every task kind: /kling/videos,
+/kling/motion, /kling/lip-sync, /kling/talking-photo) are dispatched straight to their handlers,
+/mcp to the MCP endpoint (api/mcp); everything else (docs, files, events, health, 404s) goes
+through Starlette. Errors become the contract's error body in exactly one place,
 ``GatewayApp._serve``.
 """
 

@@ -153,3 +153,19 @@ async def test_long_poll_and_events_follow_every_kind(
                                       headers=gateway.headers())  # fmt: skip
     assert events.status_code == 200
     assert f'"state":"{record["response"]["state"]}"' in events.text
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_finished_task_of_every_kind_owes_its_callback(
+    gateway_with_worker: AppHarness, path: str
+) -> None:
+    gateway = gateway_with_worker
+    hook = "http://127.0.0.1:9/hook"
+    task_id = await create(gateway, path, callback_url=hook, callback_events=["processing"])
+    for _ in range(20):
+        record = (await gateway.tasks({"id": task_id, "wait": 10})).json()
+        if "finished_at" in record:
+            break
+    deliveries = await gateway.store.list_callbacks(task_id=task_id)
+    final = record["response"]["state"]
+    assert {(d.url, d.event) for d in deliveries} == {(hook, "processing"), (hook, final)}

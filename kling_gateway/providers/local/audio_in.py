@@ -3,8 +3,10 @@
 the mono float samples the rest of the local provider works with, and measured as a loudness
 envelope, one value per output frame, that opens the drawn mouth (mouth.py).
 
-Nothing about the bytes is trusted: whatever FFmpeg cannot decode (or decodes to nothing) is
-an ``AudioError``, a RenderError whose message is the failed task's reason.
+Nothing about the bytes is trusted: they must be one of the four formats by their magic
+number, are read with that format's demuxer only, and whatever FFmpeg cannot decode (or
+decodes to nothing) is an ``AudioError``, a RenderError whose message is the failed task's
+reason.
 """
 
 from __future__ import annotations
@@ -16,13 +18,18 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from kling_gateway.domain.audio_input import decode_audio_file
+from kling_gateway.domain.audio_input import decode_audio_file, sniff_audio
 from kling_gateway.domain.outcomes import ProviderError
 from kling_gateway.infra.fetch import FetchError, fetch_bytes
+from kling_gateway.protocol.enums import AUDIO_FORMATS
 from kling_gateway.protocol.errors import BadRequest
 from kling_gateway.providers.local.audio import SAMPLE_RATE, Samples
 from kling_gateway.providers.local.render import RenderError
 
+# The demuxer of each format the contract accepts (recognised by its bytes, as the request's
+# validation does): FFmpeg is never left to guess, so no playlist or concat script is opened.
+_DEMUXERS = {"wav": "wav", "mp3": "mp3", "m4a": "mov", "aac": "aac"}
+_FORMATS = ", ".join(AUDIO_FORMATS)
 # Below this RMS a frame is silence, whatever the clip's loud level (dithering, hiss).
 _SILENCE_RMS = 1e-3
 # The loud level the envelope is normalised by: a high percentile, so one click does not
@@ -49,8 +56,11 @@ def decode_audio(data: bytes, *, max_seconds: float | None = None) -> Samples:
     """``data`` (any container/codec FFmpeg reads: mp3, wav, m4a, aac...) as mono samples at
     ``SAMPLE_RATE``, at most ``max_seconds`` of them. AudioError when undecodable or empty."""
     limit = None if max_seconds is None else max(0, round(max_seconds * SAMPLE_RATE))
+    kind = sniff_audio(data)
+    if kind is None:
+        raise AudioError(f"the audio could not be decoded: it is not {_FORMATS} audio")
     try:
-        chunks = _decoded(data, limit)
+        chunks = _decoded(data, _DEMUXERS[kind], limit)
     except (av.FFmpegError, ValueError, IndexError, EOFError) as exc:
         raise AudioError(f"the audio could not be decoded: {_reason(exc)}") from exc
     samples = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
@@ -61,10 +71,10 @@ def decode_audio(data: bytes, *, max_seconds: float | None = None) -> Samples:
     return samples
 
 
-def _decoded(data: bytes, limit: int | None) -> list[Samples]:
+def _decoded(data: bytes, demuxer: str, limit: int | None) -> list[Samples]:
     chunks: list[Samples] = []
     left = limit
-    with av.open(io.BytesIO(data), mode="r") as container:
+    with av.open(io.BytesIO(data), mode="r", format=demuxer) as container:
         if not container.streams.audio:
             raise ValueError("it has no audio stream")
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)

@@ -38,6 +38,9 @@ _R = TypeVar("_R")
 # An audio_url's cap: well above a 5 MB audio_file, since a URL may serve uncompressed WAV.
 MAX_AUDIO_URL_BYTES = 20 * 1024 * 1024
 KindParams = MotionParams | LipSyncParams | TalkingPhotoParams
+# The first box of an MP4 or MOV file (Kling takes only those): anything else, a playlist or a
+# concat script that would make FFmpeg open other files, is refused before FFmpeg sees it.
+_MP4_ATOMS = frozenset({b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip"})
 
 
 class Runner(Protocol):
@@ -142,6 +145,8 @@ class KindRenderer:
             raise ProviderError(
                 f"could not fetch the video (`{field}`): {exc}", code="video_fetch_failed"
             ) from exc
+        if data[4:8] not in _MP4_ATOMS:
+            raise RenderError(f"the video of `{field}` is not an MP4 or MOV file")
         with tempfile.NamedTemporaryFile(suffix=".mp4", delete=False) as out:
             out.write(data)
         path = Path(out.name)

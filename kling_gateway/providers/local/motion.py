@@ -13,8 +13,9 @@ Their sum, accumulated, is the subject's path in shares of the reference's width
 the output moves the image by the same shares of its own frame, one output frame per reference
 frame (so the output keeps the reference's length and rate). The image is fitted with a margin
 around it, so a moving picture does not uncover blank edges (beyond the margin, edge pixels
-repeat). ``character_orientation`` picks the frame's shape: ``image`` frames like the photo,
-``video`` like the reference. ``keep_original_sound`` carries the reference's audio.
+repeat). ``character_orientation`` picks the frame's shape (``image`` frames like the photo,
+``video`` like the reference) and the reference's longest length (10 s and 30 s, as on Kling).
+``keep_original_sound`` carries the reference's audio.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from kling_gateway.protocol.enums import MOTION_MAX_SECONDS
 from kling_gateway.providers.local import audio
 from kling_gateway.providers.local.render import (
     Mode,
@@ -48,7 +50,8 @@ Orientation = Literal["image", "video"]
 Gray = npt.NDArray[np.float64]
 Path2D = npt.NDArray[np.float64]
 
-MAX_REFERENCE_SECONDS = 30.0  # docs/contract.md §7 (orientation `video`)
+# A reference a little over its limit (a container's rounding) is still taken.
+_LIMIT_SLACK = 0.25
 # Frames are analysed at this longer side: motion is a coarse signal and 4K FFTs are not cheap.
 _ANALYSIS_SIDE = 96
 # A residual pixel counts as moving above this level (0..255), or a share of the largest.
@@ -179,10 +182,19 @@ def motion_video(
     max_side: int | None = None,
     keep_original_sound: bool = False,
 ) -> RenderedVideo:
-    """Write at ``path`` (atomically) the image moved along the reference's motion."""
+    """Write at ``path`` (atomically) the image moved along the reference's motion. The
+    reference may be at most ``MOTION_MAX_SECONDS[orientation]`` long (docs/contract.md §7)."""
+    if orientation not in MOTION_MAX_SECONDS:
+        raise RenderError(f"unsupported character_orientation: {orientation!r}")
     info = probe_video(reference)
+    limit = MOTION_MAX_SECONDS[orientation]
+    if info.duration > limit + _LIMIT_SLACK:
+        raise RenderError(
+            f"the reference video is {info.duration:.1f} s long; with character_orientation "
+            f"`{orientation}` it may be at most {limit:g} s"
+        )
     rate = source_rate(reference, 24)
-    moves = reference_path(reference, max(1, math.floor(MAX_REFERENCE_SECONDS * rate)))
+    moves = reference_path(reference, max(1, math.ceil((limit + _LIMIT_SLACK) * rate)))
     photo = decode_image(image, "motion")
     shape = (photo.width, photo.height) if orientation == "image" else (info.width, info.height)
     width, height = frame_size(nearest_aspect(*shape), mode, max_side)

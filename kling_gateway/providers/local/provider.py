@@ -8,6 +8,10 @@ first check after that and after ``ready_at`` renders the video with ``render.re
 The ``delay`` stands in for the time a real generation takes. With ``render=False`` no file is
 written at all; that mode exists to bench the task machinery, not to serve videos.
 
+Motion, lip-sync and talking-photo tasks (docs/contract.md §7) render through ``kinds.py``
+with the same plan, pool and publishing; a talking photo's plan holds a second video id, that
+of its silent animation (``source_video_url``), published before the video itself.
+
 Renders run in a bounded thread pool of their own (``render_threads``, default the CPU count),
 never in the loop's default executor: that one also runs ``getaddrinfo``, and a burst of
 renders there would hold every DNS lookup (the SSRF check of a create) behind them.
@@ -206,6 +210,7 @@ class LocalProvider:
         silent = _source_video_id(task)
         video = VideoResult(
             video_id=video_id, video_url=url, duration=format_seconds(seconds),
+            source_video_id=silent,
             source_video_url=None if silent is None else self._files.url_for(silent),
         )  # fmt: skip
         return Status(TaskState.SUCCEED, video=video)

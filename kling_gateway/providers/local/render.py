@@ -242,9 +242,12 @@ def fit_image(image: Image.Image, width: int, height: int) -> Image.Image:
     return _fit(image, width, height)
 
 
-def image_frames(start: Image.Image, prompt: str, count: int) -> Iterator[Pixels]:
-    """image2video's slow zoom and pan into ``start`` (direction seeded by ``prompt``)."""
-    return _image_frames(start, None, _seed(prompt), count, first_step=0)
+def image_frames(
+    start: Image.Image, prompt: str, count: int, sources: Iterator[Image.Image] | None = None
+) -> Iterator[Pixels]:
+    """image2video's slow zoom and pan into ``start`` (direction seeded by ``prompt``); with
+    ``sources``, frame by frame from those images of ``start`` instead (see _image_frames)."""
+    return _image_frames(start, None, _seed(prompt), count, first_step=0, sources=sources)
 
 
 def decode_frames(source: Path) -> Iterator[Pixels]:
@@ -319,13 +322,20 @@ def _fit_optional(data: bytes | None, width: int, height: int) -> Image.Image | 
 
 
 def _image_frames(
-    start: Image.Image, end: Image.Image | None, seed: int, count: int, *, first_step: int
+    start: Image.Image,
+    end: Image.Image | None,
+    seed: int,
+    count: int,
+    *,
+    first_step: int,
+    sources: Iterator[Image.Image] | None = None,
 ) -> Iterator[Pixels]:
     """Slow zoom and pan into ``start``, cross-fading into an unmoving ``end``.
 
     Progress runs from ``first_step / last`` to 1, so the final frame is exactly the end
     image (or the most zoomed start image) and, with ``first_step=0``, the first frame is
-    exactly the start image.
+    exactly the start image. With ``sources`` (images of ``start``'s size), each frame is cut
+    from the next of them instead, so what is drawn on them moves with the picture.
     """
     width, height = start.size
     rng = np.random.default_rng(seed)
@@ -339,7 +349,8 @@ def _image_frames(
         left = (width - box_w) / 2 * (1 + pan_x)
         top = (height - box_h) / 2 * (1 + pan_y)
         box = (left, top, left + box_w, top + box_h)
-        frame = start.resize((width, height), Image.Resampling.BILINEAR, box=box)
+        image = start if sources is None else next(sources)
+        frame = image.resize((width, height), Image.Resampling.BILINEAR, box=box)
         if end is not None:
             frame = Image.blend(frame, end, _smoothstep(progress))
         yield np.asarray(frame, dtype=np.uint8)

@@ -9,8 +9,9 @@ made here, in numpy, and is honest about what it is: not words anyone can unders
 audio shaped like speech from the text itself, deterministic and dependency-free:
 
 - the text is cut into syllables: a Chinese character is one (its vowel and its tone, one of
-  Mandarin's four contours, picked from the character), a Latin word has one per vowel group
-  (its onset consonants and vowel from the letters); punctuation makes pauses;
+  Mandarin's four contours, picked from the character; kana and hangul alike), a Latin word
+  has one per vowel group (its onset consonants and vowel from the letters), a word of another
+  script one per two letters; punctuation makes pauses;
 - a vowel is a harmonic series on a moving pitch (F0) shaped by the vowel's three formants;
   a consonant is band-limited noise (fricatives), a closure and burst (plosives) or a quiet
   voiced murmur (nasals and liquids);
@@ -64,7 +65,11 @@ _PITCH = {"en": 135.0, "zh": 150.0}
 _TONES = ((1.18, 1.18, 1.18), (0.95, 1.05, 1.22), (0.92, 0.76, 0.96), (1.28, 1.05, 0.82))
 # Full-width punctuation, read as its ASCII twin (escapes: ruff flags the look-alikes).
 _CJK_PUNCTUATION = "\uff0c\uff1b\uff1a\u3002\uff01\uff1f\u3001"
-_TOKENS = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]|[A-Za-z']+|[0-9]+|[,;:.!?]")
+# One syllable per character: CJK ideographs, kana, hangul. Latin words by their vowels;
+# words of any other script one syllable per two letters.
+_SYLLABIC = "\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af\uf900-\ufaff"
+_TOKENS = re.compile(rf"[{_SYLLABIC}]|[A-Za-z']+|[0-9]+|[,;:.!?]|[^\W\d_{_SYLLABIC}]+")
+_ONE_SYLLABLE = re.compile(rf"[{_SYLLABIC}]")
 _DIGITS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _FULL_WIDTH = str.maketrans(_CJK_PUNCTUATION, ",;:.!?,")
 
@@ -115,13 +120,23 @@ def _units(text: str) -> Iterator[_Unit]:
     for token in _TOKENS.findall(text.translate(_FULL_WIDTH)):
         if token in _PAUSE:
             yield _Pause(_PAUSE[token])
-        elif len(token) == 1 and ord(token) >= 0x3400:
-            code = ord(token)
-            yield _Syllable(onset="szhtkpmnl"[code % 9], vowel=_VOWELS[code // 9 % 5],
-                            tone=code // 45 % 4)  # fmt: skip
-        else:
+        elif _ONE_SYLLABLE.fullmatch(token):
+            yield _from_code(ord(token), tone=True)
+        elif token.isascii():
             yield from _word(token.lower())
             yield _Pause(_WORD_GAP)
+        else:
+            # Another script: no spelling rules here, a syllable per two letters.
+            yield from (_from_code(ord(c), tone=False) for c in token[::2])
+            yield _Pause(_WORD_GAP)
+
+
+def _from_code(code: int, *, tone: bool) -> _Syllable:
+    """A syllable picked by a character's code point (its sound is not known offline)."""
+    return _Syllable(
+        onset="szhtkpmnl"[code % 9], vowel=_VOWELS[code // 9 % 5],
+        tone=code // 45 % 4 if tone else None,
+    )  # fmt: skip
 
 
 def _word(word: str) -> Iterator[_Syllable]:

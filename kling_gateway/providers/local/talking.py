@@ -1,7 +1,8 @@
 """A local talking photo (docs/contract.md §7): Kling runs image2video on the photo and then
 lip-syncs the result, and so does this, offline. The silent animation is image2video's gentle
 zoom and pan into the photo (render.image_frames); the talking video is that animation with the
-mouth (mouth.py) opened by the audio's loudness and the audio carried as AAC. Both files are
+mouth (mouth.py) opened by the audio's loudness, drawn on the photo before each frame is cut
+from it (so it moves with the face), and the audio carried as AAC. Both files are
 returned: the second is the record's ``source_video_url``.
 
 The frame's shape follows the photo (the nearest of 16:9, 9:16 and 1:1, as image2video
@@ -15,9 +16,13 @@ import math
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+
 from kling_gateway.providers.local.audio import Samples
 from kling_gateway.providers.local.audio_in import AudioError, loudness_envelope
-from kling_gateway.providers.local.lipsync import audio_under, mouthed
+from kling_gateway.providers.local.lipsync import audio_under
+from kling_gateway.providers.local.mouth import draw_mouth
 from kling_gateway.providers.local.render import (
     AspectRatio,
     Mode,
@@ -64,6 +69,9 @@ def talking_photo(
     rate = Fraction(fps)
     silent = write_video(silent_path, width, height, rate, image_frames(start, prompt, count))
     envelope = loudness_envelope(samples, fps, count)
-    frames = mouthed(image_frames(start, prompt, count), envelope, width, height)
+    # The mouth is drawn on the photo, then zoomed and panned with it: it stays on the face.
+    still = np.asarray(start, dtype=np.uint8)
+    faces = (Image.fromarray(draw_mouth(still, float(value))) for value in envelope)
+    frames = image_frames(start, prompt, count, faces)
     sound = iter([audio_under(samples, count, rate)])
     return write_video(path, width, height, rate, frames, sound), silent

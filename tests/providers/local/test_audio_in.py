@@ -52,6 +52,19 @@ def test_undecodable_audio_is_a_clear_audio_error(data: bytes) -> None:
     assert "Traceback" not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"ffconcat version 1.0\nfile '/etc/passwd'\n",
+        b"#EXTM3U\n#EXTINF:1,\nhttp://127.0.0.1/secret.ts\n",
+        b"fLaC\x00\x00\x00\x22" + bytes(64),
+    ],
+)
+def test_only_the_four_formats_are_read_never_a_playlist(data: bytes) -> None:
+    with pytest.raises(AudioError, match="it is not mp3, wav, m4a, aac audio"):
+        decode_audio(data)
+
+
 def test_a_video_without_sound_is_not_audio(tmp_path: Path) -> None:
     video = still_video(tmp_path / "v.mp4", seconds=0.5)
     with pytest.raises(AudioError, match="no audio stream"):

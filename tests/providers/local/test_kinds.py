@@ -49,7 +49,9 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "dance.mp4": write_reference(folder / "dance.mp4", disc_frames()).read_bytes(),
         "face.mp4": still_video(folder / "face.mp4", seconds=2.0, fps=FPS).read_bytes(),
         "speech.mp3": encode_audio(silence_then_tone(1.5), "mp3"),
+        "speech.m4a": encode_audio(silence_then_tone(0.5), "m4a"),
         "noise.mp3": b"ID3 this is no audio at all" * 40,
+        "list.mp4": b"ffconcat version 1.0\nfile 'other.mp4'\n",
     }
 
     async def serve(request: Request) -> Response:
@@ -153,6 +155,7 @@ async def test_talking_photo_answers_the_silent_animation_too(
     assert status.state is TaskState.SUCCEED and status.video is not None
     assert status.video.duration == "5.0"
     silent_id = task.provider_data["source_video_id"]
+    assert status.video.source_video_id == silent_id
     assert status.video.source_video_url == f"http://gateway.test/files/videos/{silent_id}.mp4"
     talking, silent = file_of(tmp_path, status.video.video_id), file_of(tmp_path, silent_id)
     assert decode_track(talking) is not None and decode_track(silent) is None
@@ -170,9 +173,11 @@ async def test_talking_photo_answers_the_silent_animation_too(
          "audio_fetch_failed", "could not fetch the audio (`audio_url`)"),
         ("talking-photo", {"image_url": "photo.png", "audio_url": "noise.mp3"},
          "render_failed", "the audio could not be decoded"),
-        ("motion", {"image_url": "photo.png", "video_url": "speech.mp3",
+        ("motion", {"image_url": "photo.png", "video_url": "speech.m4a",
                     "character_orientation": "video", "mode": "std"},
          "render_failed", "the video of `video_url` has no video stream"),
+        ("lip-sync", {"mode": "audio2video", "video_url": "list.mp4", "audio_url": "speech.mp3"},
+         "render_failed", "the video of `video_url` is not an MP4 or MOV file"),
     ],
 )  # fmt: skip
 async def test_unusable_inputs_fail_the_task_with_a_clear_reason(

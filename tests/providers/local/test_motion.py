@@ -146,3 +146,14 @@ def test_bad_inputs_fail_clearly(tmp_path: Path) -> None:
     with pytest.raises(RenderError):
         motion_video(tmp_path / "o.mp4", png(textured(64, 64)), audio_only, max_side=64)
     assert not (tmp_path / "o.mp4").exists()
+
+
+def test_a_reference_over_its_orientations_limit_is_refused(tmp_path: Path) -> None:
+    # 11 s at 1 fps: over the 10 s of orientation `image`, within the 30 s of `video`.
+    reference = tmp_path / "long.mp4"
+    write_video(reference, 64, 64, Fraction(1), iter([textured(64, 64)] * 11))
+    image = png(textured(64, 64))
+    with pytest.raises(RenderError, match=r"is 11\.0 s long; .* `image` it may be at most 10 s"):
+        motion_video(tmp_path / "o.mp4", image, reference, orientation="image", max_side=64)
+    result = motion_video(tmp_path / "o.mp4", image, reference, orientation="video", max_side=64)
+    assert result.frames == 11

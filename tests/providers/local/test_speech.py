@@ -65,6 +65,15 @@ def test_it_is_voiced_like_speech() -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    ["\u043f\u0440\u0438\u0432\u0435\u0442", "\u3053\u3093\u306b\u3061\u306f", "\uc548\ub155"],
+)
+def test_other_scripts_are_spoken_too(text: str) -> None:
+    # Russian, Japanese kana, Korean: syllables all the same, never "nothing to say".
+    assert seconds(synthesize_speech(text, language="en")) > 0.3
+
+
+@pytest.mark.parametrize(
     ("text", "speed", "reason"),
     [(EN, 0.5, "voice_speed"), (EN, 2.5, "voice_speed"), ("... !!! ", 1.0, "nothing to say")],
 )
