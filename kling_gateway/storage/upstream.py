@@ -89,7 +89,7 @@ def account_from_row(row: Any, in_flight: int) -> UpstreamAccountRow:
 
 
 def waiting_of(task: Task) -> Waiting:
-    waiting = _waiting(task.id, task.user_id, task.request, task.created_at)
+    waiting = _waiting(task.id, task.user_id, _model_of(task), task.created_at)
     pinned = asset_account(task)
     return waiting if pinned is None else replace(waiting, pinned=pinned)
 
@@ -125,14 +125,16 @@ def queue_moves(
     return moved
 
 
-def _waiting(task_id: str, user: str, request: Any, created_at: float) -> Waiting:
-    model = request.get("model_name") if isinstance(request, dict) else None
-    return Waiting(
-        task_id=task_id,
-        user=user,
-        model=model if isinstance(model, str) else DEFAULT_MODEL,
-        created_at=created_at,
-    )
+def _model_of(task: Task) -> str:
+    """The model the task asks the upstream for, from its validated params (the raw request's
+    field is ``model``, and its defaults are the validator's to apply); a kind that names no
+    model (lip-sync) runs on what the upstream takes by default."""
+    model = getattr(task.params, "model", None)
+    return model if isinstance(model, str) else DEFAULT_MODEL
+
+
+def _waiting(task_id: str, user: str, model: str, created_at: float) -> Waiting:
+    return Waiting(task_id=task_id, user=user, model=model, created_at=created_at)
 
 
 def choose(

@@ -77,7 +77,7 @@ def test_lip_sync_create_with_a_file(gateway: Gateway, media: str) -> None:
 def test_talking_photo_create_async(gateway: Gateway, media: str) -> None:
     created = gateway.json("talking-photo", "create", f"{media}/photo.png",
                            f"{media}/speech.wav", "--duration", "5")  # fmt: skip
-    assert set(created) == {"task_id", "trace_id"}
+    assert set(created) == {"task_id", "trace_id", "usage"}
     record = gateway.json("tasks", "wait", created["task_id"])
     assert record["response"]["source_video_url"]
 

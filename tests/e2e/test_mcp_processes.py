@@ -58,6 +58,11 @@ async def test_calls_go_to_any_api_process(tmp_path: Path, env: dict[str, str]) 
         assert done["finished"] is True and done["state"] == "succeed", done
         async with mcp_session(url_a, token) as on_a:
             got = structured(await on_a.call_tool("kling_get_task", {"task_id": made["task_id"]}))
+        # The same record, its file link made absolute by each process with its own public URL
+        # (no --public-url here: each defaults to its own address; docs/deployment.md).
+        link = f"/files/videos/{done['video_id']}.mp4"
+        assert got["record"]["response"].pop("video_url") == f"{url_a}{link}"
+        assert done["record"]["response"].pop("video_url") == f"{url_b}{link}"
         assert got["record"] == done["record"]
     for log in ("api-a.log", "api-b.log"):
         text = (tmp_path / log).read_text()

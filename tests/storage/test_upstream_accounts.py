@@ -17,9 +17,11 @@ import msgspec
 import pytest
 
 from kling_gateway.domain.accounts import Account, AccountState
+from kling_gateway.domain.videos import validate
+from kling_gateway.protocol.requests import VideoRequestBody
 from kling_gateway.storage.base import AccountBusy, AccountExists, Outcome, Store, StoredTask
 from tests.services import fresh_postgres_database
-from tests.storage.helpers import LEASE, finish, insert, migrated_store, owner
+from tests.storage.helpers import LEASE, finish, insert, migrated_store, new_task, owner
 
 
 @pytest.fixture(scope="module")
@@ -174,6 +176,19 @@ async def test_disabled_full_and_run_out_accounts_and_models(store: Store) -> No
     await store.record_upstream_costs("dry", 12.5, False, now)
     (taken,) = await claim(store)
     assert taken.account == "dry"
+
+
+async def test_an_account_takes_only_the_models_it_serves(store: Store) -> None:
+    who = await owner(store)
+    now = time.time()
+    await store.add_upstream_account(account("v3", 5, models=frozenset({"kling-v3"})), "s", now)
+    v1 = await insert(store, who)  # the default model, kling-v1
+    v3 = new_task(who)
+    v3.params = validate(VideoRequestBody(action="text2video", prompt="a cat", model="kling-v3"))
+    await store.insert_task(v3, next_check_at=now, deadline_at=now + 3600)
+    claimed = await claim(store)
+    assert [(s.task.id, s.account) for s in claimed] == [(v3.id, "v3")]
+    assert v1.id not in {s.task.id for s in claimed}
 
 
 async def test_concurrent_claims_never_exceed_max_concurrency(store_url: str) -> None:

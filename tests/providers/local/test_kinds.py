@@ -156,7 +156,8 @@ async def test_talking_photo_answers_the_silent_animation_too(
     assert status.video.duration == "5.0"
     silent_id = task.provider_data["source_video_id"]
     assert status.video.source_video_id == silent_id
-    assert status.video.source_video_url == f"http://gateway.test/files/videos/{silent_id}.mp4"
+    # stored as the file's stable path; the API makes it absolute when it sends it (domain/links)
+    assert status.video.source_video_url == f"/files/videos/{silent_id}.mp4"
     talking, silent = file_of(tmp_path, status.video.video_id), file_of(tmp_path, silent_id)
     assert decode_track(talking) is not None and decode_track(silent) is None
     assert len(decode_video(talking)) == len(decode_video(silent)) == 5 * FPS
