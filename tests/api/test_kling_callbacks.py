@@ -4,9 +4,12 @@ a callback that finishes a task owes its client callback, and wakes the delivere
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from kling_gateway.domain.kinds import validate_talking_photo
 from kling_gateway.infra.notify import CALLBACK_WAKEUP, WORKER_WAKEUP
@@ -158,3 +161,18 @@ async def test_a_failure_callback_releases_the_hold(tmp_path: Path) -> None:
         answer = await gateway.client.post(PATH, json=failed)
         assert answer.json()["result"] == "recorded"
         assert await _credits(gateway) == (20, 0)
+
+
+async def test_the_access_log_never_holds_the_callback_secret(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with AppHarness.start(settings(tmp_path, access_log=True)) as gateway:
+        task_id = await submitted_task(gateway)
+        with caplog.at_level(logging.INFO, logger="kling_gateway.access"):
+            answer = await gateway.client.post(PATH, json=payload(task_id, "processing"))
+    assert answer.status_code == 200
+    lines = [r for r in caplog.records if r.name == "kling_gateway.access"]
+    assert lines, "the request was logged"
+    logged = " ".join(f"{r.getMessage()} {getattr(r, 'path', '')}" for r in lines)
+    assert SECRET not in logged
+    assert "/kling/upstream-callback/{secret}" in logged
