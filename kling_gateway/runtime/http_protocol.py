@@ -142,10 +142,14 @@ class _Sweep:
             del self._running[self.loop]  # the next connection starts a new sweep
             return
         now = self.loop.time()
-        for protocol in list(self.connections):
-            if isinstance(protocol, GuardedHttpToolsProtocol):
-                protocol.sweep(now)
-        self.loop.call_later(self.period, self.run)
+        try:
+            for protocol in list(self.connections):
+                if isinstance(protocol, GuardedHttpToolsProtocol):
+                    protocol.sweep(now)
+        except Exception:  # the deadlines of every other connection must go on
+            log.exception("the connection deadline sweep failed; it runs again shortly")
+        finally:
+            self.loop.call_later(self.period, self.run)
 
 
 def configure(header_timeout: float, body_timeout: float, max_connections: int) -> None:
