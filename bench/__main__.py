@@ -49,7 +49,28 @@ EXTRA: dict[str, tuple[Callable[[argparse.Namespace], object], Path]] = {
         lambda _: caption_layout.main([]),
         BENCH_DIR / "caption_layout_results.md",
     ),
+    "pg_records": (lambda _: _module("pg_records", []), BENCH_DIR / "pg_records_results.md"),
+    "objects": (lambda _: _module("objects_bench", []), BENCH_DIR / "objects_results.md"),
+    "instructions": (
+        lambda _: _module("instructions", ["--write-results"]),
+        BENCH_DIR / "instructions_results.md",
+    ),
 }
+# Groups whose figures were written by hand from a run of their module (the command is in
+# each file): copied into RESULTS.md as they are, so a run of another group keeps them.
+RECORDED: dict[str, Path] = {
+    "pool": BENCH_DIR / "pool_results.md",
+    "render_v3": BENCH_DIR / "render_v3_results.md",
+    "batch_rss": BENCH_DIR / "batch_rss_results.md",
+}
+
+
+def _module(name: str, argv: list[str]) -> object:
+    """Run ``bench.NAME``'s ``main`` (imported only when its group runs)."""
+    import importlib
+
+    main: Callable[..., object] = importlib.import_module(f"bench.{name}").main
+    return main(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -88,7 +109,8 @@ def _append_groups(path: Path) -> None:
     """Replace the other groups' sections of RESULTS.md with their latest results files."""
     text = path.read_text() if path.exists() else "# Bench results\n"
     text = text.split(_MARK, 1)[0].rstrip() + "\n\n" + _MARK + "\n"
-    for name, (_, results_file) in EXTRA.items():
+    files = {name: results_file for name, (_, results_file) in EXTRA.items()} | RECORDED
+    for name, results_file in files.items():
         if results_file.exists():
             body = results_file.read_text().strip()
             body = "\n".join(

@@ -39,7 +39,7 @@ INSERT_SQL = (
 )
 RECORD_SQL = "INSERT INTO task_records (id, user_id, record) VALUES (?, ?, ?)"
 # The table layout a kept dataset was built for: 2 since records live in task_records.
-LAYOUT = 2
+LAYOUT = 3
 
 _SUBJECTS = [
     "a red fox trotting through fresh snow at dawn",
@@ -199,8 +199,9 @@ def _rows(
         ids.append(task.id)
         # The columns and order of the engine's insert; then a finished task's scheduling
         # columns as save_task leaves them (attempts, next_check_at NULL, deadline, no lease).
-        # version, next check, deadline, lease, upstream account, idempotency key, hash
-        chunk.append((*task_values(task), 1, None, task.created_at + 3600, None, None, None, None))
+        # attempts, next check, deadline, lease, upstream account, usage, idempotency key, hash
+        finished = (1, None, task.created_at + 3600, None, None, None, None, None)
+        chunk.append((*task_values(task), *finished))
         records.append((task.id, task.user_id, task.record_json()))
         if len(chunk) == CHUNK:
             yield chunk, records

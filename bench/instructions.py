@@ -164,11 +164,11 @@ def write_results(results: list[Count], requests: int) -> str:
     return text
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=REQUESTS)
     parser.add_argument("--write-results", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     results = run(args.requests)
     text = write_results(results, args.requests) if args.write_results else ""
     print(text or "\n".join(f"{r.name}: {r.per_request:,.0f}" for r in results))
