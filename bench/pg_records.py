@@ -41,6 +41,10 @@ BATCH = 100
 LAYOUTS = ("before", "external", "after")
 RECORDS_MIGRATION = "0006_task_records.sql"  # "before" is every migration older than this
 OLD_COLUMNS = [c.strip() for c in TASK_COLUMNS.split(",")] + ["idempotency_key", "request_hash"]
+# Columns added after the "before" layout's migrations (0007 accounts, 0011 billing): its rows
+# are the same tasks without them.
+LATER_COLUMNS = frozenset({"upstream_account", "usage"})
+BEFORE_KEEP = [i for i, c in enumerate(OLD_COLUMNS) if c not in LATER_COLUMNS]
 # The query of each layout, verbatim from the store of its time.
 OLD_QUERY = "SELECT id, record FROM tasks WHERE id = ANY($1::text[]) AND user_id = $2"
 NEW_QUERY = numbered(
@@ -96,9 +100,13 @@ async def build(admin: str, layout: str, size: int) -> tuple[str, str, list[str]
                 await conn.copy_records_to_table("tasks", records=chunk, columns=OLD_COLUMNS)
                 await conn.copy_records_to_table("task_records", records=records)
             else:
-                rows = [(*t, r[2]) for t, r in zip(chunk, records, strict=True)]
+                rows = [
+                    (*(t[i] for i in BEFORE_KEEP), r[2])
+                    for t, r in zip(chunk, records, strict=True)
+                ]
+                columns = [OLD_COLUMNS[i] for i in BEFORE_KEEP]
                 await conn.copy_records_to_table(
-                    "tasks", records=rows, columns=[*OLD_COLUMNS, "record"]
+                    "tasks", records=rows, columns=[*columns, "record"]
                 )
         await conn.execute("VACUUM ANALYZE")
     finally:
