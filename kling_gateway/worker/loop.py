@@ -134,6 +134,9 @@ class Worker:
         # would otherwise run a claim query for every task it finishes (and with several
         # workers, each of those mostly finds nothing).
         self._saturated = False
+        # Set when a task's next check became our earliest: the sleep is recomputed, no claim.
+        self._rescheduled = False
+        self._slot_freed = False
         self._stopping = asyncio.Event()
         self._next_due = 0.0
         self._sweep_at = 0.0
@@ -153,7 +156,7 @@ class Worker:
                 # Cleared before looking, not before sleeping: a wake-up that arrives while
                 # the claim query runs (a task inserted after its snapshot) must not be lost.
                 self._wake.clear()
-                self._notified = False
+                self._notified = self._slot_freed = self._rescheduled = False
                 if not await self.poll():
                     await self._sleep()
         finally:
@@ -229,21 +232,32 @@ class Worker:
     def _finished(self, key: int) -> None:
         del self._in_flight[key]
         self._slots_busy.dec()
-        if self._saturated:
+        # News worth a claim: more may be due than the last claim could take (it filled every
+        # slot), or a next check of ours is due already (a job that rescheduled its task to now).
+        if self._saturated or self._next_due <= self._clock():
+            self._slot_freed = True
             self._wake.set()
 
     async def _sleep(self) -> None:
         """Until new work is announced, a slot frees up, a sweep or our earliest next check is
         due; a notification within the debounce window of the last claim waits for its end."""
-        now = self._clock()
-        timeout = min(self.config.idle_poll_seconds, max(self._sweep_at - now, 0.0))
-        if self._next_due > now:
-            timeout = min(timeout, self._next_due - now)
-        try:
-            async with asyncio.timeout(max(timeout, 0.001)):
-                await self._wake.wait()
-        except TimeoutError:
-            return
+        while True:
+            now = self._clock()
+            timeout = min(self.config.idle_poll_seconds, max(self._sweep_at - now, 0.0))
+            if self._next_due > now:
+                timeout = min(timeout, self._next_due - now)
+            try:
+                async with asyncio.timeout(max(timeout, 0.001)):
+                    await self._wake.wait()
+            except TimeoutError:
+                return
+            news = self._notified or self._slot_freed or self._stopping.is_set()
+            if news or not self._rescheduled:
+                break
+            # Only an earlier next check of a task of ours: sleep again, to that time (a wake-up
+            # that comes meanwhile sets the event again).
+            self._rescheduled = False
+            self._wake.clear()
         if self._notified and not self._stopping.is_set():
             loop = asyncio.get_running_loop()
             delay = self._last_claim + self.config.wake_debounce_seconds - loop.time()
@@ -419,6 +433,8 @@ class Worker:
             return
         if self._next_due <= self._clock() or change.next_check_at < self._next_due:
             self._next_due = change.next_check_at
+            self._rescheduled = True  # a sleep computed before this ends sooner now
+            self._wake.set()
 
     async def _drain(self) -> None:
         """Give tasks in hand a grace period, cancel the rest and await them, and only then
