@@ -157,6 +157,9 @@ class LipSyncParams(msgspec.Struct, frozen=True, kw_only=True):
     callback_url: str | None
     callback_events: tuple[str, ...]
     asynchronous: bool
+    # The upstream account that made the ``video_id`` video (set by the API: Kling finds a
+    # video only on its own account, so the task is pinned there).
+    video_account: str | None = None
 
 
 class TalkingPhotoParams(msgspec.Struct, frozen=True, kw_only=True):
