@@ -24,6 +24,7 @@ BOTH_STORES = frozenset(
         "tests.api.test_kinds",
         "tests.api.test_assets",
         "tests.providers.kling.test_kinds_gateway",
+        "tests.providers.kling.test_pool_kinds",
         "tests.test_harness",
     }
 )

@@ -17,8 +17,8 @@ async def resolve_owned(store: Store, user_id: str, params: TaskParams) -> TaskP
     """``params`` with each element and voice carrying its upstream id; a 400 for an id that
     is not the caller's."""
     if isinstance(params, LipSyncParams):
-        await _own_video(store, user_id, params.video_id)
-        return params
+        account = await _video_account(store, user_id, params.video_id)
+        return msgspec.structs.replace(params, video_account=account)
     if not isinstance(params, VideoParams):
         return params
     await _own_video(store, user_id, params.video_id if params.action == "extend" else None)
@@ -30,9 +30,21 @@ async def resolve_owned(store: Store, user_id: str, params: TaskParams) -> TaskP
     return msgspec.structs.replace(params, element_list=elements, voice_list=voices)
 
 
-async def _own_video(store: Store, user_id: str, video_id: str | None) -> None:
-    if video_id is not None and await store.find_user_video(user_id, video_id) is None:
+async def _own_video(store: Store, user_id: str, video_id: str | None) -> str:
+    """The id of the caller's task that made ``video_id`` ("" for no ``video_id``)."""
+    found = None if video_id is None else await store.find_user_video(user_id, video_id)
+    if video_id is not None and found is None:
         raise BadRequest(f"field `video_id`: no finished video of yours has video_id {video_id!r}")
+    return found or ""
+
+
+async def _video_account(store: Store, user_id: str, video_id: str | None) -> str | None:
+    """The upstream account that made the caller's ``video_id`` (None: no video named, or
+    made where accounts are not tracked); a 400 for a video that is not the caller's."""
+    if video_id is None:
+        return None
+    stored = await store.load_task(await _own_video(store, user_id, video_id))
+    return None if stored is None else stored.account
 
 
 def _one_account(lists: list[tuple[str, str, tuple[AssetReference, ...]]]) -> None:

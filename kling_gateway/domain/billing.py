@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kling_gateway.domain.pricing import PriceTable, Usage, actual_price
+from kling_gateway.domain.pricing import PriceTable, Usage, actual_price, total_units
 from kling_gateway.domain.task import Task
 from kling_gateway.protocol.task import TaskState
 
@@ -119,6 +119,11 @@ class Application:
         }
 
 
+# provider_data key: the units of a task's earlier paid upstream jobs (a list; the current
+# job's are ``final_unit_deduction``), so a multi-job task settles every job it paid for.
+UNITS_SPENT = "units_spent"
+
+
 def billing_effect(before: Task, after: Task, prices: PriceTable) -> BillingEffect | None:
     """What the change from ``before`` to ``after`` does to the task's hold: a settle at the
     actual price when it succeeds, a release when it fails, nothing otherwise (or for a task
@@ -135,7 +140,9 @@ def billing_effect(before: Task, after: Task, prices: PriceTable) -> BillingEffe
         after.params,
         before.usage,
         seconds=_seconds(response.get("duration")),
-        units=after.provider_data.get("final_unit_deduction"),
+        units=total_units(
+            after.provider_data.get("final_unit_deduction"), after.provider_data.get(UNITS_SPENT)
+        ),
     )
     after.usage = usage
     return Settle(usage)

@@ -102,6 +102,11 @@ def hash_input(params: TaskParams) -> bytes:
     """The bytes the idempotency hash covers: the params less any later field left at its
     default, so a request hashed before those fields existed hashes the same after. The other
     kinds' params are prefixed by their kind: one key cannot name tasks of two kinds."""
+    if isinstance(params, LipSyncParams):
+        # ``video_account`` is the gateway's finding, not the request's: never hashed.
+        fields = msgspec.json.decode(msgspec.json.encode(params))
+        del fields["video_account"]
+        return f"{TASK_TYPE_LIP_SYNC}:".encode() + msgspec.json.encode(fields)
     if not isinstance(params, VideoParams):
         kind = next(t for t, struct in PARAMS_BY_TYPE.items() if isinstance(params, struct))
         return f"{kind}:".encode() + msgspec.json.encode(params)
@@ -157,6 +162,9 @@ class LipSyncParams(msgspec.Struct, frozen=True, kw_only=True):
     callback_url: str | None
     callback_events: tuple[str, ...]
     asynchronous: bool
+    # The upstream account that made the ``video_id`` video (set by the API: Kling finds a
+    # video only on its own account, so the task is pinned there).
+    video_account: str | None = None
 
 
 class TalkingPhotoParams(msgspec.Struct, frozen=True, kw_only=True):

@@ -165,8 +165,21 @@ def _number(value: Any) -> Decimal:
     return Decimal(str(value))
 
 
+def total_units(final: Any, earlier: Any) -> Decimal | None:
+    """The units of every paid upstream job of a task: its last job's ``final`` plus the
+    ``earlier`` jobs' (a list, e.g. a talking photo's animation); None while ``final`` is not
+    a number (nothing to settle by units)."""
+    last = _units(final)
+    if last is None:
+        return None
+    before = earlier if isinstance(earlier, list) else []
+    return last + sum((u for u in map(_units, before) if u is not None), Decimal(0))
+
+
 def _units(value: Any) -> Decimal | None:
     """The upstream's ``final_unit_deduction`` (a string of a number), if it is one."""
+    if isinstance(value, Decimal):
+        return value if value.is_finite() and value >= 0 else None
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:

@@ -25,7 +25,7 @@ from kling_gateway.domain.fair_queue import (
     fair_order,
     positions,
 )
-from kling_gateway.domain.params import VideoParams
+from kling_gateway.domain.params import LipSyncParams, VideoParams
 from kling_gateway.domain.task import Task
 from kling_gateway.protocol.task import progress_response
 from kling_gateway.storage.base import AccountBusy, AccountExists, StoredTask, UpstreamAccountRow
@@ -96,8 +96,11 @@ def waiting_of(task: Task) -> Waiting:
 
 def asset_account(task: Task) -> str | None:
     """The upstream account the task's elements and voices live on (their ids mean nothing on
-    another account; the API let only one account's through, see api/ownership.py)."""
+    another account; the API let only one account's through, see api/ownership.py), or the
+    one that made the video a lip-sync names."""
     params = task.params
+    if isinstance(params, LipSyncParams):
+        return params.video_account
     if not isinstance(params, VideoParams):  # only videos name elements and voices (§6)
         return None
     refs = (*params.element_list, *params.voice_list)

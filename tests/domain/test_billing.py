@@ -10,6 +10,7 @@ from decimal import Decimal
 import msgspec
 
 from kling_gateway.domain.billing import (
+    UNITS_SPENT,
     Entry,
     LedgerEntry,
     Release,
@@ -19,7 +20,7 @@ from kling_gateway.domain.billing import (
     usage_report,
 )
 from kling_gateway.domain.outcomes import ProviderError, Status, VideoResult
-from kling_gateway.domain.pricing import DEFAULT_TABLE, Usage
+from kling_gateway.domain.pricing import DEFAULT_TABLE, Usage, total_units
 from kling_gateway.domain.task import Task
 from kling_gateway.domain.transitions import Deadline, Policy, Schedule, transition
 from kling_gateway.domain.videos import validate
@@ -111,3 +112,19 @@ def test_usage_report_groups_and_totals() -> None:
     assert [r.key for r in by_day.rows] == ["1970-01-01", "1970-01-02", "1970-01-01"]
     total = usage_report(entries).as_json()["total"]
     assert total == {"tasks": 2, "credits": 5, "failed": 1, "refunded": 10}
+
+
+def test_units_of_earlier_paid_jobs_settle_too() -> None:
+    # A talking photo: its animation reported 3 units, its lip-sync job 1.
+    prices = dataclasses.replace(DEFAULT_TABLE, credits_per_unit=Decimal(2))
+    policy = dataclasses.replace(POLICY, prices=prices)
+    before = task()
+    before.provider_data[UNITS_SPENT] = ["3"]
+    change = transition(before, succeeded(units="1"), SCHEDULE, 2.0, policy)
+    assert change.billing == Settle(Usage(8, 5.0))
+
+
+def test_total_units_needs_the_last_jobs_and_skips_unreadable_earlier_ones() -> None:
+    assert total_units("1", ["3", None, "x"]) == Decimal(4)
+    assert total_units(None, ["3"]) is None
+    assert total_units("2.5", "not a list") == Decimal("2.5")

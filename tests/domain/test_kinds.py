@@ -19,7 +19,7 @@ from kling_gateway.domain.kinds import (
     validate_motion,
     validate_talking_photo,
 )
-from kling_gateway.domain.params import LipSyncParams, MotionParams, TalkingPhotoParams
+from kling_gateway.domain.params import LipSyncParams, MotionParams, TalkingPhotoParams, hash_input
 from kling_gateway.fake_upstream.media import make_wav
 from kling_gateway.protocol.errors import BadRequest
 from kling_gateway.protocol.requests import (
@@ -169,3 +169,10 @@ def test_talking_photo_rules(change: dict[str, Any], field: str) -> None:
 )
 def test_audio_formats_are_recognised_by_their_bytes(head: bytes, kind: str | None) -> None:
     assert sniff_audio(head) == kind
+
+
+def test_the_account_a_lip_sync_is_pinned_to_is_not_part_of_its_idempotency_hash() -> None:
+    params = validate_lip_sync(LipSyncRequestBody(**LIP_OK))
+    pinned = msgspec.structs.replace(params, video_account="b")
+    assert hash_input(pinned) == hash_input(params)
+    assert b"video_account" not in hash_input(pinned)

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Final
 
+from kling_gateway.domain.billing import UNITS_SPENT
 from kling_gateway.domain.outcomes import Status, Step, Submission
 from kling_gateway.domain.params import LipSyncParams, MotionParams, TalkingPhotoParams
 from kling_gateway.domain.task import Task, params_as
@@ -114,8 +115,11 @@ class KindSteps:
                 return status
             video = status.video
             found = {"video_id": video.video_id, "video_url": video.video_url}
-            # ``source_video_id``: the id its copy here has (deleted with the task).
-            return Step({ANIMATION: found, "source_video_id": video.video_id})
+            # ``source_video_id``: the id its copy here has (deleted with the task); the
+            # animation's units are kept so the settle charges both paid jobs.
+            units = (status.provider_data or {}).get("final_unit_deduction")
+            spent = [*_list(task.provider_data.get(UNITS_SPENT)), units]
+            return Step({ANIMATION: found, "source_video_id": video.video_id, UNITS_SPENT: spent})
         params = params_as(task, TalkingPhotoParams)
         target = {"video_id": str(animation.get("video_id"))}
         step = await self._lip_sync(task, target, None, audio_url=params.audio_url)
@@ -160,6 +164,10 @@ class KindSteps:
         if self._clock() - at > SESSION_USE_SECONDS:
             return None
         return session_id, str(face_id)
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _submitted(kind: str, job_id: str) -> Submission:

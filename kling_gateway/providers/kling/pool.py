@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 from kling_gateway.domain.accounts import (
     ACCOUNT_LEVEL_CODES,
@@ -55,6 +55,9 @@ REFRESH_SECONDS = 5.0
 # A refused create waits this long before it is offered to the accounts again.
 REQUEUE_SECONDS = 0.5
 COSTS_WINDOW_MS = 30 * 86_400_000
+
+
+T = TypeVar("T")
 
 
 def is_account_signal(exc: KlingApiError) -> bool:
@@ -158,11 +161,10 @@ class KlingPool:
         if provider is None or not isinstance(name, str):
             self._requeue(task, "its upstream account is gone")
         try:
-            submission = await provider.submit(task)
+            submission = await self._signalled(name, provider.submit(task))
         except KlingApiError as exc:
             if not is_account_signal(exc):
                 raise
-            await self._signal(name, exc)
             disabled = (
                 self._accounts.get(name) is None
                 or self._accounts[name].state is AccountState.DISABLED
@@ -184,7 +186,12 @@ class KlingPool:
                 code="upstream_account_missing",
                 retryable=True,
             )
-        return await provider.check(task)
+        # A talking photo's lip-sync steps create upstream work here: the account's signals
+        # count as on submit, but the task stays on its account (its animation is there).
+        outcome = await self._signalled(name, provider.check(task))
+        if isinstance(outcome, Step) and outcome.job_id is not None and isinstance(name, str):
+            await self._after_create(name, provider)
+        return outcome
 
     def needs_submit_marker(self, task: Task) -> bool:
         """video-extend only, as for one account (see ``KlingProvider.needs_submit_marker``)."""
@@ -248,6 +255,16 @@ class KlingPool:
             retryable=True,
             retry_after=REQUEUE_SECONDS,
         )
+
+    async def _signalled(self, name: object, call: Awaitable[T]) -> T:
+        """``call``'s answer; an account-level error it raises is counted against account
+        ``name`` (disabled, or full) before it goes on up."""
+        try:
+            return await call
+        except KlingApiError as exc:
+            if isinstance(name, str) and is_account_signal(exc):
+                await self._signal(name, exc)
+            raise
 
     async def _signal(self, name: str, exc: KlingApiError) -> None:
         account = self._accounts.get(name)

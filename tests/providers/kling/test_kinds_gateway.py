@@ -165,3 +165,18 @@ async def test_talking_photo_animates_then_lip_syncs(
     assert (await gateway.tasks({"action": "delete", "id": task_id})).json()["deleted"]
     for url in (answer["video_url"], answer["source_video_url"]):
         assert (await gateway.client.get(url.removeprefix(public))).status_code == 404
+
+
+async def test_talking_photo_settles_the_units_of_both_paid_jobs(
+    tmp_path: Path, upstream: str, audio_server: str
+) -> None:
+    # The fake deducts "1" unit per finished job: the animation's and the lip-sync's, 2 x 3.
+    prices = tmp_path / "prices.toml"
+    prices.write_text('credits_per_unit = 3\n[per_second."*"]\nstd = 9\npro = 9\n4k = 9\n')
+    settings = kling_settings(tmp_path, upstream, callback_allow_private=True, prices=str(prices))
+    async with AppHarness.start(settings) as gateway:
+        body = {"image_url": IMAGE, "audio_url": f"{audio_server}/long.wav", "duration": 5}
+        answer = (await gateway.create("/kling/talking-photo", body)).json()
+        assert answer["success"] is True, answer
+        record = (await gateway.tasks({"id": answer["task_id"]})).json()
+    assert record["usage"]["credits"] == 6, record
