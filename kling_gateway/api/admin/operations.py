@@ -74,7 +74,7 @@ def operations_routes(ctx: AppContext) -> list[BaseRoute]:
                 weight=new.weight,
                 base_url=new.base_url,
             )
-            await add_account(store, ctx.sealer(), account, new.secret_key)
+            await add_account(store, ctx.sealer, account, new.secret_key)
         except AccountNameError as exc:
             raise BadRequest(f"field `{exc.field}`: {exc.rule}") from exc
         except AccountExists as exc:

@@ -198,7 +198,9 @@ def people_routes(ctx: AppContext) -> list[BaseRoute]:
         if grace < 0:
             raise BadRequest("field `grace_seconds` must be 0 or more")
         if ctx.signing_secrets is None:
-            raise ServiceUnavailable("this gateway keeps no callback signing secrets")
+            raise ServiceUnavailable(
+                "this gateway has no server key to seal callback signing secrets with"
+            )
         found = await ctx.signing_secrets(name, rotate, grace)
         if found is None:
             raise NotFound(f"no user named {name!r}")
