@@ -136,7 +136,7 @@ def create_app(
     files: VideoFiles | None = None,
     probes: tuple[Probe, ...] = (),
     assets: AssetProvider | None = None,
-    sealer: Callable[[], Sealer] | None = None,
+    sealer: Sealer | None = None,
     signing_secrets: SigningSecrets | None = None,
 ) -> GatewayApp:
     """The gateway over ``store``. Its lifespan opens the store, starts ``services`` (the

@@ -90,9 +90,9 @@ class AppContext:
     links: Links = field(init=False)
     # Creates elements and voices (docs/contract.md §6.1); the local provider's by default.
     assets: AssetProvider = field(default_factory=LocalAssets)
-    # The server key's box, made on first use (the admin API seals upstream accounts' keys
-    # with it); None where the composition gives none.
-    sealer: Callable[[], Sealer] | None = None
+    # The server key's box, loaded once at app start (the admin API seals upstream accounts'
+    # keys with it); None where no key could be loaded: those endpoints then answer 503.
+    sealer: Sealer | None = None
     signing_secrets: SigningSecrets | None = None
 
     def __post_init__(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 
+from kling_gateway.domain.numbers import whole_or_default
 from kling_gateway.protocol.errors import BadRequest
 
 
@@ -26,11 +27,7 @@ def query_number(request: Request, name: str) -> float | None:
 
 def query_whole(request: Request, name: str, low: int, high: int, default: int) -> int:
     value = query_number(request, name)
-    if value is None:
-        return default
-    if value != int(value) or not low <= value <= high:
-        raise BadRequest(f"query parameter `{name}` must be a whole number from {low} to {high}")
-    return int(value)
+    return whole_or_default(f"query parameter `{name}`", value, low, high, default)
 
 
 def query_flag(request: Request, name: str) -> bool:

@@ -8,11 +8,11 @@ upstream id is per Kling account, never shown, and only its owner's requests may
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from kling_gateway.domain.ids import new_asset_id
+from kling_gateway.domain.numbers import whole_or_default
 from kling_gateway.domain.rules import http_url as check_http_url
 from kling_gateway.domain.task import is_blank
 from kling_gateway.protocol.assets import (
@@ -247,8 +247,4 @@ def _tags(tags: list[ElementTag]) -> list[dict[str, str]]:
 
 
 def _whole(name: str, value: float | None, low: int, high: int, default: int) -> int:
-    if value is None:
-        return default
-    if not math.isfinite(value) or value != int(value) or not low <= value <= high:
-        raise BadRequest(f"field `{name}` must be a whole number from {low} to {high}")
-    return int(value)
+    return whole_or_default(f"field `{name}`", value, low, high, default)

@@ -62,9 +62,6 @@ class VideoFiles:
         """Create ``root`` (the ``file://root`` layout's directory)."""
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def url_for(self, video_id: str) -> str:
-        return f"{self.public_url.rstrip('/')}{video_link(video_id)}"
-
     def link_for(self, video_id: str) -> str:
         """What a record stores: the stable path, resolved by whoever sends the record
         (``domain.links``), so no process's own address is written into it."""

@@ -151,6 +151,7 @@ def build_app(settings: Settings) -> GatewayApp:
         services.append(start_assets)
     if settings.worker:
         services.append(_worker_service(settings))
+    sealer = _loaded_sealer(settings)
     return create_app(
         settings,
         store,
@@ -160,8 +161,8 @@ def build_app(settings: Settings) -> GatewayApp:
         files=build_video_files(settings),
         probes=readiness_probes(settings),
         assets=assets,
-        sealer=lambda: _server_sealer(settings),
-        signing_secrets=_signing_secrets(store, settings),
+        sealer=sealer,
+        signing_secrets=None if sealer is None else _signing_secrets(store, sealer),
     )
 
 
@@ -176,7 +177,7 @@ def readiness_probes(settings: Settings) -> tuple[Probe, ...]:
     return (Probe("redis", lambda: ping(url, timeout=timeout)),)
 
 
-def _signing_secrets(store: Store, settings: Settings) -> SigningSecrets:
+def _signing_secrets(store: Store, sealer: Sealer) -> SigningSecrets:
     """What `callbacks secret` does, for the admin API (secrets sealed under the server key)."""
 
     async def find(user_name: str, rotate: bool, grace_seconds: float) -> tuple[str, int] | None:
@@ -185,7 +186,7 @@ def _signing_secrets(store: Store, settings: Settings) -> SigningSecrets:
 
         try:
             found = await admin.user_secrets(
-                secret_store_for(store, _server_sealer(settings)),
+                secret_store_for(store, sealer),
                 user_name,
                 rotate=rotate,
                 grace_seconds=grace_seconds,
@@ -197,10 +198,17 @@ def _signing_secrets(store: Store, settings: Settings) -> SigningSecrets:
     return find
 
 
-def _server_sealer(settings: Settings) -> Sealer:
+def _loaded_sealer(settings: Settings) -> Sealer | None:
+    """The server key's box, read once for the app's lifetime. `serve` has already refused to
+    start on a bad key (``prepare_secrets``); for any other composition a key that can't be
+    loaded leaves the endpoints that seal with it answering 503, and says why here once."""
     from kling_gateway.runtime.worker import server_sealer
 
-    return server_sealer(settings)
+    try:
+        return server_sealer(settings)
+    except StartupError as exc:
+        log.warning("no server key, so the admin API cannot seal secrets: %s", exc)
+        return None
 
 
 async def _answer_waiters_at_exit_signals(ctx: AppContext) -> Callable[[], Awaitable[None]]:

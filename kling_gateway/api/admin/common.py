@@ -12,7 +12,7 @@ from starlette.responses import Response
 from kling_gateway.api.asgi import read_body
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.requests import decode_body
-from kling_gateway.protocol.errors import BadRequest
+from kling_gateway.domain.numbers import whole_number
 from kling_gateway.protocol.task import API_ADMIN
 from kling_gateway.storage.base import Principal
 
@@ -53,6 +53,4 @@ def listing(items: list[Any]) -> Response:
 def whole(name: str, value: float, low: int, high: int) -> int:
     """A JSON number that must be a whole one (``5`` and ``5.0`` alike, as JSON Schema's
     ``integer`` has it) from ``low`` to ``high`` (the columns are 32 or 64 bits)."""
-    if value != int(value) or not low <= value <= high:
-        raise BadRequest(f"field `{name}` must be a whole number from {low} to {high}")
-    return int(value)
+    return whole_number(f"field `{name}`", value, low, high)

@@ -52,16 +52,20 @@ class AccountChange(msgspec.Struct, forbid_unknown_fields=True):
     reason: str | None = None
 
 
-def operations_routes(ctx: AppContext) -> list[BaseRoute]:
-    store = ctx.store
+class OperationsEndpoints:
+    """The admin API's upstream accounts, tasks and callbacks endpoints over one context
+    (the route table is ``operations_routes``)."""
 
-    async def accounts(_: Request, __: Principal) -> Response:
-        rows = await store.list_upstream_accounts()
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx, self.store = ctx, ctx.store
+
+    async def accounts(self, _: Request, __: Principal) -> Response:
+        rows = await self.store.list_upstream_accounts()
         return listing([account_view(row.account) for row in rows])
 
-    async def create_account(request: Request, _: Principal) -> Response:
-        new = await body(ctx, request, NewAccount)
-        if ctx.sealer is None:
+    async def create_account(self, request: Request, _: Principal) -> Response:
+        new = await body(self.ctx, request, NewAccount)
+        if self.ctx.sealer is None:
             raise ServiceUnavailable("this gateway has no server key to seal account keys with")
         if not new.secret_key.strip():
             raise BadRequest("field `secret_key` must not be blank")
@@ -74,16 +78,16 @@ def operations_routes(ctx: AppContext) -> list[BaseRoute]:
                 weight=new.weight,
                 base_url=new.base_url,
             )
-            await add_account(store, ctx.sealer(), account, new.secret_key)
+            await add_account(self.store, self.ctx.sealer, account, new.secret_key)
         except AccountNameError as exc:
             raise BadRequest(f"field `{exc.field}`: {exc.rule}") from exc
         except AccountExists as exc:
             raise Conflict(str(exc)) from exc
         return json(account_view(account), 201)
 
-    async def change_account(request: Request, _: Principal) -> Response:
+    async def change_account(self, request: Request, _: Principal) -> Response:
         name = str(request.path_params["name"])
-        change = await body(ctx, request, AccountChange)
+        change = await body(self.ctx, request, AccountChange)
         try:
             state = AccountState(change.state)
         except ValueError as exc:
@@ -91,25 +95,25 @@ def operations_routes(ctx: AppContext) -> list[BaseRoute]:
         reason = change.reason or (
             "disabled by an operator" if state is AccountState.DISABLED else None
         )
-        if not await store.set_upstream_account_state(name, state, reason):
+        if not await self.store.set_upstream_account_state(name, state, reason):
             raise NotFound(f"no account named {name!r}")
-        return json(_account(await store.list_upstream_accounts(), name))
+        return json(_account(await self.store.list_upstream_accounts(), name))
 
-    async def remove_account(request: Request, _: Principal) -> Response:
+    async def remove_account(self, request: Request, _: Principal) -> Response:
         name = str(request.path_params["name"])
         try:
-            removed = await store.remove_upstream_account(name)
+            removed = await self.store.remove_upstream_account(name)
         except AccountBusy as exc:
             raise Conflict(f"{exc}; disable it and wait for them to end") from exc
         if not removed:
             raise NotFound(f"no account named {name!r}")
         return json({"name": name, "removed": True})
 
-    async def tasks(request: Request, _: Principal) -> Response:
+    async def tasks(self, request: Request, _: Principal) -> Response:
         user_id: str | None = None
         user = query_text(request, "user")
         if user is not None:
-            user_id = await store.find_user_id(user)
+            user_id = await self.store.find_user_id(user)
             if user_id is None:
                 return json({"items": [], "count": 0})
         flt = TaskFilter(
@@ -120,52 +124,56 @@ def operations_routes(ctx: AppContext) -> list[BaseRoute]:
             limit=query_whole(request, "limit", 1, MAX_PAGE, 20),
             offset=query_whole(request, "offset", 0, 10**9, 0),
         )
-        items, total = await store.list_all_task_records(flt, user_id)
+        items, total = await self.store.list_all_task_records(flt, user_id)
         # The stored records spliced in, as retrieve_batch answers them (links made absolute).
-        resolved = [ctx.links.resolve(item) for item in items]
+        resolved = [self.ctx.links.resolve(item) for item in items]
         body_bytes = b'{"items":[' + b",".join(resolved) + b'],"count":%d}' % total
         return Response(body_bytes, media_type="application/json")
 
-    async def task(request: Request, _: Principal) -> Response:
+    async def task(self, request: Request, _: Principal) -> Response:
         task_id = str(request.path_params["id"])
-        stored = None if "\x00" in task_id else await store.load_task(task_id)
+        stored = None if "\x00" in task_id else await self.store.load_task(task_id)
         if stored is None:
             raise NotFound(f"no task {task_id!r}")
-        deliveries = await store.list_callbacks(task_id=task_id)
+        deliveries = await self.store.list_callbacks(task_id=task_id)
         doc = {
-            "record": msgspec.Raw(ctx.links.resolve(stored.task.record_json())),
+            "record": msgspec.Raw(self.ctx.links.resolve(stored.task.record_json())),
             "account": stored.account,
             "attempts": stored.attempts,
             "callbacks": [delivery_row(d) for d in deliveries],
         }
         return json(doc)
 
-    async def callbacks(request: Request, _: Principal) -> Response:
-        found = await store.list_callbacks(
+    async def callbacks(self, request: Request, _: Principal) -> Response:
+        found = await self.store.list_callbacks(
             task_id=query_text(request, "task"),
             failed_only=query_flag(request, "failed"),
             limit=query_whole(request, "limit", 1, 1000, 100),
         )
         return listing([delivery_row(d) for d in found])
 
-    async def redeliver(request: Request, _: Principal) -> Response:
+    async def redeliver(self, request: Request, _: Principal) -> Response:
         delivery_id = str(request.path_params["id"])
-        if not await store.redeliver_callback(delivery_id, time.time()):
+        if not await self.store.redeliver_callback(delivery_id, time.time()):
             raise NotFound(f"no callback delivery {delivery_id!r}")
         return json({"id": delivery_id, "queued": True})
+
+
+def operations_routes(ctx: AppContext) -> list[BaseRoute]:
+    api = OperationsEndpoints(ctx)
 
     def route(path: str, fn: Any, method: str = "GET") -> Route:
         return Route(PREFIX + path, guarded(ctx, fn), methods=[method])
 
     return [
-        route("/accounts", accounts),
-        route("/accounts", create_account, "POST"),
-        route("/accounts/{name}", change_account, "PATCH"),
-        route("/accounts/{name}", remove_account, "DELETE"),
-        route("/tasks", tasks),
-        route("/tasks/{id}", task),
-        route("/callbacks", callbacks),
-        route("/callbacks/{id}/redeliver", redeliver, "POST"),
+        route("/accounts", api.accounts),
+        route("/accounts", api.create_account, "POST"),
+        route("/accounts/{name}", api.change_account, "PATCH"),
+        route("/accounts/{name}", api.remove_account, "DELETE"),
+        route("/tasks", api.tasks),
+        route("/tasks/{id}", api.task),
+        route("/callbacks", api.callbacks),
+        route("/callbacks/{id}/redeliver", api.redeliver, "POST"),
     ]
 
 

@@ -98,55 +98,61 @@ def _user_name(value: str) -> str:
     return name
 
 
-def people_routes(ctx: AppContext) -> list[BaseRoute]:
-    store = ctx.store
+class PeopleEndpoints:
+    """The admin API's users, applications, credits, tokens, assets and signing secrets
+    endpoints over one context (the route table is ``people_routes``)."""
 
-    async def users(_: Request, __: Principal) -> Response:
-        apps = {app.user_name: app for app in await store.list_applications()}
-        return listing([user_view(u, apps.get(u.name)) for u in await store.list_users()])
+    def __init__(self, ctx: AppContext) -> None:
+        self.ctx, self.store = ctx, ctx.store
 
-    async def applications(_: Request, __: Principal) -> Response:
-        return listing([app.as_json() for app in await store.list_applications()])
+    async def users(self, _: Request, __: Principal) -> Response:
+        apps = {app.user_name: app for app in await self.store.list_applications()}
+        return listing([user_view(u, apps.get(u.name)) for u in await self.store.list_users()])
 
-    async def change_application(request: Request, _: Principal) -> Response:
+    async def applications(self, _: Request, __: Principal) -> Response:
+        return listing([app.as_json() for app in await self.store.list_applications()])
+
+    async def change_application(self, request: Request, _: Principal) -> Response:
         name = str(request.path_params["user"])
-        change = await body(ctx, request, ApplicationChange)
+        change = await body(self.ctx, request, ApplicationChange)
         limit = None
         if change.max_in_flight is not None:
             limit = whole("max_in_flight", change.max_in_flight, 0, MAX_IN_FLIGHT)
-        changed = await store.set_application(name, disabled=change.disabled, max_in_flight=limit)
+        changed = await self.store.set_application(
+            name, disabled=change.disabled, max_in_flight=limit
+        )
         if not changed:
             raise NotFound(f"no user named {name!r}")
-        ctx.auth.forget()
-        return json(await _application(name))
+        self.ctx.auth.forget()
+        return json(await self._application(name))
 
-    async def show_application(request: Request, _: Principal) -> Response:
-        return json(await _application(str(request.path_params["user"])))
+    async def show_application(self, request: Request, _: Principal) -> Response:
+        return json(await self._application(str(request.path_params["user"])))
 
-    async def grant(request: Request, _: Principal) -> Response:
+    async def grant(self, request: Request, _: Principal) -> Response:
         name = str(request.path_params["user"])
-        given = await body(ctx, request, Grant)
+        given = await body(self.ctx, request, Grant)
         credits = whole("credits", given.credits, -MAX_CREDITS, MAX_CREDITS)
         if credits == 0:
             raise BadRequest("field `credits` must not be 0")
         try:
-            app = await store.grant_credits(name, credits, time.time(), note=given.note)
+            app = await self.store.grant_credits(name, credits, time.time(), note=given.note)
         except UnknownApplication as exc:
             raise NotFound(f"no user named {name!r}") from exc
         return json(app.as_json(), 201)
 
-    async def _application(name: str) -> dict[str, Any]:
-        app = await store.find_application(name)
+    async def _application(self, name: str) -> dict[str, Any]:
+        app = await self.store.find_application(name)
         if app is None:
             raise NotFound(f"no user named {name!r}")
         return app.as_json()
 
-    async def tokens(_: Request, __: Principal) -> Response:
+    async def tokens(self, _: Request, __: Principal) -> Response:
         now = time.time()
-        return listing([token_view(info, now) for info in await store.list_credentials()])
+        return listing([token_view(info, now) for info in await self.store.list_credentials()])
 
-    async def create_token(request: Request, _: Principal) -> Response:
-        new = await body(ctx, request, NewToken)
+    async def create_token(self, request: Request, _: Principal) -> Response:
+        new = await body(self.ctx, request, NewToken)
         try:
             apis = parse_apis(",".join(new.apis)) if new.apis is not None else ALL_APIS
         except ValueError as exc:
@@ -154,14 +160,14 @@ def people_routes(ctx: AppContext) -> list[BaseRoute]:
         if new.expires_in_days is not None and not new.expires_in_days > 0:
             raise BadRequest("field `expires_in_days` must be positive")
         issued = await issue_token(
-            store,
+            self.store,
             _user_name(new.user),
             apis=with_admin(apis, new.admin),
             expires_in_days=new.expires_in_days,
-            default_credits=ctx.settings.default_credits_value,  # as `tokens create` does
+            default_credits=self.ctx.settings.default_credits_value,  # as `tokens create` does
         )
         doc = {
-            "token": issued.token,  # shown this once; the store keeps only its hash
+            "token": issued.token,  # shown this once; the self.store keeps only its hash
             "id": issued.credential_id,
             "user_id": issued.user_id,
             "application_id": issued.application_id,
@@ -169,55 +175,61 @@ def people_routes(ctx: AppContext) -> list[BaseRoute]:
         }
         return json(doc, 201)
 
-    async def revoke_token(request: Request, _: Principal) -> Response:
+    async def revoke_token(self, request: Request, _: Principal) -> Response:
         which = str(request.path_params["token"])
-        count = await store.revoke_credential(which, time.time())
-        ctx.auth.forget()
+        count = await self.store.revoke_credential(which, time.time())
+        self.ctx.auth.forget()
         if not count:
             raise NotFound(f"no unrevoked token with id or prefix {which!r}")
         return json({"revoked": count})
 
-    async def add_asset(request: Request, _: Principal) -> Response:
-        new = await body(ctx, request, NewAsset)
+    async def add_asset(self, request: Request, _: Principal) -> Response:
+        new = await body(self.ctx, request, NewAsset)
         if new.kind not in ASSET_KINDS:
             raise BadRequest(f"field `kind` must be one of {', '.join(ASSET_KINDS)}")
         upstream = new.upstream_id.strip()
         if not upstream:
             raise BadRequest("field `upstream_id` must not be blank")
         now = time.time()
-        user_id, _app = await store.ensure_account(_user_name(new.user), now)
-        asset_id = await store.add_asset(
+        user_id, _app = await self.store.ensure_account(_user_name(new.user), now)
+        asset_id = await self.store.add_asset(
             user_id=user_id, kind=new.kind, upstream_id=upstream, now=now
         )
         return json({"id": asset_id, "kind": new.kind, "user_id": user_id}, 201)
 
-    async def secret(request: Request, _: Principal) -> Response:
+    async def secret(self, request: Request, _: Principal) -> Response:
         name = str(request.path_params["user"])
         rotate = request.method == "POST"
-        grace = (await body(ctx, request, Rotation)).grace_seconds if rotate else 0.0
+        grace = (await body(self.ctx, request, Rotation)).grace_seconds if rotate else 0.0
         if grace < 0:
             raise BadRequest("field `grace_seconds` must be 0 or more")
-        if ctx.signing_secrets is None:
-            raise ServiceUnavailable("this gateway keeps no callback signing secrets")
-        found = await ctx.signing_secrets(name, rotate, grace)
+        if self.ctx.signing_secrets is None:
+            raise ServiceUnavailable(
+                "this gateway has no server key to seal callback signing secrets with"
+            )
+        found = await self.ctx.signing_secrets(name, rotate, grace)
         if found is None:
             raise NotFound(f"no user named {name!r}")
         current, previous = found
         return json({"user": name, "secret": current, "previous": previous, "rotated": rotate})
 
+
+def people_routes(ctx: AppContext) -> list[BaseRoute]:
+    api = PeopleEndpoints(ctx)
+
     def route(path: str, fn: Any, method: str = "GET") -> Route:
         return Route(PREFIX + path, guarded(ctx, fn), methods=[method])
 
     return [
-        route("/users", users),
-        route("/users/{user}/secret", secret),
-        route("/users/{user}/secret", secret, "POST"),
-        route("/applications", applications),
-        route("/applications/{user}", show_application),
-        route("/applications/{user}", change_application, "PATCH"),
-        route("/applications/{user}/grants", grant, "POST"),
-        route("/tokens", tokens),
-        route("/tokens", create_token, "POST"),
-        route("/tokens/{token}", revoke_token, "DELETE"),
-        route("/assets", add_asset, "POST"),
+        route("/users", api.users),
+        route("/users/{user}/secret", api.secret),
+        route("/users/{user}/secret", api.secret, "POST"),
+        route("/applications", api.applications),
+        route("/applications/{user}", api.show_application),
+        route("/applications/{user}", api.change_application, "PATCH"),
+        route("/applications/{user}/grants", api.grant, "POST"),
+        route("/tokens", api.tokens),
+        route("/tokens", api.create_token, "POST"),
+        route("/tokens/{token}", api.revoke_token, "DELETE"),
+        route("/assets", api.add_asset, "POST"),
     ]

@@ -52,76 +52,85 @@ def _schema(
     return tool_schema(TasksRequestBody, omit=omit, required=required, notes=notes, renames=renames)
 
 
-def task_tools(ctx: AppContext, tasks: TasksEndpoint) -> list[Tool]:
-    async def get_task(call: Call, arguments: dict[str, Any]) -> dict[str, Any]:
+class TaskTools:
+    """The task tools' calls over the REST route's ``TasksEndpoint`` (the tool table is
+    ``task_tools``)."""
+
+    def __init__(self, ctx: AppContext, tasks: TasksEndpoint) -> None:
+        self.ctx, self.tasks = ctx, tasks
+
+    async def get_task(self, call: Call, arguments: dict[str, Any]) -> dict[str, Any]:
         request = decode_arguments(arguments, TasksRequest, _ID)
-        reply = await tasks.retrieve(call.principal, request, None)
+        reply = await self.tasks.retrieve(call.principal, request, None)
         return _found(reply, request.id)
 
-    async def get_tasks_batch(call: Call, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def get_tasks_batch(self, call: Call, arguments: dict[str, Any]) -> dict[str, Any]:
         request = decode_arguments(arguments, TasksRequest, _IDS)
         if request.ids is None:
             request.ids = []  # the tool's ids are required: none is the REST API's 400
-        return await _batch(await tasks.retrieve_batch(call.principal, request))
+        return await _batch(await self.tasks.retrieve_batch(call.principal, request))
 
-    async def list_tasks(call: Call, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def list_tasks(self, call: Call, arguments: dict[str, Any]) -> dict[str, Any]:
         request = decode_arguments(arguments, TasksRequest)
         request.ids = None  # a page of the user's tasks
-        return await _batch(await tasks.retrieve_batch(call.principal, request))
+        return await _batch(await self.tasks.retrieve_batch(call.principal, request))
 
-    async def delete_task(call: Call, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def delete_task(self, call: Call, arguments: dict[str, Any]) -> dict[str, Any]:
         request = decode_arguments(arguments, TasksRequest, _ID)
-        reply = await tasks.delete(call.principal, request)
+        reply = await self.tasks.delete(call.principal, request)
         answer: dict[str, Any] = msgspec.json.decode(reply.body)
         return answer
 
-    async def wait_task(call: Call, arguments: dict[str, Any]) -> dict[str, Any]:
+    async def wait_task(self, call: Call, arguments: dict[str, Any]) -> dict[str, Any]:
         request = decode_arguments(arguments, TasksRequest, _ID)
         if request.wait is None:
-            request.wait = min(DEFAULT_WAIT_SECONDS, ctx.settings.blocking_wait_seconds)
+            request.wait = min(DEFAULT_WAIT_SECONDS, self.ctx.settings.blocking_wait_seconds)
         started, total = time.monotonic(), request.wait
 
         async def on_read(record: bytes) -> None:
             state = task_result(record)["state"]
             await call.progress(min(time.monotonic() - started, total), total, state)
 
-        reply = await tasks.retrieve(
+        reply = await self.tasks.retrieve(
             call.principal,
             request,
             None,
-            max_wait=ctx.settings.blocking_wait_seconds,
+            max_wait=self.ctx.settings.blocking_wait_seconds,
             on_read=on_read,
         )
         return _found(reply, request.id)
 
+
+def task_tools(ctx: AppContext, tasks: TasksEndpoint) -> list[Tool]:
+    api = TaskTools(ctx, tasks)
     return [
         Tool(
             "kling_get_task",
             "A task's state and record; a finished video's video_url and video_id.",
             _schema(("id",), ("id",), _ID),
             API_TASKS,
-            get_task,
+            api.get_task,
         ),
         Tool(
             "kling_get_tasks_batch",
             "Several tasks at once by id, in the order given; unknown ids are left out.",
             _schema(("ids",), ("ids",), _IDS),
             API_TASKS,
-            get_tasks_batch,
+            api.get_tasks_batch,
         ),
         Tool(
             "kling_list_tasks",
             "Your tasks, newest first, a page at a time; count is the number of all matching.",
             _schema(_FILTERS, (), {}),
             API_TASKS,
-            list_tasks,
+            api.list_tasks,
         ),
         Tool(
             "kling_delete_task",
             "Delete a task and its video file; deleted is false for an unknown id.",
             _schema(("id",), ("id",), _ID),
             API_TASKS,
-            delete_task,
+            api.delete_task,
         ),
         Tool(
             "kling_wait_task",
@@ -129,7 +138,7 @@ def task_tools(ctx: AppContext, tasks: TasksEndpoint) -> list[Tool]:
             "progress notifications meanwhile; answers as kling_get_task (finished says which).",
             _schema(("id", "wait"), ("id",), _ID),
             API_TASKS,
-            wait_task,
+            api.wait_task,
         ),
     ]
 

@@ -22,7 +22,7 @@ import msgspec
 from kling_gateway.api.asgi import Receive, Reply, Scope
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.requests import decode_body
-from kling_gateway.api.routes.videos import _idempotency_key as idempotency_key
+from kling_gateway.api.routes.videos import idempotency_key
 from kling_gateway.domain.assets import (
     ELEMENT,
     ID_FIELD,

@@ -11,6 +11,7 @@ from kling_gateway.api.asgi import Receive, Reply, Scope
 from kling_gateway.api.context import AppContext
 from kling_gateway.api.requests import decode_body
 from kling_gateway.api.waiting import OnRead, is_finished, wait_until_finished
+from kling_gateway.domain.numbers import whole_or_default
 from kling_gateway.domain.task import Task, is_blank
 from kling_gateway.infra.files import VideoFiles
 from kling_gateway.infra.log_context import note_task
@@ -236,11 +237,7 @@ def _bounded(name: str, value: float, low: float, high: float) -> float:
 
 
 def _whole(name: str, value: float | None, low: int, high: int, default: int) -> int:
-    if value is None:
-        return default
-    if value != int(value) or not low <= value <= high:
-        raise BadRequest(f"field `{name}` must be a whole number from {low} to {high}")
-    return int(value)
+    return whole_or_default(f"field `{name}`", value, low, high, default)
 
 
 def _linked(ctx: AppContext, record: bytes | None) -> bytes:

@@ -62,7 +62,7 @@ class CreateEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, trace_id: str) -> Reply:
         principal, body = await self.ctx.admit(scope, receive, API_VIDEOS, max_body=self.max_body)
-        key = _idempotency_key(scope)
+        key = idempotency_key(scope)
         task, params = await self.submit(principal, body, trace_id, key)
         if params.asynchronous:
             answer: dict[str, Any] = {"task_id": task.id, "trace_id": trace_id}
@@ -183,7 +183,7 @@ def _decode(body: bytes, kind: TaskKind) -> tuple[dict[str, Any], TaskParams]:
     return raw, kind.validate(typed)
 
 
-def _idempotency_key(scope: Scope) -> str | None:
+def idempotency_key(scope: Scope) -> str | None:
     key = header(scope, b"idempotency-key")
     if key is None:
         return None

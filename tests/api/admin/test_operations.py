@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kling_gateway.protocol.task import TaskState
 from kling_gateway.storage.base import Outcome
 from tests.api.admin.helpers import add_admin, admin
 from tests.api.test_tasks import assert_error
-from tests.harness import AppHarness, insert_finished, make_task
+from tests.harness import AppHarness, insert_finished, make_settings, make_task
 
 ACCOUNT = {"name": "main", "access_key": "AKMAIN123", "secret_key": "sk-secret", "models": []}
 
@@ -38,6 +40,23 @@ async def test_accounts_add_list_disable_enable_remove(gw: AppHarness) -> None:
     assert enabled.json()["state"] == "enabled"
     assert (await admin(gw, "DELETE", "/accounts/main")).json() == {"name": "main", "removed": True}
     assert_error(await admin(gw, "DELETE", "/accounts/main"), 404, "not_found")
+
+
+async def test_without_a_server_key_sealing_endpoints_answer_503(tmp_path: Path) -> None:
+    # The key is read once at app start; one that can't be loaded (here DATA_DIR/secret.key
+    # is unreadable: a directory) is a clear 503, not a 500.
+    (tmp_path / "data" / "secret.key").mkdir(parents=True)
+    settings = make_settings(tmp_path, worker=False)
+    async with AppHarness.start(settings) as gw:
+        await add_admin(gw)
+        created = await admin(gw, "POST", "/accounts", json=ACCOUNT)
+        message = assert_error(created, 503, "service_unavailable")["error"]["message"]
+        assert "no server key" in message
+        secret = await admin(gw, "POST", "/users/alice/secret", json={})
+        assert (
+            "no server key" in assert_error(secret, 503, "service_unavailable")["error"]["message"]
+        )
+        assert await gw.store.list_upstream_accounts() == []
 
 
 async def test_account_input_is_validated(gw: AppHarness) -> None:
