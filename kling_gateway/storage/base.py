@@ -347,7 +347,10 @@ class OutboxRepo(Protocol):
         after a failed attempt)."""
         ...
 
-    async def redeliver_callback(self, delivery_id: str, now: float) -> bool: ...
+    async def redeliver_callback(self, delivery_id: str, now: float) -> bool:
+        """Make the delivery due at ``now``; False when there is no such id. A delivery being
+        sent right now (leased) is left as it is, so it is never sent twice at once."""
+        ...
 
 
 class SecretRepo(Protocol):
