@@ -88,8 +88,8 @@ class GatewayApp:
                 await self._serve(handler, path, scope, receive, send)
                 return
             mounted = self._mounts.get(path)
-            if mounted is not None:  # it gives its answers their trace ids itself
-                await mounted(scope, receive, send)
+            if mounted is not None:  # measured under its own path, every method
+                await self._observed.observe(mounted, path, scope, receive, send)
                 return
             await self._observed.page(self._pages, scope, receive, send)
             return

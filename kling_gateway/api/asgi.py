@@ -13,7 +13,6 @@ from typing import Any
 
 import msgspec
 
-from kling_gateway.domain.ids import new_trace_id
 from kling_gateway.infra.metrics import STORAGE_ERRORS
 from kling_gateway.infra.objects import ObjectStoreFull
 from kling_gateway.protocol.errors import (
@@ -144,22 +143,6 @@ def _is_unavailable_typed(exc: BaseException) -> bool:
     if typed is not None and isinstance(exc, typed):
         return True
     return type(exc).__name__ == "InternalClientError"
-
-
-def with_trace_id(scope: Scope, send: Send) -> Send:
-    """``send`` adding a new trace id's ``x-trace-id`` header to the answer; the id is also
-    the scope's ``state["trace_id"]`` (for the error bodies and tool results that repeat it)."""
-    trace_id = new_trace_id()
-    scope.setdefault("state", {})["trace_id"] = trace_id
-
-    async def send_with_trace_id(message: Message) -> None:
-        if message["type"] == "http.response.start":
-            headers = list(message.get("headers", []))
-            headers.append((b"x-trace-id", trace_id.encode()))
-            message["headers"] = headers
-        await send(message)
-
-    return send_with_trace_id
 
 
 async def send_reply(send: Send, reply: Reply, trace_id: str) -> None:

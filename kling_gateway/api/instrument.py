@@ -32,6 +32,8 @@ CLIENT_GONE = 499
 OTHER_ROUTE = "other"
 # Headers a browser script may read from an answer (the trace id to report, retry hints).
 EXPOSED_HEADERS = ("x-trace-id", "retry-after", "x-kling-gateway-long-poll")
+# The key of a request's ``Served`` in ``scope["state"]``.
+SERVED = "served"
 
 
 class Served(RequestLog):
@@ -67,25 +69,41 @@ class Observed:
         CURRENT.reset(served.token)
 
     async def page(self, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
-        """A request for Starlette: its trace id in ``scope["state"]`` and in the answer's
-        headers, measured under the route's template (``/files/videos/{name:path}``)."""
-        served = self.start(OTHER_ROUTE, scope["method"], scope["path"])
-        trace_id = served.trace_id
-        scope.setdefault("state", {})["trace_id"] = trace_id
+        """A request for Starlette, measured under the route's template
+        (``/files/videos/{name:path}``); see ``observe``."""
+        await self.observe(app, None, scope, receive, send)
 
-        async def send_with_trace_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                served.status = message["status"]
-                headers = list(message.get("headers", []))
-                headers.append((b"x-trace-id", trace_id.encode()))
-                message["headers"] = headers
-            await send(message)
-
+    async def observe(
+        self, app: ASGIApp, route: str | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """A request served by ``app``: its trace id in ``scope["state"]`` (``served`` too, for
+        work it runs in other tasks) and in the answer's headers, measured under ``route``
+        (None: the Starlette route's template), access-logged, and in the log context."""
+        served = self.start(route or OTHER_ROUTE, scope["method"], scope["path"])
+        state = scope.setdefault("state", {})
+        state["trace_id"], state[SERVED] = served.trace_id, served
         try:
-            await app(scope, receive, send_with_trace_id)
+            await app(scope, receive, _traced(served, send))
         finally:
-            served.route = _route_of(scope)
+            if route is None:
+                served.route = _route_of(scope)
             self.end(served)
+
+
+def _traced(served: Served, send: Send) -> Send:
+    """``send`` noting the answer's status and giving it the trace id header, unless the app
+    gave it already (``asgi.send_reply`` does): exactly one."""
+
+    async def send_with_trace_id(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            served.status = message["status"]
+            headers = list(message.get("headers", []))
+            if not any(name.lower() == b"x-trace-id" for name, _ in headers):
+                headers.append((b"x-trace-id", served.trace_id.encode()))
+            message["headers"] = headers
+        await send(message)
+
+    return send_with_trace_id
 
 
 def task_created(task: Task, *, fresh: bool) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from starlette.requests import Request
 
 from kling_gateway.domain.numbers import whole_or_default
@@ -20,9 +22,13 @@ def query_number(request: Request, name: str) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError as exc:
         raise BadRequest(f"query parameter `{name}` must be a number") from exc
+    # float() accepts inf and nan; no parameter means anything by them.
+    if not math.isfinite(number):
+        raise BadRequest(f"query parameter `{name}` must be a finite number")
+    return number
 
 
 def query_whole(request: Request, name: str, low: int, high: int, default: int) -> int:

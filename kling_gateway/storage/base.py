@@ -347,7 +347,10 @@ class OutboxRepo(Protocol):
         after a failed attempt)."""
         ...
 
-    async def redeliver_callback(self, delivery_id: str, now: float) -> bool: ...
+    async def redeliver_callback(self, delivery_id: str, now: float) -> bool:
+        """Make the delivery due at ``now``; False when there is no such id. A delivery being
+        sent right now (leased) is left as it is, so it is never sent twice at once."""
+        ...
 
 
 class SecretRepo(Protocol):
@@ -455,12 +458,20 @@ class BillingRepo(Protocol):
         """The user's default application (the first one) with its balance and holds."""
         ...
 
+    async def get_application(self, application_id: str) -> Application | None:
+        """Application ``application_id`` (a token's) with its balance and holds."""
+        ...
+
     async def list_applications(self) -> list[Application]: ...
     async def ledger_entries(
-        self, *, user_name: str | None = None, since: float | None = None
+        self,
+        *,
+        user_name: str | None = None,
+        application_id: str | None = None,
+        since: float | None = None,
     ) -> list[LedgerEntry]:
-        """Entries oldest first, of one user's applications or all, created at or after
-        ``since``."""
+        """Entries oldest first, of one user's applications (or one application) or all,
+        created at or after ``since``."""
         ...
 
 

@@ -275,19 +275,31 @@ class BillingFlows:
         )
         return None if row is None else application_from_row(row)
 
+    async def get_application(self, application_id: str) -> Application | None:
+        sql = _APPLICATIONS + " WHERE a.id = ?"
+        row = await self._read_bulk(lambda tx: tx.fetchrow(sql, application_id))
+        return None if row is None else application_from_row(row)
+
     async def list_applications(self) -> list[Application]:
         sql = _APPLICATIONS + " ORDER BY u.name, a.created_at"
         rows = await self._read_bulk(lambda tx: tx.fetch(sql))
         return [application_from_row(row) for row in rows]
 
     async def ledger_entries(
-        self, *, user_name: str | None = None, since: float | None = None
+        self,
+        *,
+        user_name: str | None = None,
+        application_id: str | None = None,
+        since: float | None = None,
     ) -> list[LedgerEntry]:
         where: list[str] = []
         params: list[object] = []
         if user_name is not None:
             where.append("u.name = ?")
             params.append(user_name)
+        if application_id is not None:
+            where.append("l.application_id = ?")
+            params.append(application_id)
         if since is not None:
             where.append("l.created_at >= ?")  # ledger_created index
             params.append(float(since))

@@ -587,13 +587,20 @@ class SQLStore(UpstreamFlows, BillingFlows, StatsFlows, AssetFlows):
         return [callback_from_row(row) for row in rows]
 
     async def redeliver_callback(self, delivery_id: str, now: float) -> bool:
+        return await self._write(lambda tx: self._redeliver(tx, delivery_id, now))
+
+    async def _redeliver(self, tx: Tx, delivery_id: str, now: float) -> bool:
         # attempts stay as history: a delivery that used up its schedule gets one more attempt,
-        # now, per redelivery.
+        # now, per redelivery. One being sent right now (leased, lease not run out) is left
+        # alone: clearing its lease would start a second, concurrent send.
         sql = (
             "UPDATE callbacks SET state = 'pending', next_attempt_at = ?, lease_owner = NULL "
-            "WHERE id = ?"
+            "WHERE id = ? AND (lease_owner IS NULL OR next_attempt_at <= ?)"
         )
-        return await self._write_one(lambda tx: tx.execute(sql, now, delivery_id)) > 0
+        if await tx.execute(sql, now, delivery_id, now) > 0:
+            return True
+        found = await tx.fetchval("SELECT 1 FROM callbacks WHERE id = ?", delivery_id)
+        return found is not None
 
     # -- signing secrets
     async def put_first_secret(self, user_id: str, secret: str, now: float) -> str:

@@ -98,16 +98,25 @@ class MemoryBilling(MemoryBase):
         app_id = self._default_application(user_name)
         return None if app_id is None else self._application(app_id)
 
+    async def get_application(self, application_id: str) -> Application | None:
+        known = application_id in self._s.applications
+        return self._application(application_id) if known else None
+
     async def list_applications(self) -> list[Application]:
         apps = [self._application(app_id) for app_id in self._s.applications]
         return sorted(apps, key=lambda a: (a.user_name, a.created_at))
 
     async def ledger_entries(
-        self, *, user_name: str | None = None, since: float | None = None
+        self,
+        *,
+        user_name: str | None = None,
+        application_id: str | None = None,
+        since: float | None = None,
     ) -> list[LedgerEntry]:
         return [
             e
             for e in self._s.ledger
             if (user_name is None or e.user_name == user_name)
+            and (application_id is None or e.application_id == application_id)
             and (since is None or e.created_at >= since)
         ]

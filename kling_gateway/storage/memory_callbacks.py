@@ -62,7 +62,9 @@ class MemoryCallbacks(MemoryBase):
         stored = self._s.callbacks.get(delivery_id)
         if stored is None:
             return False
-        delivery = stored[0]
+        delivery, owner = stored
+        if owner is not None and (delivery.next_attempt_at or 0.0) > now:
+            return True  # being sent right now: see the engine's _redeliver
         delivery.state, delivery.next_attempt_at = "pending", now
         self._s.callbacks[delivery_id] = (delivery, None)
         return True

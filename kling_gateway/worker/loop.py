@@ -276,9 +276,12 @@ class Worker:
             try:
                 change = await self._step(claim)
             except Exception as exc:
-                # A bug, not a provider answer: keep the task, look again later.
-                log.exception("driving task %s failed unexpectedly", claim.stored.task.id)
-                change = self._retry(claim, f"unexpected worker error: {exc!r}", "internal_error")
+                # A bug, not a provider answer: keep the task, look again later. Its detail
+                # (paths, keys) stays in the log; the task may show the message to its user.
+                task = claim.stored.task
+                log.exception("driving task %s failed unexpectedly: %r", task.id, exc)
+                message = f"internal error in the gateway (trace id {task.trace_id})"
+                change = self._retry(claim, message, "internal_error")
             if change is not None:
                 await self._write(claim, change)
         finally:

@@ -326,3 +326,18 @@ async def migrated_store_before(url: str, number: str) -> Store:
 
     await st._write(flow)  # type: ignore[attr-defined]
     return st
+
+
+async def test_an_application_by_id_and_its_own_ledger(store: Store) -> None:
+    """What GET /kling/usage reads for a token: its application, and only its entries."""
+    alice, bob = await owner(store), await owner(store, "bob")
+    await store.grant_credits("alice", 20, time.time())
+    await store.grant_credits("bob", 3, time.time())
+    by_name = await store.find_application("alice")
+    assert await store.get_application(alice.application_id) == by_name
+    assert await store.get_application("no-such-application") is None
+    mine = await store.ledger_entries(application_id=alice.application_id)
+    assert [(e.application_id, e.credits) for e in mine] == [(alice.application_id, 20)]
+    both = await store.ledger_entries(user_name="bob", application_id=bob.application_id)
+    assert [e.credits for e in both] == [3]
+    assert await store.ledger_entries(user_name="bob", application_id=alice.application_id) == []

@@ -533,6 +533,31 @@ async def test_list_failed_callbacks_and_redeliver(store: Store) -> None:
     assert await store.list_callbacks(failed_only=True) == []
 
 
+async def test_redeliver_leaves_a_delivery_being_sent_alone(store: Store) -> None:
+    alice = await owner(store)
+    task = await _enqueue(store, alice, "succeed")
+    sent_at = time.time() + 1
+    (sending,) = await store.claim_due_callbacks("d1", sent_at, 5, LEASE)
+    # An operator's redeliver during the send: no second send, the first one's result stands.
+    assert await store.redeliver_callback(sending.id, sent_at + 1)
+    assert await store.claim_due_callbacks("d2", sent_at + 1, 5, LEASE) == []
+    await _attempt(store, sending, "d1", "failed", 500)
+    (failed,) = await store.list_callbacks(task_id=task.id)
+    assert (failed.state, failed.last_status) == ("failed", 500)
+    # A lease that ran out (its deliverer died) is no send under way: redelivered.
+    (stuck,) = await _claim_after_redeliver(store, sending.id, sent_at + 2, "d3")
+    late = sent_at + 3 + LEASE
+    assert await store.redeliver_callback(stuck.id, late)
+    assert [d.id for d in await store.claim_due_callbacks("d4", late, 5, LEASE)] == [stuck.id]
+
+
+async def _claim_after_redeliver(
+    store: Store, delivery_id: str, now: float, worker_id: str
+) -> list[CallbackDelivery]:
+    assert await store.redeliver_callback(delivery_id, now)
+    return await store.claim_due_callbacks(worker_id, now, 5, LEASE)
+
+
 async def test_failing_callbacks_include_those_retrying(store: Store) -> None:
     alice = await owner(store)
     await _enqueue(store, alice, "succeed")

@@ -255,6 +255,27 @@ async def test_a_task_that_only_ran_out_of_time_ends_with_timeout(
     assert error["code"] == "timeout" and f"{DEADLINE_SECONDS:g}" in error["message"]
 
 
+async def test_an_unexpected_error_keeps_its_detail_out_of_the_task(
+    store: CountingStore, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def bug() -> None:
+        raise FileNotFoundError(2, "No such file", "/var/lib/kling-gateway/secret-path")
+
+    w = worker(store, ScriptedProvider([Submission("job-1"), bug]), clock)
+    task = await add_task(store, clock)
+    await step(w)
+    clock.now += POLICY.check_interval
+    with caplog.at_level("ERROR"):
+        await step(w)  # the bug
+    assert "secret-path" in caplog.text  # the detail is in the log
+    clock.now = T0 + DEADLINE_SECONDS
+    await step(w)
+    error = error_of(await stored(store, task))
+    assert error["code"] == "internal_error"
+    assert "secret-path" not in str(error) and "FileNotFoundError" not in str(error)
+    assert task.trace_id in error["message"]
+
+
 async def test_a_call_that_keeps_timing_out_keeps_that_reason(
     store: CountingStore, clock: Clock
 ) -> None:

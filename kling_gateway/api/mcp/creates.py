@@ -18,7 +18,7 @@ from kling_gateway.api.context import AppContext
 from kling_gateway.api.mcp.results import task_result
 from kling_gateway.api.mcp.schemas import tool_schema
 from kling_gateway.api.mcp.tool import Call, Tool, as_body
-from kling_gateway.api.routes.videos import CreateEndpoint
+from kling_gateway.api.routes.videos import CreateEndpoint, async_answer
 from kling_gateway.domain.kinds import LIP_SYNC, MOTION, TALKING_PHOTO, VIDEOS, TaskKind
 from kling_gateway.domain.task import Task
 from kling_gateway.protocol.enums import (
@@ -64,9 +64,10 @@ def create_tool(ctx: AppContext, tool: CreateKind, creates: Creates) -> Tool:
         sent = as_body({**arguments, **tool.fixed, "async": True})
         task = await creates(call.principal, sent, call.trace_id)
         record = await ctx.store.get_task_record(call.principal.user_id, task.id)
-        # The REST API's asynchronous answer (docs/contract.md §2) with the new record.
-        created = {"task_id": task.id, "trace_id": call.trace_id}
-        return {**(task_result(record) if record is not None else {}), **created}
+        # The REST API's asynchronous answer (docs/contract.md §2) with the new record, its
+        # links absolute as every record sent.
+        found = task_result(ctx.links.resolve(record)) if record is not None else {}
+        return {**found, **async_answer(task, call.trace_id)}
 
     # Every kind is part of the videos API (docs/contract.md §7).
     return Tool(tool.name, tool.description, schema, API_VIDEOS, run)

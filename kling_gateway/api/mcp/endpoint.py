@@ -30,13 +30,14 @@ from kling_gateway.api.asgi import (
     error_reply,
     send_reply,
     unexpected_error,
-    with_trace_id,
 )
 from kling_gateway.api.auth import check_grant
 from kling_gateway.api.context import AppContext
+from kling_gateway.api.instrument import SERVED
 from kling_gateway.api.mcp.results import error_result
 from kling_gateway.api.mcp.tool import Call, Progress, Tool
 from kling_gateway.api.waiting import shutting_down
+from kling_gateway.infra.log_context import CURRENT
 from kling_gateway.protocol.errors import ApiError, BadRequest, InternalError
 from kling_gateway.storage.base import Principal
 
@@ -100,7 +101,7 @@ class McpEndpoint:
         return stop
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        traced = with_trace_id(scope, send)
+        # GatewayApp observes the request: the trace id is set, ``send`` adds its header.
         trace_id: str = scope["state"]["trace_id"]
         try:
             receive = await self._admit(scope, receive)
@@ -116,13 +117,13 @@ class McpEndpoint:
             await send_reply(send, error_reply(shutting_down(), trace_id), trace_id)
             return
         if scope["method"] != "GET":
-            await manager.handle_request(scope, receive, traced)
+            await manager.handle_request(scope, receive, send)
             return
         # A GET is an event stream for messages outside a request, which a stateless server
         # never sends: it stays open until the client leaves or the gateway shuts down.
         self.ctx.waiters.streams += 1
         try:
-            await self._stream(manager, scope, receive, send, traced)
+            await self._stream(manager, scope, receive, send)
         finally:
             self.ctx.waiters.streams -= 1
 
@@ -132,10 +133,8 @@ class McpEndpoint:
         scope: Scope,
         receive: Receive,
         send: Send,
-        traced: Send,
     ) -> None:
-        """Serve a GET until the client leaves, or end its stream cleanly at shutdown
-        (``traced``: ``send`` adding the trace id header, for the SDK's answer)."""
+        """Serve a GET until the client leaves, or end its stream cleanly at shutdown."""
         sent: list[str] = []  # "start", then "end" once the last body message went out
 
         async def tracked(message: Message) -> None:
@@ -143,7 +142,7 @@ class McpEndpoint:
                 sent.append("start")
             elif not message.get("more_body", False):
                 sent.append("end")
-            await traced(message)
+            await send(message)
 
         if await self.ctx.waiters.unless_closing(manager.handle_request(scope, receive, tracked)):
             return
@@ -172,6 +171,16 @@ class McpEndpoint:
         state = http_request.scope["state"]
         principal: Principal = state[_PRINCIPAL]
         trace_id: str = state["trace_id"]
+        # The SDK runs the call in its transport's task, outside the request's log context.
+        token = CURRENT.set(state[SERVED])
+        try:
+            return await self._answer(request, principal, trace_id)
+        finally:
+            CURRENT.reset(token)
+
+    async def _answer(
+        self, request: types.CallToolRequest, principal: Principal, trace_id: str
+    ) -> types.ServerResult:
         name, arguments = request.params.name, request.params.arguments or {}
         try:
             answer = await self._run(name, Call(principal, trace_id, self._progress()), arguments)

@@ -17,10 +17,12 @@ from kling_gateway.protocol.task import API_TASKS
 def usage_routes(ctx: AppContext) -> list[BaseRoute]:
     async def usage(request: Request) -> Response:
         principal = await ctx.authorize(request.scope, API_TASKS)
-        app = await ctx.store.find_application(principal.user_name)
+        # The token's application: a user may have more than one.
+        app_id = principal.application_id
+        app = await ctx.store.get_application(app_id)
         doc = {
             "application": None if app is None else app.as_json(),
-            "usage": await usage_doc(ctx.store, request, principal.user_name),
+            "usage": await usage_doc(ctx.store, request, principal.user_name, app_id),
         }
         return Response(msgspec.json.encode(doc), media_type="application/json")
 

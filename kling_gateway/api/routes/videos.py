@@ -65,10 +65,7 @@ class CreateEndpoint:
         key = idempotency_key(scope)
         task, params = await self.submit(principal, body, trace_id, key)
         if params.asynchronous:
-            answer: dict[str, Any] = {"task_id": task.id, "trace_id": trace_id}
-            if task.usage is not None:
-                answer["usage"] = task.usage.as_json()
-            return _json(200, answer)
+            return _json(200, async_answer(task, trace_id))
         return await self._wait(principal, task.id, trace_id, receive)
 
     @property
@@ -165,6 +162,14 @@ class CreateEndpoint:
         if "usage" in doc:
             answer["usage"] = doc["usage"]
         return _json(_failure_status(code), answer)
+
+
+def async_answer(task: Task, trace_id: str) -> dict[str, Any]:
+    """The answer to an asynchronous create (docs/contract.md §2): REST's and MCP's."""
+    answer: dict[str, Any] = {"task_id": task.id, "trace_id": trace_id}
+    if task.usage is not None:
+        answer["usage"] = task.usage.as_json()
+    return answer
 
 
 def _decode(body: bytes, kind: TaskKind) -> tuple[dict[str, Any], TaskParams]:

@@ -3,12 +3,15 @@ tasks to the end: the reports are the ledger's (domain.billing.usage_report)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
+from kling_gateway.storage.engine import SQLStore
+from kling_gateway.storage.tokens import hash_token
 from tests.api.admin.helpers import add_admin, admin
 from tests.api.test_tasks import assert_error
 from tests.harness import AppHarness, make_settings
@@ -65,3 +68,19 @@ async def test_usage_queries_are_validated_and_need_a_token(gw: AppHarness) -> N
     assert "since" in assert_error(bad, 400, "bad_request")["error"]["message"]
     assert_error(await gw.client.get("/kling/usage"), 401, "invalid_token")
     assert_error(await admin(gw, "GET", "/usage", user="alice"), 403, "forbidden")
+
+
+async def test_kling_usage_reports_the_tokens_application(gw: AppHarness) -> None:
+    """A user may have two applications: a token sees its own, never the user's first."""
+    before = (await gw.client.get("/kling/usage", headers=gw.headers())).json()
+    principal = await gw.store.find_principal(hash_token(gw.tokens["alice"]))
+    assert principal is not None and before["application"]["id"] == principal.application_id
+    older = str(uuid.uuid4())  # older than the token's: the user's "first" application now
+    insert = "INSERT INTO applications (id, user_id, created_at) VALUES (?, ?, ?)"
+    store = cast(SQLStore, gw.store)  # SQLite here (not a BOTH_STORES module)
+    await store._write(lambda tx: tx.execute(insert, older, gw.user_ids["alice"], 0.0))
+    granted = await admin(gw, "POST", "/applications/alice/grants", json={"credits": 7})
+    assert granted.status_code == 201, granted.text
+    assert (await gw.store.find_application("alice")).id == older  # type: ignore[union-attr]
+    after = (await gw.client.get("/kling/usage", headers=gw.headers())).json()
+    assert after == before  # the grant went to the other application

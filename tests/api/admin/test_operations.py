@@ -100,7 +100,10 @@ async def test_tasks_across_users_with_filters_and_paging(gw: AppHarness) -> Non
         ({"state": "done"}, "state"),
         ({"limit": 0}, "limit"),
         ({"offset": "x"}, "offset"),
+        ({"limit": "inf"}, "limit"),
+        ({"offset": "nan"}, "offset"),
         ({"created_at_min": "soon"}, "created_at_min"),
+        ({"created_at_max": "-inf"}, "created_at_max"),
     ):
         response = await admin(gw, "GET", "/tasks", params=params)
         assert field in assert_error(response, 400, "bad_request")["error"]["message"]
