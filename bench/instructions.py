@@ -142,7 +142,7 @@ def write_results(results: list[Count], requests: int) -> str:
     facts, when = machine(), time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     text = "\n".join(
         [
-            "## instructions: machine instructions per retrieve (bench/instructions.py)",
+            "# instructions: machine instructions per retrieve (bench/instructions.py)",
             "",
             f"`python -m bench.instructions --write-results`, {when}, "
             f"{facts['nproc']} CPUs, Python {facts['python']}. Both servers under "
