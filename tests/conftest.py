@@ -76,15 +76,24 @@ async def gateway_with_worker(tmp_path: Path) -> AsyncIterator[AppHarness]:
 
 
 @pytest.fixture(autouse=True)
-def _root_log_filters() -> Iterator[None]:
-    """Tests that run ``kling_gateway.cli.main`` in-process get its repeat-folding filter
-    (runtime/log_fold.py) put on the root handlers, pytest's among them: take it off again, so
-    a later test's caplog still sees a message an earlier test logged too."""
+def _root_logging() -> Iterator[None]:
+    """Tests that run ``kling_gateway.cli.main`` in-process get its logging set up: the root
+    handlers replaced by one on the ``sys.stderr`` of that moment (pytest's capture, closed
+    when the test ends) and the repeat-folding filter (runtime/log_fold.py) put on them. Put
+    the root logger back, so later messages reach pytest (its caplog too), not a closed stream.
+
+    pytest swaps its own per-phase capture handlers between setup and teardown, so only the
+    handlers that are not pytest's are taken off, and pytest's session handlers put back."""
     import logging
 
     root = logging.getLogger()
-    before = {handler: list(handler.filters) for handler in root.handlers}
+    before, level = list(root.handlers), root.level
+    filters = {handler: list(handler.filters) for handler in before}
     yield
+    pytest_now = [h for h in root.handlers if type(h).__module__ == "_pytest.logging"]
+    session = [h for h in before if type(h).__name__ != "LogCaptureHandler"]
+    root.handlers[:] = [h for h in session if h not in pytest_now] + pytest_now
+    root.setLevel(level)
     for handler in root.handlers:
-        if handler in before:
-            handler.filters[:] = before[handler]
+        if handler in filters:
+            handler.filters[:] = filters[handler]

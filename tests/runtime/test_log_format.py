@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import logging
 
+import pytest
+
 from kling_gateway.infra.log_context import CURRENT, RequestLog, note_task, note_user
 from kling_gateway.runtime.log_format import JsonFormatter, TextFormatter
 
@@ -47,3 +49,28 @@ def test_a_traceback_stays_inside_its_json_line() -> None:
         line = JsonFormatter().format(record("unexpected", exc=exc))
     assert "\n" not in line
     assert "ValueError: boom" in json.loads(line)["exception"]
+
+
+# The two tests below run in this order (pytest keeps a module's order): the first sets up
+# logging as `kling-gateway` does in a process, the second is any later test. They check the
+# suite's own isolation (tests/conftest.py), which a CI run once lost to a "--- Logging
+# error ---" from a handler on the first test's closed capture stream.
+
+
+def test_setting_up_logging_in_process_replaces_the_root_handlers() -> None:
+    from kling_gateway.runtime.log_format import configure_logging
+
+    configure_logging("warning", "json")
+    root = logging.getLogger()
+    assert [type(h) for h in root.handlers] == [logging.StreamHandler]
+    assert root.level == logging.WARNING
+
+
+def test_a_later_test_logs_to_pytest_again(
+    caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = logging.getLogger()
+    assert not [h for h in root.handlers if type(h) is logging.StreamHandler]
+    logging.getLogger("kling_gateway.redis").warning("Redis unavailable")
+    assert [r.getMessage() for r in caplog.records] == ["Redis unavailable"]
+    assert "Logging error" not in capsys.readouterr().err
