@@ -148,6 +148,10 @@ def require_redis() -> str:
 
 # Tests own this Redis database: they empty it, so it must not be one an operator uses.
 TEST_REDIS_DB = 15
+# The deadline of one Redis call in tests that are about sharing, not deadlines: on a loaded
+# test machine a first connection can outlast the production default (0.25 s), and a tripped
+# breaker turns a shared rate limit or a wake-up into this process's own.
+PATIENT_REDIS_TIMEOUT = 5.0
 
 
 def fresh_redis_url(db: int = TEST_REDIS_DB) -> str:

@@ -17,7 +17,12 @@ import pytest
 from tests.api.mcp.client import mcp_session, structured
 from tests.e2e.proc import EXE, clean_env, free_port
 from tests.e2e.test_multi_machine import api, machine_env, process, run
-from tests.services import fresh_postgres_database, fresh_redis_url, redis_url
+from tests.services import (
+    PATIENT_REDIS_TIMEOUT,
+    fresh_postgres_database,
+    fresh_redis_url,
+    redis_url,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -29,6 +34,7 @@ def env() -> Iterator[dict[str, str]]:
         settings = {
             "database_url": database_url,
             "redis_url": fresh_redis_url(db),
+            "redis_timeout": str(PATIENT_REDIS_TIMEOUT),
             "host": "127.0.0.1",
             "log_level": "warning",
             "local_delay": "0.1",

@@ -22,7 +22,12 @@ import pytest
 from kling_gateway.providers.local.render import probe_video
 from tests.e2e.proc import EXE, clean_env, free_port, stop, wait_healthy
 from tests.seaweed import SeaweedS3, require_seaweed
-from tests.services import fresh_postgres_database, fresh_redis_url, redis_url
+from tests.services import (
+    PATIENT_REDIS_TIMEOUT,
+    fresh_postgres_database,
+    fresh_redis_url,
+    redis_url,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -67,6 +72,7 @@ def world(tmp_path: Path) -> Iterator[tuple[dict[str, str], SeaweedS3, str]]:
         settings = {
             "database_url": database_url,
             "redis_url": fresh_redis_url(db),
+            "redis_timeout": str(PATIENT_REDIS_TIMEOUT),
             "storage_url": f"s3://{BUCKET}/{prefix}",
             "s3_endpoint_url": seaweed.endpoint,
             # Links in records: the API's public URL, whichever process wrote them.

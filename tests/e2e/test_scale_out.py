@@ -29,7 +29,7 @@ import redis
 
 from kling_gateway.storage.migrations import migration_scripts
 from tests.e2e.proc import EXE, clean_env, free_port, stop, wait_healthy
-from tests.services import fresh_postgres_database, fresh_redis_url, run_sync
+from tests.services import PATIENT_REDIS_TIMEOUT, fresh_postgres_database, fresh_redis_url, run_sync
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis]
 
@@ -141,6 +141,7 @@ def gateway_env(tmp_path: Path, database_url: str, redis_url: str, **extra: str)
     settings = {
         "database_url": database_url,
         "redis_url": redis_url,
+        "redis_timeout": str(PATIENT_REDIS_TIMEOUT),
         "data_dir": str(tmp_path / "data"),
         "host": "127.0.0.1",
         "port": str(free_port()),

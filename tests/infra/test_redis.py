@@ -23,14 +23,10 @@ from kling_gateway.infra.redis import (
     redis_db,
 )
 from tests.e2e.private_redis import private_redis
-from tests.services import fresh_redis_url, with_database
+from tests.services import PATIENT_REDIS_TIMEOUT, fresh_redis_url, with_database
 
 pytestmark = pytest.mark.redis
-
-# These tests are about counting and delivery, not deadlines: on a loaded test machine a first
-# connection can take longer than the production deadline (COMMAND_TIMEOUT), and a trip would
-# turn a shared limit into this process's own. The deadline tests below set theirs.
-PATIENT = 5.0
+PATIENT = PATIENT_REDIS_TIMEOUT  # the deadline tests at the end set their own
 
 
 @pytest.fixture
