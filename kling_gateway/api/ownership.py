@@ -21,7 +21,9 @@ async def resolve_owned(store: Store, user_id: str, params: TaskParams) -> TaskP
         return msgspec.structs.replace(params, video_account=account)
     if not isinstance(params, VideoParams):
         return params
-    await _own_video(store, user_id, params.video_id if params.action == "extend" else None)
+    if params.action == "extend":
+        account = await _video_account(store, user_id, params.video_id)
+        params = msgspec.structs.replace(params, video_account=account)
     if not params.element_list and not params.voice_list:
         return params
     elements = await _owned(store, user_id, "element", "element_list", params.element_list)
@@ -49,7 +51,9 @@ async def _video_account(store: Store, user_id: str, video_id: str | None) -> st
 
 def _one_account(lists: list[tuple[str, str, tuple[AssetReference, ...]]]) -> None:
     """Upstream ids belong to one Kling account, and the task runs on one: refs of two
-    accounts cannot be combined (the task is pinned to theirs, storage/upstream.py)."""
+    accounts cannot be combined (the task is pinned to theirs, storage/upstream.py). An
+    extend names no elements or voices (its models take none), so its video's account is
+    never a third."""
     first: str | None = None
     for field, key, refs in lists:
         for i, ref in enumerate(refs):

@@ -79,6 +79,9 @@ class VideoParams(msgspec.Struct, frozen=True, kw_only=True):
     multi_prompt: tuple[Shot, ...] = ()
     element_list: tuple[AssetReference, ...] = ()
     voice_list: tuple[AssetReference, ...] = ()
+    # The upstream account that made the video an ``extend`` continues (set by the API, as
+    # ``LipSyncParams.video_account``: Kling extends a video only on its own account).
+    video_account: str | None = None
 
     @property
     def omni(self) -> bool:
@@ -111,6 +114,7 @@ def hash_input(params: TaskParams) -> bytes:
         kind = next(t for t, struct in PARAMS_BY_TYPE.items() if isinstance(params, struct))
         return f"{kind}:".encode() + msgspec.json.encode(params)
     data = msgspec.json.decode(msgspec.json.encode(params))
+    del data["video_account"]  # the gateway's finding, not the request's: never hashed
     for name, default in _ADDED_DEFAULTS.items():
         if data.get(name) == default:
             del data[name]

@@ -97,12 +97,14 @@ def waiting_of(task: Task) -> Waiting:
 def asset_account(task: Task) -> str | None:
     """The upstream account the task's elements and voices live on (their ids mean nothing on
     another account; the API let only one account's through, see api/ownership.py), or the
-    one that made the video a lip-sync names."""
+    one that made the video a lip-sync names or an extend continues."""
     params = task.params
     if isinstance(params, LipSyncParams):
         return params.video_account
     if not isinstance(params, VideoParams):  # only videos name elements and voices (§6)
         return None
+    if params.video_account is not None:  # an extend (its models take no elements or voices)
+        return params.video_account
     refs = (*params.element_list, *params.voice_list)
     return next((ref.account for ref in refs if ref.account is not None), None)
 

@@ -146,9 +146,15 @@ def test_the_idempotency_hash_of_a_section_2_request_is_unchanged() -> None:
         "multi_prompt",
         "element_list",
         "voice_list",
+        "video_account",
     ):
         del before[name]
     assert hash_input(params) == msgspec.json.encode(before)
+    # An extend pinned to the account that made its video hashes as it did before the pin.
+    extend = check({"action": "extend", "video_id": "v", "prompt": "x"})
+    pinned = msgspec.structs.replace(extend, video_account="b")
+    assert hash_input(pinned) == hash_input(extend)
+    assert b"video_account" not in hash_input(pinned)
     omni = check(
         {
             "action": "text2video",

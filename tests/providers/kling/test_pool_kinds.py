@@ -1,6 +1,6 @@
 """The §7 kinds on an account pool, against a fake upstream with two accounts: a lip-sync
-of a video runs on the account that made the video, and the account errors of a talking
-photo's in-check steps count against its account as on submit."""
+of a video, and an extend, run on the account that made the video, and the account errors of
+a talking photo's in-check steps count against its account as on submit."""
 
 from __future__ import annotations
 
@@ -86,6 +86,23 @@ async def test_a_lip_sync_by_video_id_runs_on_the_videos_account(
                 "audio_url": f"{audio_server}/long.wav"}  # fmt: skip
         # More than the video's account has slots: without the pin some would go elsewhere.
         ids = [(await h.create("/kling/lip-sync", body)).json()["task_id"] for _ in range(8)]
+        found = await settled(h.client, h.headers(), ids, timeout=60)
+        accounts = {(await h.store.load_task(i)).account for i in ids}  # type: ignore[union-attr]
+    assert states(found) == {"succeed": 8}, found
+    assert accounts == {made.account}
+
+
+async def test_an_extend_runs_on_the_account_that_made_the_video(settings: Settings) -> None:
+    async with AppHarness.start(settings) as h:
+        await add_accounts(h)
+        video = (await h.videos({"action": "text2video", "prompt": "a walk"})).json()
+        assert video["success"] is True, video
+        made = await h.store.load_task(video["task_id"])
+        assert made is not None and made.account is not None
+        body = {"action": "extend", "video_id": video["video_id"], "prompt": "further",
+                "async": True}  # fmt: skip
+        # More than the video's account has slots: without the pin some would go elsewhere.
+        ids = [(await h.videos(body)).json()["task_id"] for _ in range(8)]
         found = await settled(h.client, h.headers(), ids, timeout=60)
         accounts = {(await h.store.load_task(i)).account for i in ids}  # type: ignore[union-attr]
     assert states(found) == {"succeed": 8}, found
