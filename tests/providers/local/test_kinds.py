@@ -187,6 +187,6 @@ async def test_unusable_inputs_fail_the_task_with_a_clear_reason(
 ) -> None:  # fmt: skip
     request = {k: f"{base}/{v}" if k.endswith("_url") else v for k, v in request_.items()}
     error = await failure(provider, task_of(task_type, **request))
-    assert error.code == code and not error.retryable
+    assert (error.code, error.retryable) == (code, False), error.message
     assert words in error.message
     assert list((tmp_path / "videos").glob("*.mp4")) == []
