@@ -271,11 +271,16 @@ def test_object_ids_increase(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_task_and_trace_ids_are_uuids() -> None:
     task_ids = {new_task_id() for _ in range(20)}
     assert len(task_ids) == 20
-    for value in [*task_ids, new_trace_id()]:
+    trace_ids = {new_trace_id() for _ in range(2000)}
+    assert len(trace_ids) == 2000
+    for value in [*task_ids, *trace_ids]:
         parsed = uuid.UUID(value)
         assert str(parsed) == value
-        assert parsed.version == 4
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
         assert is_uuid(value)
+    # Every hex digit outside the version and variant is drawn: each takes all 16 values.
+    digits = [{t.replace("-", "")[i] for t in trace_ids} for i in range(32)]
+    assert [len(d) for d in digits] == [16] * 12 + [1] + [16] * 3 + [4] + [16] * 15
     assert not is_uuid("not-a-uuid")
     assert not is_uuid("67c5163f550a4144a5b68698")
 
