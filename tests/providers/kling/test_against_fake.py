@@ -500,6 +500,12 @@ async def test_lost_create_answer_is_found_by_external_id(
         with pytest.raises(ProviderError) as info:
             await provider.submit(task)
         assert info.value.retryable
+    finally:
+        await provider.aclose()
+    # The retry, as the next worker run makes it, with the usual deadline: the short one is
+    # for the hang alone (on a loaded machine it once cut the lookup short too).
+    provider = make_provider(upstream, tmp_path, store)
+    try:
         submission = await provider.submit(task)
         assert submission.provider_data.get("reused") is True
         task.job_id = submission.job_id
