@@ -1,4 +1,4 @@
-"""`python -m bench [--only GROUP]`: run the bench groups and write bench/RESULTS.md.
+"""`python -m bench [--only GROUP | --only core]`: run the bench groups, write bench/RESULTS.md.
 
 The core groups (tasks_api, machinery) are measured here; the others run their own module
 (`python -m bench.<module>` runs one alone) and leave a results file, which RESULTS.md takes in
@@ -75,7 +75,11 @@ def _module(name: str, argv: list[str]) -> object:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--only", choices=[*CORE, *EXTRA], help="run one group")
+    parser.add_argument(
+        "--only",
+        choices=["core", *CORE, *EXTRA],
+        help="run one group (core: tasks_api and machinery, whose section they share)",
+    )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per wrk run")
     parser.add_argument("--warmup", type=float, default=2.0, help="wrk warm-up seconds")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections")
@@ -84,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     command = _command(sys.argv[1:] if argv is None else argv)
     started = time.perf_counter()
     api = mach = None
-    if args.only in (None, "tasks_api"):
+    if args.only in (None, "core", "tasks_api"):
         ensure_wrk()
         opts = tasks_api.Options(args.duration, args.warmup, args.connections, args.rounds)
         api = tasks_api.run(opts)
-    if args.only in (None, "machinery"):
+    if args.only in (None, "core", "machinery"):
         mach = machinery.run()
     for name, (run, _) in EXTRA.items():
         if args.only in (None, name):
