@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from kling_gateway import __version__
+from kling_gateway.cli.argv import join_dash_values
 from kling_gateway.cli.tables import format_table
 from kling_gateway.runtime.settings import (
     Settings,
@@ -207,7 +208,7 @@ def _tokens_revoke(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_dash_values(parser, sys.argv[1:] if argv is None else argv))
     # Before the settings are read (their errors are logged too): the flag, else its twin.
     level = getattr(args, "log_level", None) or os.environ.get("KLING_GATEWAY_LOG_LEVEL")
     fmt = getattr(args, "log_format", None) or os.environ.get("KLING_GATEWAY_LOG_FORMAT")
