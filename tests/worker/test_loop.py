@@ -473,6 +473,12 @@ class RenderingProvider(ScriptedProvider):
         return self.render
 
 
+# The leases of the two real-time tests below: renewed every third of it, so a renewal may be
+# late by two thirds (0.6 s) before another worker could take the task; on a loaded machine a
+# 0.3 s lease left too little.
+LEASE = 0.9
+
+
 async def test_a_job_outliving_the_call_keeps_its_lease(store: CountingStore) -> None:
     # Real time here: the lease must outlast several lease periods while the render runs.
     provider = RenderingProvider()
@@ -480,7 +486,7 @@ async def test_a_job_outliving_the_call_keeps_its_lease(store: CountingStore) ->
     quick = Policy(check_interval=0.01, check_max_interval=0.01, deadline_seconds=600)
     w = Worker(
         store, provider, LocalTaskEvents(),
-        WorkerConfig(policy=quick, lease_seconds=0.3, call_timeout=0.05),
+        WorkerConfig(policy=quick, lease_seconds=LEASE, call_timeout=0.05),
     )  # fmt: skip
     task = make_task("user-1")
     now = time.time()
@@ -490,7 +496,7 @@ async def test_a_job_outliving_the_call_keeps_its_lease(store: CountingStore) ->
     await w.poll()
     while w.stats.renewals < 4:  # well past the call's deadline and the first lease
         await asyncio.sleep(0.05)
-        assert await store.claim_due_tasks("another-worker", time.time(), 10, 0.3) == []
+        assert await store.claim_due_tasks("another-worker", time.time(), 10, LEASE) == []
     provider.done.set()
     await w.settle()
     found = await stored(store, task)
@@ -517,7 +523,7 @@ async def test_a_local_render_outliving_the_call_keeps_its_lease(
         files=files, store=store, delay=0.0, max_side=64, fps=4, renderer=renderer
     )
     quick = Policy(check_interval=0.01, check_max_interval=0.01, deadline_seconds=600)
-    config = WorkerConfig(policy=quick, lease_seconds=0.3, call_timeout=0.05)
+    config = WorkerConfig(policy=quick, lease_seconds=LEASE, call_timeout=0.05)
     w = Worker(store, provider, LocalTaskEvents(), config)
     task = make_task("user-1")
     now = time.time()
@@ -528,7 +534,7 @@ async def test_a_local_render_outliving_the_call_keeps_its_lease(
                 await w.poll()
                 await asyncio.wait_for(asyncio.to_thread(started.wait, 0.05), 1)
             while w.stats.renewals < 3:
-                assert await store.claim_due_tasks("another-worker", time.time(), 10, 0.3) == []
+                assert await store.claim_due_tasks("another-worker", time.time(), 10, LEASE) == []
                 await asyncio.sleep(0.05)
             gate.set()
             await w.settle()
