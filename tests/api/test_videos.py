@@ -85,16 +85,27 @@ async def test_blocking_wait_runs_out_with_504_and_the_task_goes_on(tmp_path: Pa
 
 
 async def test_a_client_that_disconnects_does_not_cancel_its_task(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, worker=True, local_delay=0.5)
+    settings = make_settings(tmp_path, worker=True, local_delay=2.0)
     async with AppHarness.start(settings) as gateway:
         blocking = asyncio.create_task(gateway.videos(TEXT2VIDEO))
-        await asyncio.sleep(0.1)
+        # Until the task is stored, so that the call is being held (a fixed 0.1 s was once too
+        # short on PostgreSQL on a loaded machine: the client left before the create).
+        task_id = await first_listed(gateway)
+        assert not blocking.done()  # the task takes 2 s at least
         blocking.cancel()  # the client goes away while the call is held
         with pytest.raises(asyncio.CancelledError):
             await blocking
-        listing = (await gateway.tasks({"action": "retrieve_batch"})).json()
-        record = await wait_finished(gateway, listing["items"][0]["id"])
+        record = await wait_finished(gateway, task_id)
         assert record["response"]["state"] == "succeed"
+
+
+async def first_listed(gateway: AppHarness) -> str:
+    async with asyncio.timeout(10):
+        while True:
+            listing = (await gateway.tasks({"action": "retrieve_batch"})).json()
+            if listing["items"]:
+                return str(listing["items"][0]["id"])
+            await asyncio.sleep(0.01)
 
 
 async def test_failed_task_answers_the_failed_body(gateway_with_worker: AppHarness) -> None:
