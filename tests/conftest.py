@@ -75,6 +75,14 @@ async def gateway_with_worker(tmp_path: Path) -> AsyncIterator[AppHarness]:
         yield harness
 
 
+@pytest.fixture
+def embedded_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``kling-gateway`` run in-process on its embedded defaults: no database, object
+    storage, Redis or server key from the environment (CI may set them)."""
+    for name in ("DATABASE_URL", "SECRET_KEY", "STORAGE_URL", "REDIS_URL"):
+        monkeypatch.delenv(f"KLING_GATEWAY_{name}", raising=False)
+
+
 @pytest.fixture(autouse=True)
 def _root_logging() -> Iterator[None]:
     """Tests that run ``kling_gateway.cli.main`` in-process get its logging set up: the root

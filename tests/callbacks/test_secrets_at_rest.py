@@ -118,11 +118,8 @@ async def test_a_wrong_server_key_stops_the_start_in_one_line(tmp_path: Path) ->
     await store.close()
 
 
-def test_serve_with_a_wrong_key_exits_2(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for name in ("DATABASE_URL", "SECRET_KEY", "STORAGE_URL", "REDIS_URL"):
-        monkeypatch.delenv(f"KLING_GATEWAY_{name}", raising=False)
+@pytest.mark.usefixtures("embedded_env")
+def test_serve_with_a_wrong_key_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = str(tmp_path / "data")
     common = ["--data-dir", data]
     assert main(["tokens", "create", "--user", "alice", *common]) == 0

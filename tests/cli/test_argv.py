@@ -23,11 +23,10 @@ def dash_key() -> str:
     return key
 
 
+@pytest.mark.usefixtures("embedded_env")
 def test_a_key_that_begins_with_a_dash_is_the_flags_value(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    for name in ("DATABASE_URL", "SECRET_KEY", "STORAGE_URL", "REDIS_URL"):
-        monkeypatch.delenv(f"KLING_GATEWAY_{name}", raising=False)
     common = ["--data-dir", str(tmp_path / "data")]
     assert main(["tokens", "create", "--user", "alice", *common]) == 0
     key = dash_key()

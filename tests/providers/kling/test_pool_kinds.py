@@ -5,7 +5,7 @@ a talking photo's in-check steps count against its account as on submit."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -73,40 +73,41 @@ def settings(tmp_path: Path, upstream: str) -> Settings:
     )  # fmt: skip
 
 
-async def test_a_lip_sync_by_video_id_runs_on_the_videos_account(
-    settings: Settings, audio_server: str
+async def assert_runs_on_the_videos_account(
+    settings: Settings, path: str, body_for: Callable[[str], dict[str, Any]]
 ) -> None:
+    """A video, then 8 tasks of ``path`` naming it (``body_for(video_id)``): more than the
+    video's account has slots, so without the pin some would go elsewhere; all succeed there."""
     async with AppHarness.start(settings) as h:
         await add_accounts(h)
         video = (await h.videos({"action": "text2video", "prompt": "a talk"})).json()
         assert video["success"] is True, video
         made = await h.store.load_task(video["task_id"])
         assert made is not None and made.account is not None
-        body = {"mode": "audio2video", "video_id": video["video_id"], "async": True,
-                "audio_url": f"{audio_server}/long.wav"}  # fmt: skip
-        # More than the video's account has slots: without the pin some would go elsewhere.
-        ids = [(await h.create("/kling/lip-sync", body)).json()["task_id"] for _ in range(8)]
+        body = body_for(video["video_id"])
+        ids = [(await h.create(path, body)).json()["task_id"] for _ in range(8)]
         found = await settled(h.client, h.headers(), ids, timeout=60)
         accounts = {(await h.store.load_task(i)).account for i in ids}  # type: ignore[union-attr]
     assert states(found) == {"succeed": 8}, found
     assert accounts == {made.account}
+
+
+async def test_a_lip_sync_by_video_id_runs_on_the_videos_account(
+    settings: Settings, audio_server: str
+) -> None:
+    await assert_runs_on_the_videos_account(
+        settings, "/kling/lip-sync",
+        lambda video_id: {"mode": "audio2video", "video_id": video_id, "async": True,
+                          "audio_url": f"{audio_server}/long.wav"},
+    )  # fmt: skip
 
 
 async def test_an_extend_runs_on_the_account_that_made_the_video(settings: Settings) -> None:
-    async with AppHarness.start(settings) as h:
-        await add_accounts(h)
-        video = (await h.videos({"action": "text2video", "prompt": "a walk"})).json()
-        assert video["success"] is True, video
-        made = await h.store.load_task(video["task_id"])
-        assert made is not None and made.account is not None
-        body = {"action": "extend", "video_id": video["video_id"], "prompt": "further",
-                "async": True}  # fmt: skip
-        # More than the video's account has slots: without the pin some would go elsewhere.
-        ids = [(await h.videos(body)).json()["task_id"] for _ in range(8)]
-        found = await settled(h.client, h.headers(), ids, timeout=60)
-        accounts = {(await h.store.load_task(i)).account for i in ids}  # type: ignore[union-attr]
-    assert states(found) == {"succeed": 8}, found
-    assert accounts == {made.account}
+    await assert_runs_on_the_videos_account(
+        settings, "/kling/videos",
+        lambda video_id: {"action": "extend", "video_id": video_id, "prompt": "further",
+                          "async": True},
+    )  # fmt: skip
 
 
 async def test_an_account_error_in_a_talking_photos_check_disables_its_account(
